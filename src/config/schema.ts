@@ -1,0 +1,136 @@
+import { z } from 'zod';
+
+/**
+ * The one schema of the daemon's configuration. Every key has a default here and is documented
+ * in config.example.yaml; RULES.md defaults live here, never as literals in code.
+ * Objects are strict so a misspelt key is named instead of silently ignored.
+ */
+const port = z.number().int().min(0).max(65535);
+const seconds = z.number().positive();
+const share = z.number().min(0).max(1);
+const nullableString = z.string().min(1).nullable();
+
+const tierWeights = z.strictObject({ none: z.number().default(1), xcare: z.number().default(1), xcare_pro: z.number().default(1.25) });
+
+export const configSchema = z.strictObject({
+  dataDir: z.string().min(1).default('./data'),
+  adminToken: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+
+  mqtt: z
+    .strictObject({
+      host: z.string().default('0.0.0.0'),
+      port: port.default(1883),
+      /** Plain listener on when TLS is on too. Without TLS the plain listener is always on. */
+      plainWithTls: z.boolean().default(false),
+      tls: z
+        .strictObject({
+          port: port.default(8883),
+          cert: nullableString.default(null),
+          key: nullableString.default(null),
+          ca: nullableString.default(null),
+        })
+        .prefault({}),
+      maxPacketBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(65536),
+      /** aedes: how long a slow subscriber may hold up delivery before its connection is dropped. */
+      drainTimeoutMs: z.number().int().positive().default(10_000),
+      /** Time a client has to send CONNECT after opening the socket. */
+      connectTimeoutMs: z.number().int().positive().default(30_000),
+      /** Successful token verifications cached in memory, so reconnect storms cost no scrypt. */
+      authCacheSize: z.number().int().min(0).default(100_000),
+    })
+    .prefault({}),
+
+  http: z.strictObject({ host: z.string().default('127.0.0.1'), port: port.default(8080) }).prefault({}),
+
+  ingest: z
+    .strictObject({
+      /** Latest heartbeats are coalesced per device and written in one transaction at this period. */
+      flushIntervalMs: z.number().int().positive().default(100),
+      maxBatch: z.number().int().positive().default(10_000),
+    })
+    .prefault({}),
+
+  health: z
+    .strictObject({
+      missedHeartbeats: z.number().int().positive().default(3),
+      lastWillGraceS: seconds.default(30),
+      tickMs: z.number().int().positive().default(1000),
+      correlationWindowS: seconds.default(120),
+      minCorrelated: z.number().int().positive().default(3),
+      fleetGatewayShare: share.default(0.3),
+      customerGatewayShare: share.default(0.5),
+      sensorLostShare: share.default(0.5),
+      minSensorsLost: z.number().int().positive().default(2),
+      flapping: z.strictObject({ changes: z.number().int().positive().default(4), windowS: seconds.default(600) }).prefault({}),
+      security: z
+        .strictObject({
+          authFailures: z.number().int().positive().default(20),
+          aclViolations: z.number().int().positive().default(5),
+          patchFailures: z.number().int().positive().default(1),
+          integrityMismatchDevices: z.number().int().positive().default(3),
+          windowS: seconds.default(60),
+        })
+        .prefault({}),
+      /** After an install, silence this long is an expected restart and opens no loss ticket. */
+      expectedRestartGraceS: seconds.default(300),
+    })
+    .prefault({}),
+
+  tickets: z
+    .strictObject({
+      resolveAfterS: seconds.default(300),
+      reopenWindowS: seconds.default(3600),
+      maxTicketsPerDay: z.number().int().positive().default(6),
+      severityWeight: z
+        .strictObject({ urgent: z.number().default(1000), high: z.number().default(400), medium: z.number().default(150), low: z.number().default(50) })
+        .prefault({}),
+      tierWeight: tierWeights.prefault({}),
+      classWeight: z.strictObject({ problem: z.number().default(25), consultative: z.number().default(0) }).prefault({}),
+      agingPerHour: z.number().min(0).default(5),
+      agingCap: z.number().min(0).default(200),
+    })
+    .prefault({}),
+
+  subscriptions: z
+    .strictObject({
+      currency: z.string().default('EUR'),
+      annualPrice: z.strictObject({ xcare: z.number().min(0).default(120), xcare_pro: z.number().min(0).default(300) }).prefault({}),
+      /** Installers whose devices are eligible; Minnovation itself is always approved. */
+      approvedInstallers: z.array(z.string().min(1)).default(['minnovation']),
+      expiringWithinDays: z.number().int().positive().default(30),
+    })
+    .prefault({}),
+
+  webhook: z
+    .strictObject({
+      url: z.string().url().nullable().default(null),
+      secret: nullableString.default(null),
+      timeoutMs: z.number().int().positive().default(5000),
+      maxAttempts: z.number().int().positive().default(12),
+      backoffBaseMs: z.number().int().positive().default(1000),
+      backoffMaxMs: z.number().int().positive().default(300_000),
+    })
+    .prefault({}),
+
+  patches: z
+    .strictObject({
+      /** PEM public keys (file paths) that release signatures must verify with. */
+      releaseKeys: z.array(z.string().min(1)).default([]),
+      threshold: z.number().int().positive().default(1),
+      maxArtifactBytes: z.number().int().positive().default(512 * 1024 * 1024),
+    })
+    .prefault({}),
+
+  rollouts: z
+    .strictObject({
+      tickMs: z.number().int().positive().default(1000),
+      abortThreshold: share.default(0.1),
+      maxConcurrent: z.number().int().positive().default(500),
+      maxPerGateway: z.number().int().positive().default(1),
+    })
+    .prefault({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;

@@ -1,0 +1,62 @@
+/**
+ * Errors with a stable `code`, so callers, logs and the HTTP layer can tell them apart
+ * without matching on messages. `status` is the HTTP status the API answers with.
+ */
+export class XcareError extends Error {
+  readonly code: string;
+  readonly status: number;
+  constructor(code: string, message: string, status = 500, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export class ConfigError extends XcareError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message, 500);
+  }
+}
+
+export class ValidationError extends XcareError {
+  constructor(message: string) {
+    super('VALIDATION', message, 400);
+  }
+}
+
+export class NotFoundError extends XcareError {
+  constructor(message: string) {
+    super('NOT_FOUND', message, 404);
+  }
+}
+
+export class ConflictError extends XcareError {
+  constructor(message: string) {
+    super('CONFLICT', message, 409);
+  }
+}
+
+export class UnauthorizedError extends XcareError {
+  constructor(message = 'unauthorized') {
+    super('UNAUTHORIZED', message, 401);
+  }
+}
+
+export class ForbiddenError extends XcareError {
+  constructor(message = 'forbidden') {
+    super('FORBIDDEN', message, 403);
+  }
+}
+
+/**
+ * Patch failures: `fatal` ones (bad signature, wrong hash, downgrade) are reported and never retried;
+ * `transient` ones (network, timeouts) are retried with backoff.
+ */
+export class PatchError extends XcareError {
+  readonly kind: 'fatal' | 'transient';
+  constructor(code: string, message: string, kind: 'fatal' | 'transient', options?: { cause?: unknown }) {
+    super(code, message, 400, options);
+    this.kind = kind;
+  }
+}
