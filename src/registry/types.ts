@@ -33,3 +33,20 @@ export interface DeviceLiveState {
   heartbeats: number;
   stateChangedAt: number | null;
 }
+
+/**
+ * Read access to the registry for the evaluator, tickets and scheduler: in-memory, O(1) lookups,
+ * kept in step with the database by the registry itself.
+ */
+export interface DeviceDirectory {
+  get(id: string): DeviceRecord | undefined;
+  all(): Iterable<DeviceRecord>;
+  /** Sensors whose `parent` is this gateway. */
+  childrenOf(gatewayId: string): readonly DeviceRecord[];
+  /** Gateways of a customer. */
+  gatewaysOf(customer: string): readonly DeviceRecord[];
+  /** Count of non-revoked gateways in the fleet. */
+  gatewayCount(): number;
+  /** Called with each device added, changed or revoked. Returns an unsubscribe function. */
+  onChange(listener: (device: DeviceRecord) => void): () => void;
+}

@@ -1,0 +1,48 @@
+/** Ticket vocabulary of RULES.md "Automatic tickets" and the support queue. */
+export const SEVERITIES = ['urgent', 'high', 'medium', 'low'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export const CLASSIFICATIONS = ['problem', 'consultative'] as const;
+export type Classification = (typeof CLASSIFICATIONS)[number];
+
+export const TICKET_KINDS = [
+  'security_incident',
+  'major_outage',
+  'cloud_loss_complete',
+  'cloud_loss_partial',
+  'gateway_loss',
+  'gateway_partial',
+  'sensor_issue',
+  'flapping',
+  'rollout_aborted',
+  'manual',
+] as const;
+export type TicketKind = (typeof TICKET_KINDS)[number];
+
+export type TicketStatus = 'open' | 'acknowledged' | 'resolved';
+
+/**
+ * What the health evaluator (or the scheduler) reports: a condition that holds now on a subject.
+ * The ticket service turns it into open/update/upgrade/reopen/fold; the reporter never touches tickets.
+ */
+export interface ConditionReport {
+  kind: TicketKind;
+  /** A device id, `customer:<name>`, `fleet`, or `rollout:<id>`. */
+  subject: string;
+  severity: Severity;
+  classification: Classification;
+  summary: string;
+  details?: Record<string, unknown>;
+  /** Subjects grouped under this ticket: sensors on a gateway ticket, gateways on a customer/fleet ticket. */
+  covers?: string[];
+}
+
+/** The ticket service as the evaluator and scheduler see it. */
+export interface ConditionSink {
+  /** The condition holds now: open, update, upgrade, reopen or fold its ticket. */
+  raise(report: ConditionReport): void;
+  /** The condition no longer holds; the ticket resolves after `resolveAfter` of staying clear. */
+  clear(kind: TicketKind, subject: string, reason: string): void;
+  /** Is there an open (or acknowledged) ticket of one of these kinds on this subject? */
+  hasOpen(kinds: readonly TicketKind[], subject: string): boolean;
+}
