@@ -1,0 +1,80 @@
+import { parseArgs } from 'node:util';
+import { CliError, type Command } from './command.js';
+import { createCliContext } from './cli-context.js';
+import { commands as deviceCommands } from './commands/device.js';
+
+const ALL: Command[] = [...deviceCommands];
+
+const GLOBAL_HELP = `Usage: xcarectl [--url URL] [--token TOKEN] [--json] <command> [options]
+
+The xcare-fleet admin tool; talks to the daemon's HTTP API.
+  --url URL      daemon URL (default: $XCARE_URL or http://127.0.0.1:8080)
+  --token TOKEN  admin token (default: $XCARE_TOKEN or ./data/admin.token)
+  --json         machine-readable output
+  -h, --help     this help; 'xcarectl <command> --help' for a command
+
+Commands:`;
+
+function findCommand(words: string[]): { command: Command; rest: string[] } | undefined {
+  let best: Command | undefined;
+  for (const c of ALL) {
+    if (c.name.length <= words.length && c.name.every((w, i) => words[i] === w)) {
+      if (!best || c.name.length > best.name.length) best = c;
+    }
+  }
+  return best ? { command: best, rest: words.slice(best.name.length) } : undefined;
+}
+
+function help(): string {
+  const width = Math.max(...ALL.map((c) => c.name.join(' ').length));
+  return `${GLOBAL_HELP}\n${ALL.map((c) => `  ${c.name.join(' ').padEnd(width)}  ${c.summary}`).join('\n')}`;
+}
+
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out?: (s: string) => void): Promise<number> {
+  const write = out ?? ((s: string) => process.stdout.write(s));
+  // Global options may stand anywhere; everything else goes to the command.
+  const globals: { url?: string; token?: string; json: boolean; help: boolean } = { json: false, help: false };
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--json') globals.json = true;
+    else if (a === '--help' || a === '-h') globals.help = true;
+    else if (a === '--url' || a === '--token') {
+      const v = argv[++i];
+      if (v === undefined) throw new CliError(`${a} needs a value`, 2);
+      globals[a.slice(2) as 'url' | 'token'] = v;
+    } else if (a.startsWith('--url=')) globals.url = a.slice(6);
+    else if (a.startsWith('--token=')) globals.token = a.slice(8);
+    else rest.push(a);
+  }
+  const found = findCommand(rest);
+  if (!found) {
+    if (rest.length === 0 || globals.help) {
+      write(`${help()}\n`);
+      return rest.length === 0 && !globals.help ? 2 : 0;
+    }
+    throw new CliError(`unknown command '${rest.join(' ')}'; see xcarectl --help`, 2);
+  }
+  if (globals.help) {
+    write(`${found.command.summary}\n\nUsage: ${found.command.usage}\n`);
+    return 0;
+  }
+  const ctx = createCliContext({ url: globals.url, token: globals.token, json: globals.json, env, cwd: process.cwd(), out: write });
+  await found.command.run(found.rest, ctx);
+  return 0;
+}
+
+// Run when executed as a program (bin/xcarectl.js imports this module).
+if (process.argv[1] && /xcarectl(\.js)?$/.test(process.argv[1])) {
+  runCli(process.argv.slice(2), process.env).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      const isCli = err instanceof CliError;
+      const message = isCli ? err.message : ((err as Error).message ?? String(err));
+      process.stderr.write(`xcarectl: ${message.split('\n')[0]}\n`);
+      process.exitCode = isCli ? err.exitCode : (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? 2 : 1;
+    },
+  );
+}

@@ -1,0 +1,72 @@
+import type { Router } from '../router.js';
+import type { DeviceRegistry, DeviceFilter } from '../../registry/device-registry.js';
+import { parseDeviceInput, parseDeviceCsv, type DeviceInput } from '../../registry/device-input.js';
+import type { DeviceRecord } from '../../registry/types.js';
+import { NotFoundError, ValidationError } from '../../errors.js';
+
+export interface DeviceView extends DeviceRecord {
+  /** online | offline | lost | unknown | revoked ... as the health evaluator sees it. */
+  state: string;
+  [extra: string]: unknown;
+}
+
+export interface DeviceRouteDeps {
+  registry: DeviceRegistry;
+  /** Device plus live state for lists (cheap). */
+  view(device: DeviceRecord): DeviceView;
+  /** Full detail for one device: last heartbeat, eligibility, patches. */
+  detail(device: DeviceRecord): Record<string, unknown>;
+  /** Called after a revocation is committed: close the device's live connection. */
+  onRevoked(deviceId: string): void;
+}
+
+const FILTERS = ['type', 'tier', 'customer', 'installer', 'parent', 'tag'] as const;
+
+export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): void {
+  router.get('/api/v1/devices', 'admin', ({ query }) => {
+    const filter: DeviceFilter = { includeRevoked: query.get('revoked') === 'true' };
+    for (const key of FILTERS) {
+      const v = query.get(key);
+      if (v) filter[key] = v;
+    }
+    const state = query.get('state');
+    const devices = deps.registry.list(filter).map(deps.view);
+    return { devices: state ? devices.filter((d) => d.state === state) : devices };
+  });
+
+  router.get('/api/v1/devices/:id', 'admin', ({ params }) => {
+    const device = deps.registry.get(params.id!);
+    if (!device) throw new NotFoundError(`device ${params.id} not found`);
+    return deps.detail(device);
+  });
+
+  router.post('/api/v1/devices', 'admin', async (ctx) => {
+    const input = parseDeviceInput(await ctx.body());
+    const [created] = await deps.registry.add([input]);
+    ctx.res.statusCode = 201;
+    return { device: created!.device, token: created!.token };
+  });
+
+  // Bulk provisioning: JSON {devices: [...]} or a CSV body (text/csv). All or nothing.
+  router.post('/api/v1/devices/import', 'admin', async (ctx) => {
+    const type = String(ctx.req.headers['content-type'] ?? '');
+    let inputs: DeviceInput[];
+    if (type.startsWith('text/csv')) {
+      inputs = parseDeviceCsv((await ctx.rawBody(16 * 1024 * 1024)).toString('utf8'));
+    } else {
+      const body = (await ctx.body()) as { devices?: unknown };
+      if (!Array.isArray(body.devices)) throw new ValidationError('devices: expected an array');
+      inputs = body.devices.map((d, i) => parseDeviceInput(d, `devices.${i}.`));
+    }
+    if (inputs.length === 0) throw new ValidationError('devices: nothing to import');
+    const created = await deps.registry.add(inputs);
+    ctx.res.statusCode = 201;
+    return { devices: created.map((c) => ({ id: c.device.id, token: c.token })) };
+  });
+
+  router.post('/api/v1/devices/:id/revoke', 'admin', ({ params }) => {
+    const device = deps.registry.revoke(params.id!);
+    deps.onRevoked(device.id);
+    return { device };
+  });
+}
