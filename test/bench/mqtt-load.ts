@@ -1,0 +1,106 @@
+import { connect, type Socket } from 'node:net';
+
+/**
+ * A deliberately thin MQTT 3.1.1 load generator on raw sockets: thousands of connections in one
+ * process cost little, so the figures measure the broker, not the client library.
+ */
+function remainingLength(n: number): Buffer {
+  const bytes: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    bytes.push(b);
+  } while (n > 0);
+  return Buffer.from(bytes);
+}
+
+function str(s: string): Buffer {
+  const b = Buffer.from(s, 'utf8');
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(b.length);
+  return Buffer.concat([len, b]);
+}
+
+export function connectPacket(clientId: string, username: string, password: string, keepaliveS = 120): Buffer {
+  const variable = Buffer.concat([str('MQTT'), Buffer.from([4, 0b11000010, keepaliveS >> 8, keepaliveS & 0xff])]);
+  const payload = Buffer.concat([str(clientId), str(username), str(password)]);
+  const body = Buffer.concat([variable, payload]);
+  return Buffer.concat([Buffer.from([0x10]), remainingLength(body.length), body]);
+}
+
+export function publishQos1(topic: string, packetId: number, payload: Buffer): Buffer {
+  const id = Buffer.from([packetId >> 8, packetId & 0xff]);
+  const body = Buffer.concat([str(topic), id, payload]);
+  return Buffer.concat([Buffer.from([0x32]), remainingLength(body.length), body]);
+}
+
+export class LoadClient {
+  private socket?: Socket;
+  private buffer: Buffer = Buffer.alloc(0);
+  private nextId = 1;
+  private readonly inflight = new Map<number, number>();
+  onAck?: (latencyMs: number) => void;
+
+  constructor(
+    readonly id: string,
+    private readonly token: string,
+    private readonly port: number,
+  ) {}
+
+  connect(timeoutMs = 60_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ port: this.port, host: '127.0.0.1', noDelay: true });
+      this.socket = socket;
+      const timer = setTimeout(() => reject(new Error(`${this.id}: CONNACK timeout`)), timeoutMs);
+      let connected = false;
+      socket.on('error', (err) => {
+        if (!connected) {
+          clearTimeout(timer);
+          reject(err);
+        }
+      });
+      socket.on('data', (chunk: Buffer) => {
+        this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+        while (this.buffer.length >= 2) {
+          const type = this.buffer[0]! >> 4;
+          const len = this.buffer[1]!; // CONNACK and PUBACK are 2-byte bodies
+          if (this.buffer.length < 2 + len) break;
+          if (type === 2) {
+            clearTimeout(timer);
+            const rc = this.buffer[3];
+            if (rc === 0) {
+              connected = true;
+              resolve();
+            } else reject(new Error(`${this.id}: CONNACK ${rc}`));
+          } else if (type === 4) {
+            const pid = this.buffer.readUInt16BE(2);
+            const sent = this.inflight.get(pid);
+            if (sent !== undefined) {
+              this.inflight.delete(pid);
+              this.onAck?.(performance.now() - sent);
+            }
+          }
+          this.buffer = this.buffer.subarray(2 + len);
+        }
+      });
+      socket.write(connectPacket(this.id, this.id, this.token));
+    });
+  }
+
+  publish(topic: string, payload: Buffer): void {
+    const pid = this.nextId;
+    this.nextId = this.nextId === 65535 ? 1 : this.nextId + 1;
+    this.inflight.set(pid, performance.now());
+    this.socket!.write(publishQos1(topic, pid, payload));
+  }
+
+  inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  close(): void {
+    this.socket?.end(Buffer.from([0xe0, 0x00]));
+    this.socket?.destroy();
+  }
+}

@@ -1,0 +1,90 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { startDaemon, startAgent, ctl, eventually, ROOT, type Daemon, type RunningProcess } from '../helpers/processes.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+const run = promisify(execFile);
+
+describe('end to end: provision with xcarectl, run the real agent, see it in the API and metrics', () => {
+  const dir = tempDir('xcare-e2e-');
+  let daemon: Daemon;
+  let agent: RunningProcess | undefined;
+
+  beforeAll(async () => {
+    daemon = await startDaemon(join(dir.path, 'daemon'));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await daemon?.stop();
+    dir.cleanup();
+  });
+
+  it('a provisioned agent shows online with its versions in /api/v1/devices and /metrics within 2 s', async () => {
+    const added = await ctl(daemon, ['device', 'add', 'gw-e2e', '--type', 'gateway', '--customer', 'acme', '--installer', 'minnovation', '--tier', 'xcare', '--json']);
+    expect(added.code, added.stderr).toBe(0);
+    const { token } = JSON.parse(added.stdout) as { token: string };
+    const startedAt = Date.now();
+    agent = startAgent({ deviceId: 'gw-e2e', token, mqttPort: daemon.mqttPort, httpUrl: daemon.url, dir: join(dir.path, 'agent'), softwareVersion: '2.3.1' });
+    const device = await eventually(
+      async () => {
+        const shown = await ctl(daemon, ['device', 'show', 'gw-e2e', '--json']);
+        const d = JSON.parse(shown.stdout) as { state: string; softwareVersion: string; agentVersion: string };
+        return d.state === 'online' && d.softwareVersion === '2.3.1' ? d : undefined;
+      },
+      5000,
+      'device online in the API',
+    );
+    expect(device.agentVersion).toMatch(/^\d+\.\d+\.\d+/);
+    const metrics = await eventually(
+      async () => {
+        const text = await (await fetch(`${daemon.url}/metrics`)).text();
+        return /fleet_devices\{type="gateway",tier="xcare",state="online"\} 1/.test(text) ? text : undefined;
+      },
+      5000,
+      'online in /metrics',
+    );
+    expect(Date.now() - startedAt).toBeLessThan(2000 + 1000); // 2 s budget plus process start-up of node itself
+    expect(metrics).toMatch(/fleet_heartbeats_total [1-9]/);
+    expect(metrics).toMatch(/fleet_mqtt_clients_connected 1/);
+  });
+
+  it('SIGTERM stops agent and daemon cleanly (exit 0)', async () => {
+    expect(await agent!.stop()).toBe(0);
+    agent = undefined;
+    expect(await daemon.stop()).toBe(0);
+    expect(daemon.output()).toContain('"msg":"stopped"');
+  });
+});
+
+describe('programs from the command line', () => {
+  it('each has --help and exits 0', async () => {
+    for (const bin of ['xcared', 'xcare-agent', 'xcarectl']) {
+      const { stdout } = await run(process.execPath, [join(ROOT, 'bin', `${bin}.js`), '--help']);
+      expect(stdout).toMatch(/Usage/i);
+    }
+  });
+
+  it('xcared refuses a bad config naming the key, exits non-zero and creates no database', async () => {
+    const dir = tempDir('xcare-badcfg-');
+    const { writeFileSync } = await import('node:fs');
+    const file = join(dir.path, 'bad.yaml');
+    writeFileSync(file, `dataDir: ${join(dir.path, 'data')}\nmqtt:\n  port: seventeen\n`);
+    const err = await run(process.execPath, [join(ROOT, 'bin/xcared.js'), '--config', file]).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).toBe(2);
+    expect((err as { stderr: string }).stderr).toContain('mqtt.port');
+    expect(existsSync(join(dir.path, 'data'))).toBe(false);
+    dir.cleanup();
+  });
+
+  it('xcarectl: unknown command exits 2 with a one-line message; unreachable daemon exits 1', async () => {
+    const unknown = await ctl({ url: 'http://127.0.0.1:1', adminToken: 'x'.repeat(20) }, ['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
+    const down = await ctl({ url: 'http://127.0.0.1:1', adminToken: 'x'.repeat(20) }, ['device', 'list']);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toContain('cannot reach the daemon');
+  });
+});

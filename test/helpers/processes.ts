@@ -1,0 +1,161 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+/** Real processes for end-to-end tests: the built `xcared`, `xcare-agent` and `xcarectl` (dist/). */
+export const ROOT = join(import.meta.dirname, '..', '..');
+const run = promisify(execFile);
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface RunningProcess {
+  proc: ChildProcess;
+  output(): string;
+  /** SIGTERM and wait; resolves the exit code. */
+  stop(timeoutMs?: number): Promise<number | null>;
+  kill9(): Promise<void>;
+}
+
+function track(proc: ChildProcess): RunningProcess {
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  return {
+    proc,
+    output: () => out,
+    async stop(timeoutMs = 10_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+    async kill9() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+export interface Daemon extends RunningProcess {
+  url: string;
+  mqttPort: number;
+  httpPort: number;
+  adminToken: string;
+  dataDir: string;
+  configFile: string;
+}
+
+/** Start the real daemon on free ports with `extraYaml` appended to its config; waits for /readyz. */
+export async function startDaemon(dataDir: string, extraYaml = '', ports?: { mqtt: number; http: number }): Promise<Daemon> {
+  const mqttPort = ports?.mqtt ?? (await freePort());
+  const httpPort = ports?.http ?? (await freePort());
+  const adminToken = 'e2e-admin-token-0123456789';
+  mkdirSync(dataDir, { recursive: true });
+  const configFile = join(dataDir, 'config.yaml');
+  writeFileSync(
+    configFile,
+    `dataDir: ${dataDir}\nadminToken: ${adminToken}\nlog: { level: info }\nmqtt: { host: 127.0.0.1, port: ${mqttPort} }\nhttp: { host: 127.0.0.1, port: ${httpPort} }\n${extraYaml}`,
+  );
+  const proc = spawn(process.execPath, [join(ROOT, 'bin/xcared.js'), '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tracked = track(proc);
+  const url = `http://127.0.0.1:${httpPort}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`xcared exited ${proc.exitCode}: ${tracked.output()}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`xcared not ready: ${tracked.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { ...tracked, url, mqttPort, httpPort, adminToken, dataDir, configFile };
+}
+
+/** Run the real xcarectl against a daemon. */
+export async function ctl(daemon: Pick<Daemon, 'url' | 'adminToken'>, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/xcarectl.js'), ...args], {
+      env: { ...process.env, XCARE_URL: daemon.url, XCARE_TOKEN: daemon.adminToken },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+export interface AgentOptions {
+  deviceId: string;
+  deviceType?: 'gateway' | 'sensor';
+  token: string;
+  mqttPort: number;
+  httpUrl: string;
+  dir: string;
+  intervalS?: number;
+  softwareVersion?: string;
+  extraYaml?: string;
+}
+
+/** Write an agent.yaml plus a tiny software tree, and start the real agent process. */
+export function startAgent(opts: AgentOptions): RunningProcess & { configFile: string } {
+  const softwareDir = join(opts.dir, 'software');
+  mkdirSync(softwareDir, { recursive: true });
+  mkdirSync(join(opts.dir, 'state'), { recursive: true });
+  writeFileSync(join(softwareDir, 'app.txt'), 'sample app\n');
+  const versionFile = join(opts.dir, 'VERSION');
+  writeFileSync(versionFile, `${opts.softwareVersion ?? '1.0.0'}\n`);
+  const configFile = join(opts.dir, 'agent.yaml');
+  writeFileSync(
+    configFile,
+    [
+      `deviceId: ${opts.deviceId}`,
+      `deviceType: ${opts.deviceType ?? 'gateway'}`,
+      `token: "${opts.token}"`,
+      `brokerUrl: mqtt://127.0.0.1:${opts.mqttPort}`,
+      `daemonUrl: ${opts.httpUrl}`,
+      `intervalS: ${opts.intervalS ?? 1}`,
+      `stateDir: ${join(opts.dir, 'state')}`,
+      `softwareVersionFile: ${versionFile}`,
+      `softwareDir: ${softwareDir}`,
+      'reconnect:',
+      '  minMs: 100',
+      '  maxMs: 1000',
+      opts.extraYaml ?? '',
+    ].join('\n'),
+  );
+  const proc = spawn(process.execPath, [join(ROOT, 'bin/xcare-agent.js'), '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return { ...track(proc), configFile };
+}
+
+/** Poll `probe` until it returns a truthy value or the timeout passes. */
+export async function eventually<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
