@@ -1,0 +1,40 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+/** The broker's metric families (PROTOCOL.md "HTTP" names the first three). */
+export interface BrokerMetrics {
+  authFailures: Counter;
+  aclDenied: Counter;
+  oversizePackets: Counter;
+}
+
+/**
+ * Registers the broker's families on the daemon's registry. `connectedCount` is read in the
+ * gauge's collect(), at scrape time, so the hot path never touches the gauge.
+ */
+export function createBrokerMetrics(registry: Registry, connectedCount: () => number): BrokerMetrics {
+  new Gauge({
+    name: 'fleet_mqtt_clients_connected',
+    help: 'MQTT clients connected to the embedded broker (authenticated sessions)',
+    registers: [registry],
+    collect() {
+      this.set(connectedCount());
+    },
+  });
+  return {
+    authFailures: new Counter({
+      name: 'fleet_mqtt_auth_failures_total',
+      help: 'CONNECTs refused: bad device id, clientId != username, unknown, revoked or wrong token, bad Last Will',
+      registers: [registry],
+    }),
+    aclDenied: new Counter({
+      name: 'fleet_mqtt_acl_denied_total',
+      help: 'Publishes, subscriptions and Last Wills outside the device\'s own topics, refused',
+      registers: [registry],
+    }),
+    oversizePackets: new Counter({
+      name: 'fleet_mqtt_oversize_packets_total',
+      help: 'Connections cut because a packet declared a length above mqtt.maxPacketBytes',
+      registers: [registry],
+    }),
+  };
+}
