@@ -1,0 +1,51 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { LiveState } from './device-conditions.js';
+
+export interface HealthMetrics {
+  dropped: Counter<'reason'>;
+  conditions: Counter<'kind' | 'action'>;
+  tick: Histogram;
+}
+
+const LIVE_STATES: readonly LiveState[] = ['unknown', 'online', 'offline', 'restarting', 'lost'];
+export const DROP_REASONS = ['unknown_device', 'sensor_not_child', 'bad_security_event'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/**
+ * The evaluator's metrics. `fleet_health_devices{state}` reads the evaluator's in-memory counts at scrape time
+ * (collect()), so it costs nothing between scrapes and never drifts from what the evaluator decides.
+ */
+export function createHealthMetrics(registry: Registry, counts: () => Readonly<Record<LiveState, number>>): HealthMetrics {
+  new Gauge({
+    name: 'fleet_health_devices',
+    help: 'Devices by liveness state as the health evaluator judges them',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      const now = counts();
+      for (const state of LIVE_STATES) this.set({ state }, now[state]);
+    },
+  });
+  const dropped = new Counter({
+    name: 'fleet_health_dropped_total',
+    help: 'Health evaluator inputs dropped, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  for (const reason of DROP_REASONS) dropped.inc({ reason }, 0);
+  return {
+    dropped,
+    conditions: new Counter({
+      name: 'fleet_health_conditions_total',
+      help: 'Conditions reported to the ticket service, by kind and action (raise, clear)',
+      labelNames: ['kind', 'action'] as const,
+      registers: [registry],
+    }),
+    tick: new Histogram({
+      name: 'fleet_health_tick_seconds',
+      help: 'Duration of one health evaluator tick',
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+  };
+}
