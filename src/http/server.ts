@@ -128,8 +128,11 @@ export class HttpServer {
       };
       const result = await route.handler(ctx);
       if (!res.headersSent && !res.writableEnded) {
-        if (result === undefined) sendJson(res, 204, {});
-        else sendJson(res, 200, result);
+        // A handler may set res.statusCode (201 Created) before returning its body.
+        if (result === undefined) {
+          res.writeHead(204);
+          res.end();
+        } else sendJson(res, res.statusCode >= 200 && res.statusCode < 300 ? res.statusCode : 200, result);
       }
     } catch (err) {
       const status = err instanceof XcareError ? err.status : 500;

@@ -1,0 +1,78 @@
+import { createWriteStream, mkdirSync, openSync, fsyncSync, closeSync, renameSync, rmSync, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { HashingStream, type Digest } from '../../patches/artifact-hash.js';
+import { SHA256_HEX } from '../../patches/manifest.js';
+
+export interface ReceivedArtifact extends Digest {
+  tmpPath: string;
+}
+
+/**
+ * Content-addressed artifact files under `<dataDir>/artifacts/<sha256>`: written to a temp file,
+ * fsynced, then renamed, so a crash never leaves a half file under a digest name.
+ */
+export class ArtifactStore {
+  constructor(private readonly deps: { dir: string }) {}
+
+  private ensureDir(): void {
+    mkdirSync(join(this.deps.dir, 'tmp'), { recursive: true });
+  }
+
+  path(sha256: string): string {
+    if (!SHA256_HEX.test(sha256)) throw new Error(`not a sha256: ${sha256}`);
+    return join(this.deps.dir, sha256);
+  }
+
+  has(sha256: string, size: number): boolean {
+    const p = this.path(sha256);
+    return existsSync(p) && statSync(p).size === size;
+  }
+
+  /** Stream `source` to a temp file, hashing it; fails as soon as more than `maxBytes` arrive. */
+  async receive(source: Readable, maxBytes: number): Promise<ReceivedArtifact> {
+    this.ensureDir();
+    const tmpPath = join(this.deps.dir, 'tmp', `${Date.now()}-${randomBytes(6).toString('hex')}`);
+    const hashing = new HashingStream(maxBytes);
+    try {
+      // pipe (not pipeline) from the source: on a size overflow the request stays open, so the
+      // route can drain it and still answer 400 instead of resetting the connection.
+      source.on('error', (err) => hashing.destroy(err));
+      source.pipe(hashing);
+      await pipeline(hashing, createWriteStream(tmpPath, { mode: 0o600 }));
+      const fd = openSync(tmpPath, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      rmSync(tmpPath, { force: true });
+      throw err;
+    }
+    return { tmpPath, ...hashing.digest() };
+  }
+
+  /** Move a verified temp file to its content address (idempotent for an existing digest). */
+  commit(tmpPath: string, sha256: string): string {
+    const target = this.path(sha256);
+    renameSync(tmpPath, target);
+    try {
+      const dfd = openSync(this.deps.dir, 'r');
+      try {
+        fsyncSync(dfd);
+      } finally {
+        closeSync(dfd);
+      }
+    } catch {
+      // fsync of a directory is not supported everywhere; the rename stays atomic
+    }
+    return target;
+  }
+
+  discard(tmpPath: string): void {
+    rmSync(tmpPath, { force: true });
+  }
+}
