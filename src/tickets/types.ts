@@ -46,3 +46,19 @@ export interface ConditionSink {
   /** Is there an open (or acknowledged) ticket of one of these kinds on this subject? */
   hasOpen(kinds: readonly TicketKind[], subject: string): boolean;
 }
+
+/**
+ * RULES.md "Automatic tickets": the classification and severity each automatic kind opens with. Reporters take
+ * them from here; `rollout_aborted` is a problem whose severity follows the blast radius (the default is medium).
+ */
+export const AUTOMATIC_TICKETS: Readonly<Record<Exclude<TicketKind, 'manual'>, { classification: Classification; severity: Severity }>> = {
+  security_incident: { classification: 'problem', severity: 'urgent' },
+  major_outage: { classification: 'problem', severity: 'urgent' },
+  cloud_loss_complete: { classification: 'problem', severity: 'high' },
+  cloud_loss_partial: { classification: 'problem', severity: 'medium' },
+  gateway_loss: { classification: 'problem', severity: 'medium' },
+  gateway_partial: { classification: 'problem', severity: 'low' },
+  sensor_issue: { classification: 'problem', severity: 'low' },
+  flapping: { classification: 'problem', severity: 'low' },
+  rollout_aborted: { classification: 'problem', severity: 'medium' },
+};

@@ -1,0 +1,87 @@
+import { parseArgs } from 'node:util';
+import { CliError, type Command } from '../command.js';
+import { table } from '../cli-context.js';
+
+interface QuoteJson {
+  tier: string;
+  start: string;
+  end: string;
+  devices: number;
+  daysCovered: number;
+  daysInFiscalYear: number;
+  annualPrice: number;
+  amount: number;
+  currency?: string;
+}
+
+const quote: Command = {
+  name: ['subscription', 'quote'],
+  summary: 'pro-rata price from a start date to June 30',
+  usage: 'xcarectl subscription quote --tier xcare|xcare_pro --start YYYY-MM-DD [--devices N] [--json]',
+  async run(argv, ctx) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { tier: { type: 'string' }, start: { type: 'string' }, devices: { type: 'string' } },
+    });
+    if (positionals.length > 0) throw new CliError(`usage: ${quote.usage}`, 2);
+    if (!values.tier) throw new CliError('--tier is required', 2);
+    if (!values.start) throw new CliError('--start is required', 2);
+    const query = new URLSearchParams({ tier: values.tier, start: values.start });
+    if (values.devices !== undefined) query.set('devices', values.devices);
+    const { quote: q } = await ctx.api<{ quote: QuoteJson }>('GET', `/api/v1/subscriptions/quote?${query}`);
+    if (ctx.json) return ctx.printJson(q);
+    const currency = q.currency ? ` ${q.currency}` : '';
+    ctx.print(`${q.tier} x ${q.devices} device(s), ${q.start} .. ${q.end}`);
+    ctx.print(`${q.daysCovered} of ${q.daysInFiscalYear} days at ${q.annualPrice.toFixed(2)}${currency} a year per device`);
+    ctx.print(`total: ${q.amount.toFixed(2)}${currency}`);
+  },
+};
+
+const renew: Command = {
+  name: ['subscription', 'renew'],
+  summary: "renew a device's subscription to the next June 30",
+  usage: 'xcarectl subscription renew DEVICE [--tier xcare|xcare_pro] [--json]',
+  async run(argv, ctx) {
+    const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { tier: { type: 'string' } } });
+    if (positionals.length !== 1) throw new CliError(`usage: ${renew.usage}`, 2);
+    const res = await ctx.api<{ device: { id: string; tier: string; subscriptionEnd: string }; quote: QuoteJson }>(
+      'POST',
+      `/api/v1/devices/${encodeURIComponent(positionals[0]!)}/renew`,
+      values.tier ? { tier: values.tier } : {},
+    );
+    if (ctx.json) return ctx.printJson(res);
+    ctx.print(`${res.device.id}: ${res.device.tier} until ${res.device.subscriptionEnd} (${res.quote.amount.toFixed(2)}${res.quote.currency ? ` ${res.quote.currency}` : ''})`);
+  },
+};
+
+const integrityRegister: Command = {
+  name: ['integrity', 'register'],
+  summary: 'register the software digest devices on a version must report (eligibility)',
+  usage: 'xcarectl integrity register --version V --digest sha256:<64 hex> [--replace] [--json]',
+  async run(argv, ctx) {
+    const { values } = parseArgs({ args: argv, options: { version: { type: 'string' }, digest: { type: 'string' }, replace: { type: 'boolean' } } });
+    if (!values.version || !values.digest) throw new CliError('--version and --digest are required', 2);
+    const res = await ctx.api<{ integrity: { version: string; digest: string } }>('POST', '/api/v1/integrity', {
+      version: values.version,
+      digest: values.digest,
+      ...(values.replace ? { replace: true } : {}),
+    });
+    if (ctx.json) return ctx.printJson(res.integrity);
+    ctx.print(`version ${res.integrity.version}: ${res.integrity.digest}`);
+  },
+};
+
+const integrityList: Command = {
+  name: ['integrity', 'list'],
+  summary: 'list registered software digests',
+  usage: 'xcarectl integrity list [--json]',
+  async run(argv, ctx) {
+    parseArgs({ args: argv, options: {} });
+    const res = await ctx.api<{ integrity: { version: string; digest: string; source: string; registeredAt: string }[] }>('GET', '/api/v1/integrity');
+    if (ctx.json) return ctx.printJson(res.integrity);
+    ctx.print(table(['VERSION', 'DIGEST', 'SOURCE', 'REGISTERED'], res.integrity.map((e) => [e.version, e.digest, e.source, e.registeredAt])));
+  },
+};
+
+export const commands: Command[] = [quote, renew, integrityRegister, integrityList];

@@ -1,0 +1,89 @@
+import type { Router } from '../router.js';
+import { sendJson } from '../server.js';
+import type { TicketService, QueueFilter } from '../../tickets/ticket-service.js';
+import { ticketView } from '../../tickets/ticket-model.js';
+import type { Outbox, OutboxState } from '../../helpdesk/outbox.js';
+import { NotFoundError, ValidationError } from '../../errors.js';
+import { SEVERITIES, TICKET_KINDS, type Severity, type TicketKind } from '../../tickets/types.js';
+
+export interface TicketRouteDeps {
+  tickets: TicketService;
+  outbox: Outbox;
+}
+
+function parseId(raw: string | undefined, what = 'ticket'): number {
+  if (!raw || !/^[1-9]\d{0,15}$/.test(raw)) throw new ValidationError(`${what} id: expected a positive integer`);
+  return Number(raw);
+}
+
+function parseLimit(raw: string | null, max = 1000): number | undefined {
+  if (raw === null) return undefined;
+  if (!/^[1-9]\d{0,5}$/.test(raw) || Number(raw) > max) throw new ValidationError(`limit: expected an integer 1..${max}`);
+  return Number(raw);
+}
+
+/** Tickets, the support queue (PROTOCOL.md "HTTP": GET /api/v1/tickets?status=open in priority order) and the outbox. */
+export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): void {
+  router.get('/api/v1/tickets', 'admin', ({ query }) => {
+    const status = query.get('status') ?? 'open';
+    if (status !== 'open' && status !== 'all') throw new ValidationError('status: expected open or all');
+    const filter: QueueFilter = { status, limit: parseLimit(query.get('limit')) };
+    const kind = query.get('kind');
+    if (kind !== null) {
+      if (!TICKET_KINDS.includes(kind as TicketKind)) throw new ValidationError(`kind: unknown ticket kind ${JSON.stringify(kind)}`);
+      filter.kind = kind;
+    }
+    const severity = query.get('severity');
+    if (severity !== null) {
+      if (!SEVERITIES.includes(severity as Severity)) throw new ValidationError('severity: expected urgent, high, medium or low');
+      filter.severity = severity;
+    }
+    const subject = query.get('subject');
+    if (subject) filter.subject = subject;
+    const customer = query.get('customer');
+    if (customer) filter.customer = customer;
+    return { status, tickets: deps.tickets.queue(filter) };
+  });
+
+  router.get('/api/v1/tickets/:id', 'admin', ({ params }) => {
+    const id = parseId(params.id);
+    const detail = deps.tickets.detail(id);
+    if (!detail) throw new NotFoundError(`ticket ${id} not found`);
+    return detail;
+  });
+
+  router.post('/api/v1/tickets', 'admin', async (ctx) => {
+    const ticket = deps.tickets.openByPerson((await ctx.body()) as never);
+    // Written here: the server answers a returned value with 200.
+    sendJson(ctx.res, 201, { ticket: ticketView(ticket) });
+    return undefined;
+  });
+
+  router.post('/api/v1/tickets/:id/ack', 'admin', ({ params }) => ({ ticket: ticketView(deps.tickets.ack(parseId(params.id))) }));
+
+  router.post('/api/v1/tickets/:id/resolve', 'admin', async (ctx) => {
+    const id = parseId(ctx.params.id);
+    const body = (await ctx.body()) as { reason?: unknown } | null;
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('body: expected a JSON object');
+    return { ticket: ticketView(deps.tickets.resolve(id, body.reason)) };
+  });
+
+  router.get('/api/v1/outbox', 'admin', ({ query }) => {
+    const state = query.get('state') ?? 'pending';
+    if (!['pending', 'delivered', 'dead', 'all'].includes(state)) throw new ValidationError('state: expected pending, delivered, dead or all');
+    return {
+      state,
+      pending: deps.outbox.pendingCount(),
+      dead: deps.outbox.deadCount(),
+      entries: deps.outbox.list(state as OutboxState, parseLimit(query.get('limit')) ?? 100),
+    };
+  });
+
+  router.post('/api/v1/outbox/:id/retry', 'admin', ({ params }) => {
+    const id = parseId(params.id, 'outbox');
+    const existing = deps.outbox.get(id);
+    if (!existing) throw new NotFoundError(`outbox entry ${id} not found`);
+    if (existing.deadAt === null) throw new ValidationError(`outbox entry ${id} is not a dead letter`);
+    return { entry: deps.outbox.retry(id) };
+  });
+}

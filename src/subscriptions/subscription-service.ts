@@ -1,0 +1,94 @@
+import type { Database } from '../db/database.js';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { Config } from '../config/schema.js';
+import { NotFoundError, ValidationError } from '../errors.js';
+import type { DeviceDirectory, DeviceRecord } from '../registry/types.js';
+import { eligibility, type Eligibility, type LiveSoftware } from './eligibility.js';
+import { proRataQuote, renewal, subscriptionState, type Quote, type Renewal, type SubscriptionState } from './fiscal-year.js';
+import type { IntegrityRegistry } from './integrity-registry.js';
+
+export interface SubscriptionServiceDeps {
+  db: Database;
+  clock: Clock;
+  log: Logger;
+  config: Config['subscriptions'];
+  directory: DeviceDirectory;
+  integrity: IntegrityRegistry;
+  /**
+   * Called after a renewal is committed to `devices`: the registry keeps an in-memory cache and must reload
+   * the row (app.ts wires `(id) => registry.reload(id)`).
+   */
+  onDeviceChanged(deviceId: string): void;
+  /** The software a device last reported; defaults to reading `device_state` (primary-key lookup). */
+  live?(deviceId: string): LiveSoftware | undefined;
+}
+
+export interface DeviceEligibility extends Eligibility {
+  state: SubscriptionState;
+}
+
+/** Subscriptions and eligibility as the tickets, the API and (later) rollouts ask for them. */
+export class SubscriptionService {
+  constructor(private readonly deps: SubscriptionServiceDeps) {}
+
+  /** Live software of a device from the latest stored heartbeat. */
+  live(deviceId: string): LiveSoftware | undefined {
+    if (this.deps.live) return this.deps.live(deviceId);
+    const row = this.deps.db
+      .prepare('SELECT software_version AS softwareVersion, integrity FROM device_state WHERE device_id = ?')
+      .get(deviceId) as LiveSoftware | undefined;
+    return row;
+  }
+
+  /** Eligibility of a registered device now; undefined for an unknown id. */
+  eligibilityOf(deviceId: string): DeviceEligibility | undefined {
+    const device = this.deps.directory.get(deviceId);
+    if (!device) return undefined;
+    const now = this.deps.clock.now();
+    const result = eligibility(device, this.live(deviceId), now, {
+      approvedInstallers: this.deps.config.approvedInstallers,
+      expectedIntegrity: (v) => this.deps.integrity.expected(v),
+    });
+    if (device.revokedAt !== null) {
+      result.eligible = false;
+      result.reasons.push('device is revoked');
+    }
+    return { ...result, state: subscriptionState(device, now, this.deps.config.expiringWithinDays) };
+  }
+
+  quote(tier: string, start: string, devices?: number): Quote {
+    return proRataQuote({ tier, start, devices, prices: this.deps.config.annualPrice, currency: this.deps.config.currency });
+  }
+
+  /** Renew to the next June 30 (RULES.md "Subscriptions"), committed before the registry is told. */
+  renew(deviceId: string, tier?: string): { device: DeviceRecord; renewal: Renewal; quote: Quote } {
+    const device = this.deps.directory.get(deviceId);
+    if (!device) throw new NotFoundError(`device ${deviceId} not found`);
+    if (device.revokedAt !== null) throw new ValidationError(`device ${deviceId} is revoked`);
+    const now = this.deps.clock.now();
+    const next = renewal(device, now, tier);
+    const quote = this.quote(next.tier, next.billedFrom);
+    const db = this.deps.db;
+    db.transaction(() => {
+      db.prepare('UPDATE devices SET tier = ?, subscription_start = ?, subscription_end = ? WHERE id = ?').run(
+        next.tier,
+        next.subscriptionStart,
+        next.subscriptionEnd,
+        deviceId,
+      );
+      db.prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, 'renewed', ?)`).run(
+        now,
+        deviceId,
+        JSON.stringify({ from: { tier: device.tier, end: device.subscriptionEnd }, to: next, amount: quote.amount }),
+      );
+    })();
+    this.deps.log.info({ deviceId, tier: next.tier, end: next.subscriptionEnd }, 'subscription renewed');
+    this.deps.onDeviceChanged(deviceId);
+    return {
+      device: { ...device, tier: next.tier, subscriptionStart: next.subscriptionStart, subscriptionEnd: next.subscriptionEnd },
+      renewal: next,
+      quote,
+    };
+  }
+}
