@@ -18,6 +18,20 @@ import { registerDeviceRoutes, type DeviceView } from './http/routes/devices.js'
 import { resolveAdminToken } from './admin-token.js';
 import { fiscalYearEnd } from './subscriptions/fiscal-year.js';
 import { registerDeviceMetrics } from './metrics/device-metrics.js';
+import { IntegrityRegistry } from './subscriptions/integrity-registry.js';
+import { SubscriptionService } from './subscriptions/subscription-service.js';
+import { Outbox } from './helpdesk/outbox.js';
+import { WebhookDelivery } from './helpdesk/webhook-delivery.js';
+import { TicketService } from './tickets/ticket-service.js';
+import { registerTicketMetrics } from './metrics/ticket-metrics.js';
+import { registerTicketRoutes } from './http/routes/tickets.js';
+import { registerSubscriptionRoutes } from './http/routes/subscriptions.js';
+import { HealthEvaluator } from './health/health-evaluator.js';
+import { PatchService } from './patches/patch-service.js';
+import { PatchRepository } from './patches/patch-repository.js';
+import { ArtifactStore } from './patches/artifact-store.js';
+import { createPatchMetrics } from './patches/patch-metrics.js';
+import { registerPatchRoutes } from './http/routes/patches.js';
 
 export interface AppDeps {
   clock: Clock;
@@ -45,6 +59,13 @@ export class App {
   readonly writer: DeviceStateWriter;
   readonly ingest: DeviceMessageIngest;
   readonly adminToken: string;
+  readonly integrity: IntegrityRegistry;
+  readonly subscriptions: SubscriptionService;
+  readonly outbox: Outbox;
+  readonly tickets: TicketService;
+  readonly webhook: WebhookDelivery;
+  readonly health: HealthEvaluator;
+  readonly patches: PatchService;
   private readonly components: Component[] = [];
   private started: Component[] = [];
   private stopping?: Promise<void>;
@@ -67,6 +88,59 @@ export class App {
       authCacheSize: config.mqtt.authCacheSize,
     });
 
+    this.integrity = new IntegrityRegistry({ db: this.db, clock });
+    this.subscriptions = new SubscriptionService({
+      db: this.db,
+      clock,
+      log: log.child({ module: 'subscriptions' }),
+      config: config.subscriptions,
+      directory: this.registry,
+      integrity: this.integrity,
+      onDeviceChanged: (id) => void this.registry.reload(id),
+    });
+    this.outbox = new Outbox({ db: this.db, clock });
+    this.tickets = new TicketService({
+      db: this.db,
+      clock,
+      config: config.tickets,
+      log: log.child({ module: 'tickets' }),
+      directory: this.registry,
+      eligibilityOf: (id) => this.subscriptions.eligibilityOf(id),
+      outbox: this.outbox,
+    });
+    const webhookMetrics = registerTicketMetrics({
+      registry: this.metrics,
+      db: this.db,
+      clock,
+      expiringWithinDays: config.subscriptions.expiringWithinDays,
+    });
+    this.webhook = new WebhookDelivery({ db: this.db, clock, config: config.webhook, log: log.child({ module: 'helpdesk' }), metrics: webhookMetrics });
+    this.outbox.onCommitted(() => this.webhook.notify());
+
+    this.health = new HealthEvaluator({
+      clock,
+      db: this.db,
+      log: log.child({ module: 'health' }),
+      config: config.health,
+      directory: this.registry,
+      sink: this.tickets,
+      metrics: this.metrics,
+      expectedIntegrity: (version) => this.integrity.expected(version),
+    });
+
+    this.patches = new PatchService({
+      repo: new PatchRepository({ db: this.db }),
+      artifacts: new ArtifactStore({ dir: join(dataDir, 'artifacts') }),
+      clock,
+      log: log.child({ module: 'patches' }),
+      results: createPatchMetrics(this.metrics).results,
+      releaseKeys: config.patches.releaseKeys.map((p) => resolve(p)),
+      threshold: config.patches.threshold,
+      maxArtifactBytes: config.patches.maxArtifactBytes,
+      registerIntegrity: (version, digest, source) => void this.integrity.register(version, digest, source),
+      sendToDevice: (id, payload) => this.broker.publishToDevice(id, payload),
+    });
+
     const ingestMetrics = createIngestMetrics(this.metrics);
     this.writer = new DeviceStateWriter({
       db: this.db,
@@ -75,7 +149,16 @@ export class App {
       flushIntervalMs: config.ingest.flushIntervalMs,
       maxBatch: config.ingest.maxBatch,
     });
-    const listeners: IngestListener[] = [];
+    const listeners: IngestListener[] = [
+      this.health,
+      {
+        // PatchStatus messages, and the heartbeat's `patch` field that repeats the latest one (PROTOCOL.md).
+        onPatchStatus: (id, status, at) => void this.patches.recordStatus(id, status, at),
+        onHeartbeat: (id, hb, at) => {
+          if (hb.patch) this.patches.recordStatus(id, hb.patch, at);
+        },
+      },
+    ];
     this.ingest = new DeviceMessageIngest({
       clock,
       log: log.child({ module: 'ingest' }),
@@ -92,12 +175,13 @@ export class App {
       log: log.child({ module: 'broker' }),
       metrics: this.metrics,
       authenticate: (id, token) => this.registry.authenticate(id, token),
+      onSecurityEvent: (e) => this.health.onSecurityEvent({ kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote }),
     });
     this.broker.onDeviceMessage((id, kind, payload) => this.ingest.handle(id, kind, payload));
     this.broker.onClientConnected((id) => this.ingest.connected(id, true));
     this.broker.onClientDisconnected((id) => this.ingest.connected(id, false));
 
-    registerDeviceMetrics(this.metrics, this.db);
+    registerDeviceMetrics(this.metrics, () => this.registry.all(), (d) => this.stateOf(d));
 
     const router = new Router();
     registerSystemRoutes(router, {
@@ -110,6 +194,13 @@ export class App {
       detail: (d) => this.deviceDetail(d),
       onRevoked: (id) => this.broker.disconnectDevice(id),
     });
+    registerTicketRoutes(router, { tickets: this.tickets, outbox: this.outbox });
+    registerSubscriptionRoutes(router, { subscriptions: this.subscriptions, integrity: this.integrity });
+    registerPatchRoutes(router, {
+      patches: this.patches,
+      authenticateDevice: (id, token) => this.registry.authenticate(id, token),
+      deviceExists: (id) => this.registry.get(id) !== undefined,
+    });
     this.http = new HttpServer({
       router,
       log: log.child({ module: 'http' }),
@@ -121,6 +212,10 @@ export class App {
     this.components.push(
       { name: 'store', start: () => {}, stop: () => void this.db.close() },
       { name: 'registry', start: () => this.registry.start(), stop: () => this.registry.stop() },
+      { name: 'tickets', start: () => this.tickets.start(), stop: () => this.tickets.stop() },
+      { name: 'helpdesk', start: () => this.webhook.start(), stop: () => this.webhook.stop() },
+      { name: 'patches', start: () => this.patches.start(), stop: () => this.patches.stop() },
+      { name: 'health', start: () => this.health.start(), stop: () => this.health.stop() },
       { name: 'ingest', start: () => this.writer.start(), stop: () => this.writer.stop() },
       { name: 'broker', start: () => this.broker.start(), stop: () => this.broker.stop() },
       { name: 'http', start: () => this.http.start(), stop: () => this.http.stop() },
@@ -156,18 +251,17 @@ export class App {
     return this.db.prepare('SELECT * FROM device_state WHERE device_id = ?').get(id) as LiveRow | undefined;
   }
 
-  /** Until the evaluator has judged a device: online while heartbeats arrive within the allowed silence. */
-  private livenessOf(id: string, row: LiveRow | undefined): string {
-    if (!row?.last_seen) return 'unknown';
-    const allowedMs = this.config.health.missedHeartbeats * (row.interval_s ?? 30) * 1000;
-    return this.deps.clock.now() - row.last_seen < allowedMs ? 'online' : 'offline';
+  /** Liveness as the health evaluator sees it; `revoked` for revoked devices. */
+  private stateOf(device: DeviceRecord): string {
+    if (device.revokedAt !== null) return 'revoked';
+    return this.health.snapshot(device.id)?.state ?? 'unknown';
   }
 
   private deviceView(device: DeviceRecord): DeviceView {
     const row = this.liveRow(device.id);
     return {
       ...device,
-      state: device.revokedAt !== null ? 'revoked' : this.livenessOf(device.id, row),
+      state: this.stateOf(device),
       lastSeen: row?.last_seen ? new Date(row.last_seen).toISOString() : null,
       softwareVersion: row?.software_version ?? null,
       agentVersion: row?.agent_version ?? null,
@@ -182,6 +276,9 @@ export class App {
       integrity: row?.integrity ?? null,
       heartbeats: row?.heartbeats ?? 0,
       lastHeartbeat: row?.heartbeat ? JSON.parse(row.heartbeat) : null,
+      health: this.health.snapshot(device.id) ?? null,
+      eligibility: this.subscriptions.eligibilityOf(device.id) ?? null,
+      patches: this.patches.deviceStates(device.id),
     };
   }
 }

@@ -2,8 +2,11 @@ import { parseArgs } from 'node:util';
 import { CliError, type Command } from './command.js';
 import { createCliContext } from './cli-context.js';
 import { commands as deviceCommands } from './commands/device.js';
+import { commands as ticketCommands } from './commands/tickets.js';
+import { commands as subscriptionCommands } from './commands/subscription.js';
+import { commands as patchCommands } from './commands/patch.js';
 
-const ALL: Command[] = [...deviceCommands];
+const ALL: Command[] = [...deviceCommands, ...ticketCommands, ...subscriptionCommands, ...patchCommands];
 
 const GLOBAL_HELP = `Usage: xcarectl [--url URL] [--token TOKEN] [--json] <command> [options]
 

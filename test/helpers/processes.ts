@@ -111,16 +111,22 @@ export interface AgentOptions {
   intervalS?: number;
   softwareVersion?: string;
   extraYaml?: string;
+  /** Use this software tree and version file instead of a generated one. */
+  softwareDir?: string;
+  versionFile?: string;
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Write an agent.yaml plus a tiny software tree, and start the real agent process. */
 export function startAgent(opts: AgentOptions): RunningProcess & { configFile: string } {
-  const softwareDir = join(opts.dir, 'software');
-  mkdirSync(softwareDir, { recursive: true });
+  const softwareDir = opts.softwareDir ?? join(opts.dir, 'software');
+  const versionFile = opts.versionFile ?? join(opts.dir, 'VERSION');
   mkdirSync(join(opts.dir, 'state'), { recursive: true });
-  writeFileSync(join(softwareDir, 'app.txt'), 'sample app\n');
-  const versionFile = join(opts.dir, 'VERSION');
-  writeFileSync(versionFile, `${opts.softwareVersion ?? '1.0.0'}\n`);
+  if (!opts.softwareDir) {
+    mkdirSync(softwareDir, { recursive: true });
+    writeFileSync(join(softwareDir, 'app.txt'), 'sample app\n');
+  }
+  if (!opts.versionFile) writeFileSync(versionFile, `${opts.softwareVersion ?? '1.0.0'}\n`);
   const configFile = join(opts.dir, 'agent.yaml');
   writeFileSync(
     configFile,
@@ -140,7 +146,10 @@ export function startAgent(opts: AgentOptions): RunningProcess & { configFile: s
       opts.extraYaml ?? '',
     ].join('\n'),
   );
-  const proc = spawn(process.execPath, [join(ROOT, 'bin/xcare-agent.js'), '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [join(ROOT, 'bin/xcare-agent.js'), '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
+  });
   return { ...track(proc), configFile };
 }
 
