@@ -1,4 +1,6 @@
 import { foundation } from './001-foundation.js';
+import { tickets } from './002-tickets.js';
+import { patches } from './003-patches.js';
 
 export interface Migration {
   version: number;
@@ -7,4 +9,4 @@ export interface Migration {
 }
 
 /** Versioned migrations, applied in order at start. Never edit one that has shipped: add the next. */
-export const migrations: readonly Migration[] = [foundation];
+export const migrations: readonly Migration[] = [foundation, tickets, patches];
