@@ -32,6 +32,9 @@ import { PatchRepository } from './patches/patch-repository.js';
 import { ArtifactStore } from './patches/artifact-store.js';
 import { createPatchMetrics } from './patches/patch-metrics.js';
 import { registerPatchRoutes } from './http/routes/patches.js';
+import { RolloutScheduler } from './rollouts/rollout-scheduler.js';
+import { registerRolloutRoutes } from './http/routes/rollouts.js';
+import { registerRolloutMetrics } from './metrics/rollout-metrics.js';
 
 export interface AppDeps {
   clock: Clock;
@@ -66,6 +69,7 @@ export class App {
   readonly webhook: WebhookDelivery;
   readonly health: HealthEvaluator;
   readonly patches: PatchService;
+  readonly rollouts: RolloutScheduler;
   private readonly components: Component[] = [];
   private started: Component[] = [];
   private stopping?: Promise<void>;
@@ -126,6 +130,7 @@ export class App {
       sink: this.tickets,
       metrics: this.metrics,
       expectedIntegrity: (version) => this.integrity.expected(version),
+      isInstallingOrRestarting: (id, now) => this.rollouts.isInstallingOrRestarting(id, now),
     });
 
     this.patches = new PatchService({
@@ -141,6 +146,39 @@ export class App {
       sendToDevice: (id, payload) => this.broker.publishToDevice(id, payload),
     });
 
+    const rolloutMetrics = registerRolloutMetrics(this.metrics, { db: this.db, clock });
+    this.rollouts = new RolloutScheduler({
+      db: this.db,
+      clock,
+      log: log.child({ module: 'rollouts' }),
+      config: { ...config.rollouts, expectedRestartGraceS: config.health.expectedRestartGraceS },
+      directory: this.registry,
+      onOffered: (n) => rolloutMetrics.offers.inc(n),
+      ports: {
+        patch: (id) => {
+          const p = this.patches.list().find((x) => x.id === id);
+          return p && { id: p.id, version: p.version, types: p.appliesTo.types, appliesTo: p.appliesTo.software, expiresAt: p.expiresAt };
+        },
+        offer: async (id, patchId, rolloutId) => {
+          await this.patches.offer(id, patchId, rolloutId);
+        },
+        isConnected: (id) => this.broker.isConnected(id),
+        eligibility: (id) => {
+          const e = this.subscriptions.eligibilityOf(id);
+          return e ? { eligible: e.eligible, reasons: e.reasons } : { eligible: false, reasons: ['unknown device'] };
+        },
+        softwareVersion: (id) => this.subscriptions.live(id)?.softwareVersion ?? undefined,
+        sink: this.tickets,
+      },
+    });
+    // Rollout completion and abort reach the helpdesk too, through the same durable outbox. They belong to
+    // no ticket: ticket id 0 keeps them in order among themselves.
+    this.rollouts.onRolloutEvent((e) => {
+      if (e.type !== 'rollout.completed' && e.type !== 'rollout.aborted') return;
+      this.db.transaction(() => this.outbox.enqueue(0, e.type, { event: e }, `${e.type}:${e.rolloutId}`))();
+      this.outbox.committed();
+    });
+
     const ingestMetrics = createIngestMetrics(this.metrics);
     this.writer = new DeviceStateWriter({
       db: this.db,
@@ -151,6 +189,7 @@ export class App {
     });
     const listeners: IngestListener[] = [
       this.health,
+      this.rollouts,
       {
         // PatchStatus messages, and the heartbeat's `patch` field that repeats the latest one (PROTOCOL.md).
         onPatchStatus: (id, status, at) => void this.patches.recordStatus(id, status, at),
@@ -178,7 +217,10 @@ export class App {
       onSecurityEvent: (e) => this.health.onSecurityEvent({ kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote }),
     });
     this.broker.onDeviceMessage((id, kind, payload) => this.ingest.handle(id, kind, payload));
-    this.broker.onClientConnected((id) => this.ingest.connected(id, true));
+    this.broker.onClientConnected((id) => {
+      this.ingest.connected(id, true);
+      this.rollouts.onDeviceConnected(id);
+    });
     this.broker.onClientDisconnected((id) => this.ingest.connected(id, false));
 
     registerDeviceMetrics(this.metrics, () => this.registry.all(), (d) => this.stateOf(d));
@@ -196,6 +238,7 @@ export class App {
     });
     registerTicketRoutes(router, { tickets: this.tickets, outbox: this.outbox });
     registerSubscriptionRoutes(router, { subscriptions: this.subscriptions, integrity: this.integrity });
+    registerRolloutRoutes(router, { scheduler: this.rollouts });
     registerPatchRoutes(router, {
       patches: this.patches,
       authenticateDevice: (id, token) => this.registry.authenticate(id, token),
@@ -218,6 +261,7 @@ export class App {
       { name: 'health', start: () => this.health.start(), stop: () => this.health.stop() },
       { name: 'ingest', start: () => this.writer.start(), stop: () => this.writer.stop() },
       { name: 'broker', start: () => this.broker.start(), stop: () => this.broker.stop() },
+      { name: 'scheduler', start: () => this.rollouts.start(), stop: () => this.rollouts.stop() },
       { name: 'http', start: () => this.http.start(), stop: () => this.http.stop() },
     );
   }

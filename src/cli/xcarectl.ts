@@ -5,8 +5,9 @@ import { commands as deviceCommands } from './commands/device.js';
 import { commands as ticketCommands } from './commands/tickets.js';
 import { commands as subscriptionCommands } from './commands/subscription.js';
 import { commands as patchCommands } from './commands/patch.js';
+import { commands as rolloutCommands } from './commands/rollout.js';
 
-const ALL: Command[] = [...deviceCommands, ...ticketCommands, ...subscriptionCommands, ...patchCommands];
+const ALL: Command[] = [...deviceCommands, ...ticketCommands, ...subscriptionCommands, ...patchCommands, ...rolloutCommands];
 
 const GLOBAL_HELP = `Usage: xcarectl [--url URL] [--token TOKEN] [--json] <command> [options]
 

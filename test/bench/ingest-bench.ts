@@ -182,7 +182,7 @@ async function measure(
 
 export async function runIngestBench(opts: { devices?: number; rates?: number[]; stepS?: number; log?: (s: string) => void } = {}) {
   const devices = opts.devices ?? Number(process.env.BENCH_DEVICES ?? 5000);
-  const rates = opts.rates ?? [2500, 5000, 10000, 15000, 20000, 25000, 30000];
+  const rates = opts.rates ?? (process.env.BENCH_RATES ? process.env.BENCH_RATES.split(',').map(Number) : [2500, 5000, 10000, 15000, 20000, 25000, 30000]);
   const stepS = opts.stepS ?? Number(process.env.BENCH_STEP_S ?? 6);
   const log = opts.log ?? ((s: string) => process.stdout.write(`${s}\n`));
   const dir = tempDir('xcare-bench-');
@@ -206,7 +206,9 @@ export async function runIngestBench(opts: { devices?: number; rates?: number[];
       join(dir.path, 'config.yaml'),
       `dataDir: ${dir.path}\nadminToken: bench-admin-token-0123456789\nlog: { level: warn }\nmqtt: { host: 127.0.0.1, port: ${mqttPort} }\nhttp: { port: ${httpPort} }\n`,
     );
-    const daemon = spawn(process.execPath, [join(root, 'dist/src/main.js'), '--config', join(dir.path, 'config.yaml')], {
+    // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the daemon under load.
+    const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const daemon = spawn(process.execPath, [...nodeArgs, join(root, 'dist/src/main.js'), '--config', join(dir.path, 'config.yaml')], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     daemon.stdout!.resume();

@@ -1,0 +1,49 @@
+import type { Router } from '../router.js';
+import type { RolloutScheduler } from '../../rollouts/rollout-scheduler.js';
+import { ValidationError } from '../../errors.js';
+import { sendJson } from '../server.js';
+
+export interface RolloutRouteDeps {
+  scheduler: Pick<RolloutScheduler, 'create' | 'list' | 'view' | 'pause' | 'resume' | 'abort'>;
+}
+
+/**
+ * Rollouts API (issue 5, PROTOCOL.md "HTTP"), admin token:
+ * - `POST /api/v1/rollouts` body as in rollout-spec.ts `parseRolloutSpec` -> 201 with the rollout view;
+ *   invalid input -> 400 naming the field, nothing stored.
+ * - `GET /api/v1/rollouts` -> `{ rollouts: [...] }` newest first, with state counts.
+ * - `GET /api/v1/rollouts/:id` -> plan, spec, window, per-wave counts, excluded devices with reasons, recent events.
+ * - `POST /api/v1/rollouts/:id/pause|resume|abort` -> the rollout view; 409 when the state does not allow it.
+ */
+export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): void {
+  router.post('/api/v1/rollouts', 'admin', async (ctx) => {
+    const view = deps.scheduler.create(await ctx.body());
+    // The server answers a returned value with 200; a creation says 201 itself.
+    sendJson(ctx.res, 201, view);
+    return undefined;
+  });
+
+  router.get('/api/v1/rollouts', 'admin', ({ query }) => {
+    const state = query.get('state');
+    const rollouts = deps.scheduler.list();
+    return { rollouts: state ? rollouts.filter((r) => r.state === state) : rollouts };
+  });
+
+  router.get('/api/v1/rollouts/:id', 'admin', ({ params, query }) => {
+    const limit = query.get('excludedLimit');
+    const n = limit === null ? 1000 : Number(limit);
+    if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new ValidationError('excludedLimit: expected an integer 0..100000');
+    return deps.scheduler.view(params.id!, n);
+  });
+
+  router.post('/api/v1/rollouts/:id/pause', 'admin', ({ params }) => deps.scheduler.pause(params.id!));
+  router.post('/api/v1/rollouts/:id/resume', 'admin', ({ params }) => deps.scheduler.resume(params.id!));
+  router.post('/api/v1/rollouts/:id/abort', 'admin', async (ctx) => {
+    // An empty body reads as {} (server.ts).
+    const body = (await ctx.body()) as { reason?: unknown } | undefined;
+    if (body?.reason !== undefined && (typeof body.reason !== 'string' || body.reason.trim() === '')) {
+      throw new ValidationError('reason: expected a non-empty string');
+    }
+    return deps.scheduler.abort(ctx.params.id!, typeof body?.reason === 'string' ? `aborted by operator: ${body.reason.trim()}` : undefined);
+  });
+}

@@ -1,0 +1,94 @@
+import type { DeviceDirectory, DeviceRecord } from '../../src/registry/types.js';
+import type { PublishedPatch, RolloutPorts } from '../../src/rollouts/ports.js';
+import type { ConditionReport, ConditionSink, TicketKind } from '../../src/tickets/types.js';
+
+/**
+ * Real, small implementations of the scheduler's ports for tests and the bench: an in-memory device
+ * directory and a port set that records every offer (what a broker would have been handed).
+ */
+export class MemoryDirectory implements DeviceDirectory {
+  private readonly devices = new Map<string, DeviceRecord>();
+  private readonly listeners = new Set<(d: DeviceRecord) => void>();
+
+  add(...records: DeviceRecord[]): void {
+    for (const r of records) {
+      this.devices.set(r.id, r);
+      for (const l of this.listeners) l(r);
+    }
+  }
+  revoke(id: string, at: number): void {
+    const d = this.devices.get(id);
+    if (d) this.add({ ...d, revokedAt: at });
+  }
+  get(id: string) {
+    return this.devices.get(id);
+  }
+  all() {
+    return this.devices.values();
+  }
+  childrenOf(gatewayId: string) {
+    return [...this.devices.values()].filter((d) => d.parent === gatewayId);
+  }
+  gatewaysOf(customer: string) {
+    return [...this.devices.values()].filter((d) => d.type === 'gateway' && d.customer === customer);
+  }
+  gatewayCount() {
+    return [...this.devices.values()].filter((d) => d.type === 'gateway' && d.revokedAt === null).length;
+  }
+  onChange(listener: (d: DeviceRecord) => void) {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+}
+
+export class RecordingSink implements ConditionSink {
+  readonly raised: ConditionReport[] = [];
+  raise(report: ConditionReport): void {
+    this.raised.push(report);
+  }
+  clear(_kind: TicketKind, _subject: string, _reason: string): void {}
+  hasOpen(kinds: readonly TicketKind[], subject: string): boolean {
+    return this.raised.some((r) => kinds.includes(r.kind) && r.subject === subject);
+  }
+}
+
+export class RecordingPorts implements RolloutPorts {
+  readonly patches = new Map<string, PublishedPatch>();
+  readonly connected = new Set<string>();
+  readonly versions = new Map<string, string>();
+  readonly ineligible = new Map<string, string>();
+  readonly offers: { deviceId: string; patchId: string; rolloutId: string }[] = [];
+  readonly sink = new RecordingSink();
+  /** Replace to make offers fail or hang (crash simulation). */
+  send: (deviceId: string, patchId: string, rolloutId: string) => Promise<void> = async () => {};
+
+  patch(id: string) {
+    return this.patches.get(id);
+  }
+  async offer(deviceId: string, patchId: string, rolloutId: string): Promise<void> {
+    await this.send(deviceId, patchId, rolloutId);
+    this.offers.push({ deviceId, patchId, rolloutId });
+  }
+  isConnected(id: string) {
+    return this.connected.has(id);
+  }
+  eligibility(id: string) {
+    const why = this.ineligible.get(id);
+    return why ? { eligible: false, reasons: [why] } : { eligible: true, reasons: [] };
+  }
+  softwareVersion(id: string) {
+    return this.versions.get(id);
+  }
+  offeredIds(): string[] {
+    return this.offers.map((o) => o.deviceId);
+  }
+}
+
+export const examplePatch: PublishedPatch = { id: 'gw-2.3.2', version: '2.3.2', types: ['gateway', 'sensor'], appliesTo: '>=2.0.0 <2.3.2', expiresAt: '2027-02-24T10:00:00Z' };
+
+export function device(id: string, over: Partial<DeviceRecord> = {}): DeviceRecord {
+  return {
+    id, type: 'gateway', parent: null, customer: 'acme', installer: 'minnovation', tier: 'xcare',
+    subscriptionStart: '2026-01-01', subscriptionEnd: '2027-06-30', tags: [], createdAt: 0, revokedAt: null, ...over,
+  };
+}
