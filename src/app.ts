@@ -82,7 +82,8 @@ export class App {
     const dataDir = resolve(config.dataDir);
     this.metrics = deps.metrics ?? createMetricsRegistry();
     this.adminToken = resolveAdminToken(config.adminToken, dataDir, log);
-    this.db = openDatabase(join(dataDir, 'xcare.db'));
+    const dbFile = join(dataDir, 'xcare.db');
+    this.db = openDatabase(dbFile);
 
     this.registry = new DeviceRegistry({
       db: this.db,
@@ -186,6 +187,7 @@ export class App {
       log: log.child({ module: 'ingest' }),
       flushIntervalMs: config.ingest.flushIntervalMs,
       maxBatch: config.ingest.maxBatch,
+      workerFile: dbFile,
     });
     const listeners: IngestListener[] = [
       this.health,

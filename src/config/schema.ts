@@ -46,7 +46,7 @@ export const configSchema = z.strictObject({
   ingest: z
     .strictObject({
       /** Latest heartbeats are coalesced per device and written in one transaction at this period. */
-      flushIntervalMs: z.number().int().positive().default(100),
+      flushIntervalMs: z.number().int().positive().default(500),
       maxBatch: z.number().int().positive().default(10_000),
       /** A heartbeat payload larger than this is dropped and counted (reason `size`). */
       maxHeartbeatBytes: z.number().int().positive().default(16_384),

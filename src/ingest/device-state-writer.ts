@@ -1,4 +1,7 @@
-import type { Statement } from 'better-sqlite3';
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { DeviceStateRowWriter, type StateRow } from './device-state-rows.js';
 import type { Database } from '../db/database.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
@@ -17,7 +20,14 @@ export interface DeviceStateWriterDeps {
   log: Logger;
   flushIntervalMs: number;
   maxBatch: number;
-  onFlush?(devices: number, ms: number): void;
+  /** Rows per transaction when a timed flush is large (default 250: a few ms each). */
+  chunkRows?: number;
+  /**
+   * Write from a worker thread with its own connection to this database file (production), so
+   * SQLite never blocks the event loop that acknowledges packets. Without it, writes are chunked
+   * in-process (tests, `:memory:`).
+   */
+  workerFile?: string;
 }
 
 /**
@@ -28,39 +38,50 @@ export class DeviceStateWriter {
   private pending = new Map<string, Pending>();
   private timer?: TimerHandle;
   private stopped = false;
-  private upsertHeartbeat?: Statement;
-  private upsertConnected?: Statement;
+  private rowWriter?: DeviceStateRowWriter;
+  private worker?: Worker;
 
   constructor(private readonly deps: DeviceStateWriterDeps) {}
 
   start(): void {
-    const db = this.deps.db;
-    this.upsertHeartbeat = db.prepare(`
-      INSERT INTO device_state (device_id, last_seen, seq, boot_id, interval_s, agent_version, software_version, integrity, heartbeat, heartbeats)
-      VALUES (@id, @lastSeen, @seq, @bootId, @intervalS, @agentVersion, @softwareVersion, @integrity, @heartbeat, @count)
-      ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, seq = excluded.seq, boot_id = excluded.boot_id,
-        interval_s = excluded.interval_s, agent_version = excluded.agent_version, software_version = excluded.software_version,
-        integrity = excluded.integrity, heartbeat = excluded.heartbeat, heartbeats = device_state.heartbeats + excluded.heartbeats`);
-    this.upsertConnected = db.prepare(`
-      INSERT INTO device_state (device_id, connected) VALUES (?, ?)
-      ON CONFLICT(device_id) DO UPDATE SET connected = excluded.connected`);
+    const workerScript = fileURLToPath(new URL('./device-state-worker.js', import.meta.url));
+    // Under a TypeScript test runner only the .ts source exists: write in-process there.
+    if (this.deps.workerFile && existsSync(workerScript)) {
+      this.worker = new Worker(workerScript, { workerData: { file: this.deps.workerFile, chunkRows: this.deps.chunkRows ?? 250 } });
+      this.worker.on('message', (msg: { error?: string; rows?: number }) => {
+        if (msg.error) this.deps.log.error({ err: { message: msg.error }, devices: msg.rows }, 'device state write failed');
+      });
+      this.worker.on('error', (err) => this.deps.log.error({ err }, 'device state writer worker failed'));
+      this.worker.unref();
+    } else {
+      this.rowWriter = new DeviceStateRowWriter(this.deps.db);
+    }
     this.stopped = false;
     this.schedule();
   }
 
-  /** Flush what is pending and stop the timer (SIGTERM path: nothing received is lost). */
-  stop(): void {
+  /** Flush what is pending, let the worker write it, and stop (SIGTERM path: nothing received is lost). */
+  async stop(): Promise<void> {
     this.stopped = true;
     this.deps.clock.clearTimeout(this.timer);
     this.flush();
+    const worker = this.worker;
+    if (!worker) return;
+    this.worker = undefined;
+    await new Promise<void>((resolve) => {
+      worker.on('message', (msg: { closed?: boolean }) => {
+        if (msg.closed) resolve();
+      });
+      worker.once('exit', () => resolve());
+      worker.postMessage({ close: true });
+    });
   }
-
   heartbeat(deviceId: string, heartbeat: Heartbeat, receivedAt: number): void {
     const p = this.slot(deviceId);
     p.heartbeat = heartbeat;
     p.receivedAt = receivedAt;
     p.count++;
-    if (this.pending.size >= this.deps.maxBatch) this.flush();
+    if (this.pending.size >= this.deps.maxBatch) this.flush(false);
   }
 
   connected(deviceId: string, connected: boolean): void {
@@ -71,39 +92,47 @@ export class DeviceStateWriter {
     return this.pending.size;
   }
 
-  flush(): void {
-    if (this.pending.size === 0 || !this.upsertHeartbeat) return;
-    const batch = this.pending;
+  /**
+   * Write everything pending. With a worker the rows are handed over in one message; in-process,
+   * large batches are written in chunks of `chunkRows` (one transaction each) with a yield to the
+   * event loop in between, unless `sync` (stop).
+   */
+  flush(sync = true): void {
+    if (this.pending.size === 0 || (!this.worker && !this.rowWriter)) return;
+    const rows: StateRow[] = [];
+    for (const [id, p] of this.pending) {
+      const hb = p.heartbeat;
+      if (hb) {
+        rows.push([id, p.receivedAt!, hb.seq, hb.bootId ?? null, hb.intervalS, hb.agentVersion, hb.softwareVersion, hb.integrity ?? null, JSON.stringify(hb), p.count]);
+      }
+      if (p.connected !== undefined) rows.push([id, p.connected ? 1 : 0]);
+    }
     this.pending = new Map();
-    const started = performance.now();
-    const upsertHeartbeat = this.upsertHeartbeat;
-    const upsertConnected = this.upsertConnected!;
+    if (this.worker) {
+      this.worker.postMessage({ rows });
+      return;
+    }
+    const chunk = this.deps.chunkRows ?? 250;
+    if (sync || rows.length <= chunk) {
+      this.writeRows(rows);
+      return;
+    }
+    let offset = 0;
+    const step = () => {
+      this.writeRows(rows.slice(offset, offset + chunk));
+      offset += chunk;
+      if (offset < rows.length) setImmediate(step);
+    };
+    step();
+  }
+
+  private writeRows(rows: StateRow[]): void {
     try {
-      this.deps.db.transaction(() => {
-        for (const [id, p] of batch) {
-          if (p.heartbeat) {
-            const hb = p.heartbeat;
-            upsertHeartbeat.run({
-              id,
-              lastSeen: p.receivedAt,
-              seq: hb.seq,
-              bootId: hb.bootId ?? null,
-              intervalS: hb.intervalS,
-              agentVersion: hb.agentVersion,
-              softwareVersion: hb.softwareVersion,
-              integrity: hb.integrity ?? null,
-              heartbeat: JSON.stringify(hb),
-              count: p.count,
-            });
-          }
-          if (p.connected !== undefined) upsertConnected.run(id, p.connected ? 1 : 0);
-        }
-      })();
+      this.rowWriter!.write(rows);
     } catch (err) {
       // A device deleted between receive and flush violates the foreign key; keep the rest.
-      this.deps.log.error({ err, devices: batch.size }, 'device state flush failed');
+      this.deps.log.error({ err, devices: rows.length }, 'device state flush failed');
     }
-    this.deps.onFlush?.(batch.size, performance.now() - started);
   }
 
   private slot(deviceId: string): Pending {
@@ -118,7 +147,7 @@ export class DeviceStateWriter {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = this.deps.clock.setTimeout(() => {
-      this.flush();
+      this.flush(false);
       this.schedule();
     }, this.deps.flushIntervalMs);
   }

@@ -1,0 +1,40 @@
+import type { Statement } from 'better-sqlite3';
+import type { Database } from '../db/database.js';
+
+/**
+ * One device's coalesced state update, as plain data so it can cross to a worker thread:
+ * [deviceId, lastSeen, seq, bootId, intervalS, agentVersion, softwareVersion, integrity, heartbeatJson, count]
+ * for heartbeats, or [deviceId, connected] for a connection change.
+ */
+export type HeartbeatRow = [string, number, number, string | null, number, string, string, string | null, string, number];
+export type ConnectedRow = [string, 0 | 1];
+export type StateRow = HeartbeatRow | ConnectedRow;
+
+/** Writes rows to SQLite, one transaction per call. Used in-process and inside the writer worker. */
+export class DeviceStateRowWriter {
+  private readonly upsertHeartbeat: Statement;
+  private readonly upsertConnected: Statement;
+
+  constructor(private readonly db: Database) {
+    this.upsertHeartbeat = db.prepare(`
+      INSERT INTO device_state (device_id, last_seen, seq, boot_id, interval_s, agent_version, software_version, integrity, heartbeat, heartbeats)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen, seq = excluded.seq, boot_id = excluded.boot_id,
+        interval_s = excluded.interval_s, agent_version = excluded.agent_version, software_version = excluded.software_version,
+        integrity = excluded.integrity, heartbeat = excluded.heartbeat, heartbeats = device_state.heartbeats + excluded.heartbeats`);
+    this.upsertConnected = db.prepare(`
+      INSERT INTO device_state (device_id, connected) VALUES (?, ?)
+      ON CONFLICT(device_id) DO UPDATE SET connected = excluded.connected`);
+  }
+
+  /** Throws on failure (e.g. a device deleted between receive and write); the caller logs. */
+  write(rows: readonly StateRow[]): void {
+    if (!this.db.open) return;
+    this.db.transaction(() => {
+      for (const row of rows) {
+        if (row.length === 2) this.upsertConnected.run(row[0], row[1]);
+        else this.upsertHeartbeat.run(...row);
+      }
+    })();
+  }
+}

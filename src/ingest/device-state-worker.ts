@@ -1,0 +1,34 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import BetterSqlite3 from 'better-sqlite3';
+import { DeviceStateRowWriter, type StateRow } from './device-state-rows.js';
+
+/**
+ * Worker thread that owns a second SQLite connection for the heartbeat state writes, so the
+ * event loop that acknowledges MQTT packets never waits on SQLite. WAL lets it write beside the
+ * main connection; each message is one small transaction. Messages: { rows } to write, { close } to
+ * finish and exit after everything before it is written.
+ */
+const { file, chunkRows } = workerData as { file: string; chunkRows: number };
+const db = new BetterSqlite3(file);
+db.pragma('journal_mode = WAL');
+db.pragma('synchronous = NORMAL');
+db.pragma('busy_timeout = 5000');
+const writer = new DeviceStateRowWriter(db);
+
+parentPort!.on('message', (msg: { rows?: StateRow[]; close?: boolean }) => {
+  if (msg.rows) {
+    for (let i = 0; i < msg.rows.length; i += chunkRows) {
+      try {
+        writer.write(msg.rows.slice(i, i + chunkRows));
+      } catch (err) {
+        parentPort!.postMessage({ error: (err as Error).message, rows: Math.min(chunkRows, msg.rows.length - i) });
+      }
+    }
+    parentPort!.postMessage({ written: msg.rows.length });
+  }
+  if (msg.close) {
+    db.close();
+    parentPort!.postMessage({ closed: true });
+    parentPort!.close();
+  }
+});
