@@ -1,11 +1,12 @@
 /**
  * `npm run bench`: every benchmark in turn, printing its figures. Benchmarks measure; they never
- * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout.
+ * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact.
  */
 const all: Record<string, () => Promise<unknown>> = {
   ingest: async () => (await import('./ingest-bench.js')).runIngestBench(),
-  evaluator: async () => (await import('./evaluator-bench.js' as string)).runEvaluatorBench(),
-  rollout: async () => (await import('./rollout-bench.js' as string)).runRolloutBench(),
+  evaluator: async () => (await import('./evaluator-bench.js')).runEvaluatorBench(),
+  rollout: async () => (await import('./rollout-bench.js')).runRolloutBench(),
+  artifact: async () => (await import('./artifact-bench.js')).runArtifactBench(),
 };
 
 const wanted = (process.env.BENCH ?? Object.keys(all).join(',')).split(',').map((s) => s.trim());

@@ -1,11 +1,17 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 /** Real processes for end-to-end tests: the built `xcared`, `xcare-agent` and `xcarectl` (dist/). */
-export const ROOT = join(import.meta.dirname, '..', '..');
+function findRoot(from: string): string {
+  let dir = from;
+  // From test/helpers (vitest) or dist/test/helpers (benchmarks): the folder with package.json.
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+export const ROOT = findRoot(import.meta.dirname);
 const run = promisify(execFile);
 
 export function freePort(): Promise<number> {
