@@ -132,7 +132,16 @@ export const configSchema = z.strictObject({
       maxPerGateway: z.number().int().positive().default(1),
     })
     .prefault({}),
-});
+})
+  // Keys that only make sense together: refused at start, before the database is opened.
+  .superRefine((c, ctx) => {
+    if (c.webhook.url && !c.webhook.secret) {
+      ctx.addIssue({ code: 'custom', path: ['webhook', 'secret'], message: 'required when webhook.url is set (deliveries are signed)' });
+    }
+    if (Boolean(c.mqtt.tls.cert) !== Boolean(c.mqtt.tls.key)) {
+      ctx.addIssue({ code: 'custom', path: ['mqtt', 'tls', c.mqtt.tls.cert ? 'key' : 'cert'], message: 'mqtt.tls.cert and mqtt.tls.key go together' });
+    }
+  });
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

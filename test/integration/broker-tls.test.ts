@@ -14,8 +14,10 @@ import { connectDevice, tryConnect, endAll, startFleetBroker } from '../helpers/
 const device = { id: 'gw-001', token: 'token-gw-001' };
 
 function brokerWith(tls: Record<string, string | number | null>): FleetBroker {
-  const config = configSchema.parse({ mqtt: { host: '127.0.0.1', port: 0, tls: { port: 0, ...tls } } });
-  return new FleetBroker({ config: config.mqtt, log: silentLogger(), metrics: new Registry(), authenticate: async () => true });
+  // The config schema already refuses a lone cert or key; build past it so the broker's own check is tested too.
+  const config = configSchema.parse({ mqtt: { host: '127.0.0.1', port: 0, tls: { port: 0 } } });
+  const mqtt = { ...config.mqtt, tls: { ...config.mqtt.tls, ...tls } } as typeof config.mqtt;
+  return new FleetBroker({ config: mqtt, log: silentLogger(), metrics: new Registry(), authenticate: async () => true });
 }
 
 describe('FleetBroker TLS listener', () => {
@@ -105,6 +107,7 @@ describe('FleetBroker TLS listener', () => {
   });
 
   it('fails to start when only one of cert and key is set', async () => {
+    expect(() => configSchema.parse({ mqtt: { tls: { cert: cert.certPath } } })).toThrow(/mqtt\.tls\.cert and mqtt\.tls\.key go together/);
     await expect(brokerWith({ cert: cert.certPath }).start()).rejects.toThrow(/^mqtt\.tls\.key: required when mqtt\.tls\.cert is set/);
     await expect(brokerWith({ key: cert.keyPath }).start()).rejects.toThrow(/^mqtt\.tls\.cert: required when mqtt\.tls\.key is set/);
   });

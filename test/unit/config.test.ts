@@ -44,6 +44,8 @@ describe('config', () => {
     [{ adminToken: 'short' }, 'adminToken: must be at least 16 characters'],
     [{ webhook: { url: 'not a url' } }, 'webhook.url'],
     [{ rollouts: { abortThreshold: 2 } }, 'rollouts.abortThreshold'],
+    [{ webhook: { url: 'https://helpdesk.example/hook' } }, 'webhook.secret: required when webhook.url is set'],
+    [{ mqtt: { tls: { cert: '/etc/xcare/cert.pem' } } }, 'mqtt.tls.key'],
   ])('names the bad key: %j', (raw, expected) => {
     expect(errorOf(raw)).toContain(expected);
   });
