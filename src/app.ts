@@ -245,6 +245,7 @@ export class App {
       patches: this.patches,
       authenticateDevice: (id, token) => this.registry.authenticate(id, token),
       deviceExists: (id) => this.registry.get(id) !== undefined,
+      eligibility: (id) => this.subscriptions.eligibilityOf(id),
     });
     this.http = new HttpServer({
       router,

@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
 import { startDaemon, ctl, eventually, type Daemon, type RunningProcess } from '../helpers/processes.js';
-import { keygen, buildSignPublish, provisionSampleAgent } from '../helpers/sample-patch.js';
+import { keygen, buildSignPublish, provisionSampleAgent, registerSampleIntegrity } from '../helpers/sample-patch.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 /**
@@ -29,6 +29,13 @@ describe('end to end: signed patch from keygen to installed', () => {
 
   it('publishes, offers, installs on one agent and rolls back on the other', async () => {
     const patchId = await buildSignPublish(daemon, keys.privateKey, join(dir.path, 'patch'), '1.1.0', '>=1.0.0 <1.1.0');
+    // RULES.md: only eligible devices receive patches; an unregistered integrity digest makes them ineligible.
+    agents.push(await provisionSampleAgent(daemon, 'gw-unverified', dir.path, keys.publicKey));
+    await eventually(async () => (await show('gw-unverified')).softwareVersion === '1.0.0', 10_000, 'gw-unverified online');
+    const refused = await ctl(daemon, ['patch', 'offer', 'gw-unverified', '--patch', patchId]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/not eligible.*integrity/);
+    await registerSampleIntegrity(daemon);
     agents.push(await provisionSampleAgent(daemon, 'gw-ok', dir.path, keys.publicKey));
     agents.push(await provisionSampleAgent(daemon, 'gw-bad', dir.path, keys.publicKey, { XCARE_EXAMPLE_FAIL_CHECK: '1' }));
     for (const id of ['gw-ok', 'gw-bad']) {

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { z } from 'zod';
 import type { Router } from '../router.js';
 import { sendJson } from '../server.js';
-import { NotFoundError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import type { PatchService, SignatureInput } from '../../patches/patch-service.js';
 import { isKeyId } from '../../patches/patch-service.js';
 import { DEVICE_ID_PATTERN } from '../../protocol/names.js';
@@ -13,6 +13,11 @@ export interface PatchRouteDeps {
   authenticateDevice(id: string, token: string): Promise<boolean>;
   /** Optional: 404 an offer to a device that does not exist. */
   deviceExists?(id: string): boolean;
+  /**
+   * RULES.md "Remote patching": only eligible devices with a paid subscription receive patches. When
+   * given, an offer to an ineligible device is refused (409) with the reasons.
+   */
+  eligibility?(id: string): { eligible: boolean; reasons: string[] } | undefined;
 }
 
 /** Headers of the one-request publish (see registerPatchRoutes). */
@@ -114,6 +119,10 @@ export function registerPatchRoutes(router: Router, deps: PatchRouteDeps): void 
     }
     const deviceId = ctx.params.id!;
     if (deps.deviceExists && !deps.deviceExists(deviceId)) throw new NotFoundError(`device ${deviceId} not found`);
+    const eligibility = deps.eligibility?.(deviceId);
+    if (eligibility && !eligibility.eligible) {
+      throw new ConflictError(`device ${deviceId} is not eligible for remote patching: ${eligibility.reasons.join('; ')}`);
+    }
     const offer = await deps.patches.offer(deviceId, parsed.data.patchId, parsed.data.rolloutId);
     return { offered: { deviceId, patchId: parsed.data.patchId, rolloutId: parsed.data.rolloutId ?? null, url: offer.url } };
   });
