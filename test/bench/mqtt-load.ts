@@ -1,40 +1,10 @@
 import { connect, type Socket } from 'node:net';
+import { connectPacket, publishQos1 } from '../helpers/mqtt-packets.js';
 
 /**
  * A deliberately thin MQTT 3.1.1 load generator on raw sockets: thousands of connections in one
  * process cost little, so the figures measure the broker, not the client library.
  */
-function remainingLength(n: number): Buffer {
-  const bytes: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    bytes.push(b);
-  } while (n > 0);
-  return Buffer.from(bytes);
-}
-
-function str(s: string): Buffer {
-  const b = Buffer.from(s, 'utf8');
-  const len = Buffer.alloc(2);
-  len.writeUInt16BE(b.length);
-  return Buffer.concat([len, b]);
-}
-
-export function connectPacket(clientId: string, username: string, password: string, keepaliveS = 120): Buffer {
-  const variable = Buffer.concat([str('MQTT'), Buffer.from([4, 0b11000010, keepaliveS >> 8, keepaliveS & 0xff])]);
-  const payload = Buffer.concat([str(clientId), str(username), str(password)]);
-  const body = Buffer.concat([variable, payload]);
-  return Buffer.concat([Buffer.from([0x10]), remainingLength(body.length), body]);
-}
-
-export function publishQos1(topic: string, packetId: number, payload: Buffer): Buffer {
-  const id = Buffer.from([packetId >> 8, packetId & 0xff]);
-  const body = Buffer.concat([str(topic), id, payload]);
-  return Buffer.concat([Buffer.from([0x32]), remainingLength(body.length), body]);
-}
-
 export class LoadClient {
   private socket?: Socket;
   private buffer: Buffer = Buffer.alloc(0);
@@ -84,7 +54,7 @@ export class LoadClient {
           this.buffer = this.buffer.subarray(2 + len);
         }
       });
-      socket.write(connectPacket(this.id, this.id, this.token));
+      socket.write(connectPacket(this.id, this.id, this.token, 120));
     });
   }
 

@@ -11,6 +11,7 @@ import type { PublishedPatch, RolloutPorts } from '../../src/rollouts/ports.js';
 import { topics } from '../../src/protocol/topics.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { MemoryDirectory, RecordingSink, device } from '../integration/rollout-fixtures.js';
+import { connectPacket, subscribePacket } from '../helpers/mqtt-packets.js';
 
 /**
  * Rollout fan-out (issue 5 "Performance"): 10 000 simulated eligible devices, a 100 % wave, from the moment
@@ -27,33 +28,13 @@ const WINDOW_OPEN = '2026-11-26T01:00:00.000Z';
 
 // ----------------------------------------------------------------------------- subscriber side (child process)
 
-function str(s: string): Buffer {
-  const b = Buffer.from(s, 'utf8');
-  const len = Buffer.alloc(2);
-  len.writeUInt16BE(b.length);
-  return Buffer.concat([len, b]);
-}
-
-function withLength(type: number, body: Buffer): Buffer {
-  const bytes: number[] = [];
-  let n = body.length;
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    bytes.push(b);
-  } while (n > 0);
-  return Buffer.concat([Buffer.from([type, ...bytes]), body]);
-}
-
 /** One device: CONNECT, SUBSCRIBE to its cmd topics, PUBACK every QoS 1 PUBLISH. */
 function subscriber(id: string, port: number, onReady: () => void, onOffer: () => void): Socket {
   const socket = connect({ port, host: '127.0.0.1', noDelay: true });
   let buffer: Buffer = Buffer.alloc(0);
   socket.on('connect', () => {
-    const variable = Buffer.concat([str('MQTT'), Buffer.from([4, 0b00000010, 0, 240])]);
-    socket.write(withLength(0x10, Buffer.concat([variable, str(id)])));
-    socket.write(withLength(0x82, Buffer.concat([Buffer.from([0, 1]), str(`fleet/v1/${id}/cmd/#`), Buffer.from([1])])));
+    socket.write(connectPacket(id, undefined, undefined, 240));
+    socket.write(subscribePacket(1, `fleet/v1/${id}/cmd/#`, 1));
   });
   socket.on('error', () => {});
   socket.on('data', (chunk: Buffer) => {

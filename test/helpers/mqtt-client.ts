@@ -165,32 +165,11 @@ export async function startFleetBroker(devices: Record<string, string>, mqtt: Co
   return fixture;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Raw MQTT bytes, for tests that must control exactly what goes on the wire (no client library).
-
-function mqttString(s: string): Buffer {
-  const bytes = Buffer.from(s, 'utf8');
-  const len = Buffer.alloc(2);
-  len.writeUInt16BE(bytes.length);
-  return Buffer.concat([len, bytes]);
-}
-
-/** Remaining-length varint [MQTT 3.1.1 §2.2.3]. */
-export function remainingLength(length: number): Buffer {
-  const out: number[] = [];
-  do {
-    let byte = length % 128;
-    length = Math.floor(length / 128);
-    if (length > 0) byte |= 0x80;
-    out.push(byte);
-  } while (length > 0);
-  return Buffer.from(out);
-}
+// Raw MQTT bytes live in mqtt-packets.ts; re-exported for the tests that import them from here.
+export { remainingLength } from './mqtt-packets.js';
+import { connectPacket } from './mqtt-packets.js';
 
 /** An MQTT 3.1.1 CONNECT with clean session, username and password, keepalive 60 s. */
 export function rawConnect(clientId: string, username: string, password: string): Buffer {
-  const variable = Buffer.concat([mqttString('MQTT'), Buffer.from([0x04, 0xc2, 0x00, 0x3c])]);
-  const payload = Buffer.concat([mqttString(clientId), mqttString(username), mqttString(password)]);
-  const body = Buffer.concat([variable, payload]);
-  return Buffer.concat([Buffer.from([0x10]), remainingLength(body.length), body]);
+  return connectPacket(clientId, username, password, 60);
 }

@@ -2,26 +2,15 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { PacketLengthScanner, LimitedConnection, type Violation } from '../../broker/packet-limit.js';
-
-/** MQTT remaining-length varint [MQTT 3.1.1 §2.2.3]. */
-function varint(length: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = length % 128;
-    length = Math.floor(length / 128);
-    if (length > 0) byte |= 0x80;
-    out.push(byte);
-  } while (length > 0);
-  return out;
-}
+import { remainingLength } from '../helpers/mqtt-packets.js';
 
 /** A whole PUBLISH-typed packet with `remaining` body bytes. */
 function packet(remaining: number, type = 0x30): Buffer {
-  return Buffer.concat([Buffer.from([type, ...varint(remaining)]), Buffer.alloc(remaining, 0x61)]);
+  return Buffer.concat([Buffer.concat([Buffer.from([type]), remainingLength(remaining)]), Buffer.alloc(remaining, 0x61)]);
 }
 
 function header(remaining: number): Buffer {
-  return Buffer.from([0x30, ...varint(remaining)]);
+  return Buffer.from([0x30, ...remainingLength(remaining)]);
 }
 
 describe('PacketLengthScanner: remaining-length varint', () => {
@@ -36,7 +25,7 @@ describe('PacketLengthScanner: remaining-length varint', () => {
     ['268435455, the largest length MQTT allows', 268_435_455, [0xff, 0xff, 0xff, 0x7f]],
   ];
   it.each(rows)('decodes %s', (_name, remaining, bytes) => {
-    expect(varint(remaining)).toEqual(bytes);
+    expect([...remainingLength(remaining)]).toEqual(bytes);
     // A limit one byte below the declared total proves the decoded value exactly.
     const total = 1 + bytes.length + remaining;
     expect(new PacketLengthScanner(total).feed(Buffer.from([0x30, ...bytes]))).toEqual({ ok: true });
@@ -73,7 +62,7 @@ describe('PacketLengthScanner: limit on the whole packet', () => {
 
   it('skips bodies: an oversize-looking byte inside a body is not read as a header', () => {
     // The body of the first packet is full of 0xff bytes, which would be a huge varint if misread.
-    const body = Buffer.concat([Buffer.from([0x30, ...varint(100)]), Buffer.alloc(100, 0xff)]);
+    const body = Buffer.concat([Buffer.from([0x30, ...remainingLength(100)]), Buffer.alloc(100, 0xff)]);
     const scanner = new PacketLengthScanner(limit);
     expect(scanner.feed(Buffer.concat([body, packet(10), packet(0, 0xc0)]))).toEqual({ ok: true });
   });

@@ -1,18 +1,10 @@
 import { parseArgs } from 'node:util';
 import { CliError, type Command } from '../command.js';
 import { table } from '../cli-context.js';
+import type { Quote } from '../../subscriptions/fiscal-year.js';
 
-interface QuoteJson {
-  tier: string;
-  start: string;
-  end: string;
-  devices: number;
-  daysCovered: number;
-  daysInFiscalYear: number;
-  annualPrice: number;
-  amount: number;
-  currency?: string;
-}
+/** The API answers with the Quote of src/subscriptions/fiscal-year.ts, as JSON. */
+type QuoteJson = Quote;
 
 const quote: Command = {
   name: ['subscription', 'quote'],
