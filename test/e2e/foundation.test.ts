@@ -51,6 +51,31 @@ describe('end to end: provision with xcarectl, run the real agent, see it in the
     expect(metrics).toMatch(/fleet_mqtt_clients_connected 1/);
   });
 
+  it.skipIf(process.env.XCARE_SKIP_MOSQUITTO === '1')('an independent MQTT client (mosquitto_pub) is held to the same contract as the agent', async () => {
+    const added = await ctl(daemon, ['device', 'add', 'gw-mosq', '--type', 'gateway', '--customer', 'acme', '--installer', 'minnovation', '--json']);
+    const { token } = JSON.parse(added.stdout) as { token: string };
+    const pub = (topic: string, message: string) =>
+      run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(daemon.mqttPort), '-V', 'mqttv311', '-i', 'gw-mosq', '-u', 'gw-mosq', '-P', token, '-q', '1', '-t', topic, '-m', message]).then(
+        () => 0,
+        (e: { code: number }) => e.code,
+      );
+    const metric = async (re: RegExp) => Number(re.exec(await (await fetch(`${daemon.url}/metrics`)).text())?.[1] ?? NaN);
+    const heartbeat = { seq: 1, ts: new Date().toISOString(), intervalS: 30, agentVersion: 'mosquitto', softwareVersion: '9.9.9' };
+    expect(await pub('fleet/v1/gw-mosq/heartbeat', JSON.stringify(heartbeat))).toBe(0);
+    await eventually(async () => JSON.parse((await ctl(daemon, ['device', 'show', 'gw-mosq', '--json'])).stdout).softwareVersion === '9.9.9', 3000, 'stored');
+
+    const jsonBefore = await metric(/fleet_heartbeat_rejected_total\{reason="json"\} (\d+)/);
+    expect(await pub('fleet/v1/gw-mosq/heartbeat', '{"seq": 2, not json')).toBe(0);
+    await eventually(async () => (await metric(/fleet_heartbeat_rejected_total\{reason="json"\} (\d+)/)) === jsonBefore + 1, 3000, 'json rejection counted');
+
+    const aclBefore = await metric(/fleet_mqtt_acl_denied_total (\d+)/);
+    await pub('fleet/v1/gw-e2e/heartbeat', JSON.stringify({ ...heartbeat, softwareVersion: '6.6.6' }));
+    await eventually(async () => (await metric(/fleet_mqtt_acl_denied_total (\d+)/)) === aclBefore + 1, 3000, 'ACL denial counted');
+    await new Promise((r) => setTimeout(r, 700)); // past one ingest flush
+    expect(JSON.parse((await ctl(daemon, ['device', 'show', 'gw-mosq', '--json'])).stdout).softwareVersion).toBe('9.9.9');
+    expect(JSON.parse((await ctl(daemon, ['device', 'show', 'gw-e2e', '--json'])).stdout).softwareVersion).toBe('2.3.1');
+  });
+
   it('SIGTERM stops agent and daemon cleanly (exit 0)', async () => {
     expect(await agent!.stop()).toBe(0);
     agent = undefined;
