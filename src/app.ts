@@ -294,8 +294,11 @@ export class App {
     return this.stopping;
   }
 
+  private liveRowQuery?: ReturnType<Database['prepare']>;
+  /** The stored state of one device (a primary-key lookup; the statement is prepared once). */
   private liveRow(id: string): LiveRow | undefined {
-    return this.db.prepare('SELECT * FROM device_state WHERE device_id = ?').get(id) as LiveRow | undefined;
+    this.liveRowQuery ??= this.db.prepare('SELECT * FROM device_state WHERE device_id = ?');
+    return this.liveRowQuery.get(id) as LiveRow | undefined;
   }
 
   /** Liveness as the health evaluator sees it; `revoked` for revoked devices. */
@@ -332,7 +335,6 @@ export class App {
 
 interface LiveRow {
   last_seen: number | null;
-  interval_s: number | null;
   online: number;
   connected: number;
   software_version: string | null;

@@ -36,12 +36,13 @@ export class ArtifactStore {
     this.ensureDir();
     const tmpPath = join(this.deps.dir, 'tmp', `${Date.now()}-${randomBytes(6).toString('hex')}`);
     const hashing = new HashingStream(maxBytes);
+    const file = createWriteStream(tmpPath, { mode: 0o600 });
     try {
       // pipe (not pipeline) from the source: on a size overflow the request stays open, so the
       // route can drain it and still answer 400 instead of resetting the connection.
       source.on('error', (err) => hashing.destroy(err));
       source.pipe(hashing);
-      await pipeline(hashing, createWriteStream(tmpPath, { mode: 0o600 }));
+      await pipeline(hashing, file);
       const fd = openSync(tmpPath, 'r');
       try {
         fsyncSync(fd);
@@ -49,6 +50,9 @@ export class ArtifactStore {
         closeSync(fd);
       }
     } catch (err) {
+      // The file may still be opening when the pipeline fails: remove it only once it is closed,
+      // or an empty half upload would be created after the rm.
+      if (!file.closed) await new Promise<void>((resolve) => file.once('close', () => resolve()));
       rmSync(tmpPath, { force: true });
       throw err;
     }
