@@ -49,14 +49,5 @@ export class ForbiddenError extends XcareError {
   }
 }
 
-/**
- * Patch failures: `fatal` ones (bad signature, wrong hash, downgrade) are reported and never retried;
- * `transient` ones (network, timeouts) are retried with backoff.
- */
-export class PatchError extends XcareError {
-  readonly kind: 'fatal' | 'transient';
-  constructor(code: string, message: string, kind: 'fatal' | 'transient', options?: { cause?: unknown }) {
-    super(code, message, 400, options);
-    this.kind = kind;
-  }
-}
+// Patch failures (`fatal` or `transient`) are PatchError in patches/patch-error.ts: the agent shares
+// them and may not import this file.
