@@ -163,6 +163,9 @@ export class App {
         offer: async (id, patchId, rolloutId) => {
           await this.patches.offer(id, patchId, rolloutId);
         },
+        redeliver: async (id, patchId, rolloutId) => {
+          await this.patches.redeliver(id, patchId, rolloutId);
+        },
         isConnected: (id) => this.broker.isConnected(id),
         eligibility: (id) => {
           const e = this.subscriptions.eligibilityOf(id);

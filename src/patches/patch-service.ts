@@ -239,6 +239,20 @@ export class PatchService {
     return offer;
   }
 
+  /**
+   * Send an offer already recorded for this device again, unchanged and without recording a new one
+   * (a reconnecting device reconciles; the agent handles a repeated offer idempotently). Only while
+   * the device has reported nothing since the offer.
+   */
+  async redeliver(deviceId: string, patchId: string, rolloutId?: string): Promise<boolean> {
+    const row = this.deps.repo.get(patchId);
+    if (!row || !this.deps.repo.hasOffer(deviceId, patchId)) return false;
+    if (this.deps.repo.devicePatch(deviceId, patchId)?.state !== 'offered') return false;
+    if (row.expires_at <= this.deps.clock.now()) return false;
+    await this.deps.sendToDevice(deviceId, JSON.stringify(this.buildOffer(row, rolloutId)));
+    return true;
+  }
+
   /** May this device download this patch's artifact? Only with an offer (issue 4 item 3). */
   artifactFor(deviceId: string, patchId: string): { path: string; size: number } | undefined {
     if (!this.deps.repo.hasOffer(deviceId, patchId)) return undefined;

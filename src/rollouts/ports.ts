@@ -21,6 +21,13 @@ export interface RolloutPorts {
   patch(patchId: string): PublishedPatch | undefined;
   /** Send the signed PatchOffer to a device (MQTT QoS 1); resolves when handed to the broker, rejects when it was not. */
   offer(deviceId: string, patchId: string, rolloutId: string): Promise<void>;
+  /**
+   * Send the offer already recorded for this device once more, unchanged (PROTOCOL.md: desired state
+   * lives in the daemon and agents reconcile on every reconnect; a QoS 1 message to a device that
+   * dropped off is lost with its clean session). Not a new offer: nothing new is recorded, and the
+   * agent treats a repeated offer idempotently.
+   */
+  redeliver?(deviceId: string, patchId: string, rolloutId: string): Promise<void>;
   /** Is the device connected right now (offline devices get their offer when they come back). */
   isConnected(deviceId: string): boolean;
   /** RULES.md eligibility incl. an active xcare/xcare_pro subscription; reasons when not. */

@@ -241,7 +241,16 @@ export class RolloutScheduler {
   /** A device connected: if it waits for an offer in a running rollout, offer it now (inside the window). */
   onDeviceConnected(deviceId: string): void {
     const r = this.byDevice.get(deviceId);
-    if (r && r.row.state === 'running' && r.devices.get(deviceId)?.state === 'pending') this.kick();
+    if (!r || r.row.state !== 'running') return;
+    const state = r.devices.get(deviceId)?.state;
+    if (state === 'pending') this.kick();
+    // Offered but nothing heard since: the offer may have been lost with the old connection.
+    else if (state === 'offered' && this.deps.ports.redeliver) {
+      this.deps.ports.redeliver(deviceId, r.row.patchId, r.row.id).then(
+        () => this.deps.log.info({ deviceId, rolloutId: r.row.id }, 'offer redelivered on reconnect'),
+        (err) => this.deps.log.warn({ err, deviceId, rolloutId: r.row.id }, 'offer redelivery failed'),
+      );
+    }
   }
 
   /**

@@ -310,6 +310,22 @@ describe('device patch states', () => {
   });
 });
 
+describe('offer redelivery on reconnect', () => {
+  it('sends the same offer again while the device has reported nothing, records no new offer, and stops once it reports', async () => {
+    await setup();
+    await publishGood();
+    expect(await service.redeliver('gw-1', 'app-1.1.0', 'r-1')).toBe(false); // never offered
+    await service.offer('gw-1', 'app-1.1.0', 'r-1');
+    expect(await service.redeliver('gw-1', 'app-1.1.0', 'r-1')).toBe(true);
+    expect(sent).toHaveLength(2);
+    expect(sent[1]!.payload).toBe(sent[0]!.payload);
+    expect(service.get('app-1.1.0').deviceStates).toHaveLength(1);
+    service.recordStatus('gw-1', { patchId: 'app-1.1.0', state: 'downloading' }, clock.now());
+    expect(await service.redeliver('gw-1', 'app-1.1.0', 'r-1')).toBe(false);
+    expect(sent).toHaveLength(2);
+  });
+});
+
 describe('the whole path: publish, offer, a real agent job downloads from the daemon and installs', () => {
   it('installs 1.1.0 and the daemon records installed', async () => {
     await setup();

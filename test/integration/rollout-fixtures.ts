@@ -69,6 +69,10 @@ export class RecordingPorts implements RolloutPorts {
     await this.send(deviceId, patchId, rolloutId);
     this.offers.push({ deviceId, patchId, rolloutId });
   }
+  readonly redelivered: { deviceId: string; patchId: string; rolloutId: string }[] = [];
+  async redeliver(deviceId: string, patchId: string, rolloutId: string): Promise<void> {
+    this.redelivered.push({ deviceId, patchId, rolloutId });
+  }
   isConnected(id: string) {
     return this.connected.has(id);
   }

@@ -309,6 +309,19 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     expect(ports.offeredIds()).not.toContain('gw-02');
   });
 
+  it('redelivers the same offer to a device that reconnects before reporting anything, recording no new offer', async () => {
+    fleet(2);
+    const r = scheduler.create(spec({ waves: ['100%'] }));
+    await tickAt(WINDOW_OPEN);
+    const [reporting, lost] = ports.offeredIds().sort() as [string, string];
+    succeed(reporting, r.id); // one reports; the other's offer was lost with its connection
+    scheduler.onDeviceConnected(reporting);
+    scheduler.onDeviceConnected(lost);
+    await new Promise((res) => setImmediate(res));
+    expect(ports.redelivered).toEqual([{ deviceId: lost, patchId: examplePatch.id, rolloutId: r.id }]);
+    expect(ports.offers).toHaveLength(2);
+  });
+
   it('a device that connects while the window is closed waits for the window', async () => {
     fleet(2);
     ports.connected.delete('gw-02');
