@@ -1,5 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
+import { createServer, type Server } from 'node:http';
+import { createHmac } from 'node:crypto';
 import { startDaemon, startAgent, ctl, eventually, type Daemon, type RunningProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -23,7 +25,11 @@ describe('end to end: liveness tickets from real agents', () => {
   let token = '';
   const graceS = 1;
   const resolveAfterS = 2;
-  const daemonYaml = `health: { lastWillGraceS: ${graceS}, tickMs: 50, missedHeartbeats: 3 }\ntickets: { resolveAfterS: ${resolveAfterS}, reopenWindowS: 3600 }\n`;
+  const secret = 'helpdesk-shared-secret';
+  // A real helpdesk endpoint: records every delivery with its headers and raw body.
+  const deliveries: { event: string; key: string; signatureOk: boolean; body: { event: { type: string }; ticket?: { id: number; kind: string } } }[] = [];
+  let helpdesk: Server;
+  let daemonYaml = '';
 
   const api = async <T>(path: string): Promise<T> => {
     const res = await fetch(`${daemon.url}${path}`, { headers: { authorization: `Bearer ${daemon.adminToken}` } });
@@ -35,6 +41,27 @@ describe('end to end: liveness tickets from real agents', () => {
     startAgent({ deviceId: 'gw-life', token, mqttPort: daemon.mqttPort, httpUrl: daemon.url, dir: join(dir.path, 'agent'), intervalS: 1 });
 
   beforeAll(async () => {
+    helpdesk = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        const expected = `sha256=${createHmac('sha256', secret).update(raw).digest('hex')}`;
+        deliveries.push({
+          event: String(req.headers['x-xcare-event']),
+          key: String(req.headers['x-xcare-idempotency-key']),
+          signatureOk: req.headers['x-xcare-signature'] === expected,
+          body: JSON.parse(raw.toString('utf8')),
+        });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => helpdesk.listen(0, '127.0.0.1', resolve));
+    const hookUrl = `http://127.0.0.1:${(helpdesk.address() as { port: number }).port}/hooks/xcare`;
+    daemonYaml =
+      `health: { lastWillGraceS: ${graceS}, tickMs: 50, missedHeartbeats: 3 }\n` +
+      `tickets: { resolveAfterS: ${resolveAfterS}, reopenWindowS: 3600 }\n` +
+      `webhook: { url: "${hookUrl}", secret: ${secret}, backoffBaseMs: 100, backoffMaxMs: 1000 }\n`;
     daemon = await startDaemon(join(dir.path, 'daemon'), daemonYaml);
     const added = await ctl(daemon, ['device', 'add', 'gw-life', '--type', 'gateway', '--customer', 'acme', '--installer', 'minnovation', '--tier', 'xcare', '--json']);
     expect(added.code, added.stderr).toBe(0);
@@ -43,6 +70,7 @@ describe('end to end: liveness tickets from real agents', () => {
   afterAll(async () => {
     await agent?.stop();
     await daemon?.stop();
+    helpdesk?.close();
     dir.cleanup();
   });
 
@@ -87,5 +115,17 @@ describe('end to end: liveness tickets from real agents', () => {
     expect(outbox.entries.some((e) => e.ticketId === consult!.id && e.eventType === 'opened')).toBe(true);
     // The gateway_loss history survived too.
     expect(all.some((t) => t.kind === 'gateway_loss' && t.status === 'resolved')).toBe(true);
+    // The helpdesk got the consultative ticket's event, after the restart if not before.
+    await eventually(() => deliveries.some((d) => d.body.ticket?.id === consult!.id && d.event === 'opened'), 5000, 'opened delivered');
+  });
+
+  it('the helpdesk received every ticket event signed, in order per ticket, once per idempotency key', async () => {
+    expect(deliveries.length).toBeGreaterThan(0);
+    expect(deliveries.every((d) => d.signatureOk)).toBe(true);
+    const unique = new Map(deliveries.map((d) => [d.key, d]));
+    const lossEvents = [...unique.values()].filter((d) => d.body.ticket?.kind === 'gateway_loss').map((d) => d.event);
+    expect(lossEvents[0]).toBe('opened');
+    expect(lossEvents).toContain('resolved');
+    expect(lossEvents.indexOf('resolved')).toBeGreaterThan(lossEvents.indexOf('opened'));
   });
 });
