@@ -29,7 +29,9 @@ export const createPatchPort: PatchPortFactory = (deps: PatchPortDeps): PatchPor
       disabledReason = `patches.keys: ${(err as Error).message}`;
     }
   }
-  if (disabledReason) log.error('patching disabled', { reason: disabledReason });
+  // No keys at all is a device that simply takes no patches (a warning); bad keys or an impossible
+  // threshold are a broken configuration (an error).
+  if (disabledReason) (pinnedKeys.length === 0 && !disabledReason.startsWith('patches.keys:') ? log.warn : log.error).call(log, 'patching disabled', { reason: disabledReason });
   else log.info('patching ready', { keyIds: pinnedKeys.map((k) => k.keyId), threshold: settings.threshold });
 
   const store = new PatchJobStore(deps.stateDir);

@@ -70,6 +70,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out?: (s: s
 
 // Run when executed as a program (bin/xcarectl.js imports this module).
 if (process.argv[1] && /xcarectl(\.js)?$/.test(process.argv[1])) {
+  // `xcarectl device list | head`: a reader that goes away is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   runCli(process.argv.slice(2), process.env).then(
     (code) => {
       process.exitCode = code;
