@@ -38,3 +38,9 @@ export class CliError extends Error {
     super(message);
   }
 }
+
+/** The one positional argument a command takes (an id, a file), or a usage error (exit 2). */
+export function onePositional(positionals: string[], usage: string, pattern?: RegExp): string {
+  if (positionals.length !== 1 || (pattern && !pattern.test(positionals[0]!))) throw new CliError(`usage: ${usage}`, 2);
+  return positionals[0]!;
+}

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CliError, type Command } from '../command.js';
+import { CliError, onePositional, type Command } from '../command.js';
 import { table } from '../cli-context.js';
 
 interface DeviceJson {
@@ -15,11 +15,6 @@ interface DeviceJson {
   lastSeen?: string | null;
   softwareVersion?: string | null;
   tags: string[];
-}
-
-function oneId(positionals: string[], usage: string): string {
-  if (positionals.length !== 1) throw new CliError(`usage: ${usage}`, 2);
-  return positionals[0]!;
 }
 
 const add: Command = {
@@ -41,7 +36,7 @@ const add: Command = {
         tag: { type: 'string', multiple: true },
       },
     });
-    const id = oneId(positionals, add.usage);
+    const id = onePositional(positionals, add.usage);
     for (const required of ['type', 'customer', 'installer'] as const) {
       if (!values[required]) throw new CliError(`--${required} is required`, 2);
     }
@@ -101,7 +96,7 @@ const show: Command = {
   usage: 'xcarectl device show ID [--json]',
   async run(argv, ctx) {
     const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
-    const id = oneId(positionals, show.usage);
+    const id = onePositional(positionals, show.usage);
     const res = await ctx.api<Record<string, unknown>>('GET', `/api/v1/devices/${encodeURIComponent(id)}`);
     if (ctx.json) return ctx.printJson(res);
     for (const [k, v] of Object.entries(res)) {
@@ -118,7 +113,7 @@ const revoke: Command = {
   usage: 'xcarectl device revoke ID',
   async run(argv, ctx) {
     const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
-    const id = oneId(positionals, revoke.usage);
+    const id = onePositional(positionals, revoke.usage);
     const res = await ctx.api<{ device: DeviceJson }>('POST', `/api/v1/devices/${encodeURIComponent(id)}/revoke`);
     if (ctx.json) ctx.printJson(res);
     else ctx.print(`device ${id} revoked`);
@@ -131,7 +126,7 @@ const importCsv: Command = {
   usage: 'xcarectl device import FILE.csv [--json]',
   async run(argv, ctx) {
     const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
-    const file = oneId(positionals, importCsv.usage);
+    const file = onePositional(positionals, importCsv.usage);
     let body: string;
     try {
       body = readFileSync(file, 'utf8');

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, openAsBlob, readFileSync, writeFileSy
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import semver from 'semver';
-import { CliError, type CliContext, type Command } from '../command.js';
+import { CliError, onePositional, type CliContext, type Command } from '../command.js';
 import { table } from '../cli-context.js';
 import { DEVICE_TYPES, type DeviceType } from '../../protocol/names.js';
 import { manifestBytes, parseManifest, PATCH_ID_PATTERN, INTEGRITY_PATTERN, type Manifest } from '../../../patches/manifest.js';
@@ -147,12 +147,12 @@ const digestCmd: Command = {
   usage: 'xcarectl patch digest DIR',
   async run(argv, ctx) {
     const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
-    if (positionals.length !== 1) throw new CliError(`usage: ${digestCmd.usage}`, 2);
+    const dir = onePositional(positionals, digestCmd.usage);
     let digest: string;
     try {
-      digest = await computeTreeDigest(resolvePath(ctx, positionals[0]!));
+      digest = await computeTreeDigest(resolvePath(ctx, dir));
     } catch (err) {
-      throw new CliError(`${positionals[0]}: ${(err as Error).message}`);
+      throw new CliError(`${dir}: ${(err as Error).message}`);
     }
     if (ctx.json) ctx.printJson({ integrity: digest });
     else ctx.print(digest);
@@ -271,8 +271,7 @@ const offer: Command = {
       allowPositionals: true,
       options: { patch: { type: 'string' }, rollout: { type: 'string' } },
     });
-    if (positionals.length !== 1) throw new CliError(`usage: ${offer.usage}`, 2);
-    const device = positionals[0]!;
+    const device = onePositional(positionals, offer.usage);
     const res = await ctx.api<{ offered: unknown }>('POST', `/api/v1/devices/${encodeURIComponent(device)}/offer`, {
       patchId: need(values.patch, 'patch'),
       ...(values.rollout ? { rolloutId: values.rollout } : {}),

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CliError, type CliContext, type Command } from '../command.js';
+import { CliError, onePositional, type CliContext, type Command } from '../command.js';
 import { table } from '../cli-context.js';
 
 /** The parts of the daemon's rollout view (src/rollouts/rollout-scheduler.ts RolloutView) the CLI prints. */
@@ -41,11 +41,6 @@ interface RolloutSummaryJson {
 }
 
 const ENDED = new Set(['completed', 'aborted']);
-
-function oneId(positionals: string[], usage: string): string {
-  if (positionals.length !== 1) throw new CliError(`usage: ${usage}`, 2);
-  return positionals[0]!;
-}
 
 function list(value: string[] | undefined): string[] | undefined {
   if (!value) return undefined;
@@ -196,7 +191,7 @@ const show: Command = {
   usage: 'xcarectl rollout show ID [--json]',
   async run(argv, ctx) {
     const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
-    const id = oneId(positionals, show.usage);
+    const id = onePositional(positionals, show.usage);
     const view = await ctx.api<RolloutViewJson>('GET', `/api/v1/rollouts/${encodeURIComponent(id)}`);
     if (ctx.json) return ctx.printJson(view);
     const s = view.spec;
@@ -223,7 +218,7 @@ function action(verb: 'pause' | 'resume' | 'abort', summary: string): Command {
     usage,
     async run(argv, ctx) {
       const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: verb === 'abort' ? { reason: { type: 'string' } } : {} });
-      const id = oneId(positionals, usage);
+      const id = onePositional(positionals, usage);
       const reason = (values as { reason?: string }).reason;
       const view = await ctx.api<RolloutViewJson>('POST', `/api/v1/rollouts/${encodeURIComponent(id)}/${verb}`, reason ? { reason } : undefined);
       if (ctx.json) return ctx.printJson(view);
@@ -241,7 +236,7 @@ const watch: Command = {
   usage: 'xcarectl rollout watch ID [--once] [--interval SECONDS] [--json]',
   async run(argv, ctx) {
     const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { once: { type: 'boolean' }, interval: { type: 'string' } } });
-    const id = oneId(positionals, watch.usage);
+    const id = onePositional(positionals, watch.usage);
     const intervalMs = values.interval === undefined ? 1000 : Number(values.interval) * 1000;
     if (!(intervalMs >= 100)) throw new CliError('--interval: expected seconds >= 0.1', 2);
     await watchLoop(ctx, id, { once: values.once === true, intervalMs, tty: process.stdout.isTTY === true && !ctx.json });

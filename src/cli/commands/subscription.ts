@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CliError, type Command } from '../command.js';
+import { CliError, onePositional, type Command } from '../command.js';
 import { table } from '../cli-context.js';
 import type { Quote } from '../../subscriptions/fiscal-year.js';
 
@@ -36,10 +36,10 @@ const renew: Command = {
   usage: 'xcarectl subscription renew DEVICE [--tier xcare|xcare_pro] [--json]',
   async run(argv, ctx) {
     const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { tier: { type: 'string' } } });
-    if (positionals.length !== 1) throw new CliError(`usage: ${renew.usage}`, 2);
+    const id = onePositional(positionals, renew.usage);
     const res = await ctx.api<{ device: { id: string; tier: string; subscriptionEnd: string }; quote: QuoteJson }>(
       'POST',
-      `/api/v1/devices/${encodeURIComponent(positionals[0]!)}/renew`,
+      `/api/v1/devices/${encodeURIComponent(id)}/renew`,
       values.tier ? { tier: values.tier } : {},
     );
     if (ctx.json) return ctx.printJson(res);

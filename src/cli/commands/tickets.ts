@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
-import { CliError, type Command } from '../command.js';
+import { CliError, onePositional, type Command } from '../command.js';
 import { table } from '../cli-context.js';
+
+const TICKET_ID = /^[1-9]\d*$/;
 
 interface QueueItemJson {
   rank: number | null;
@@ -24,11 +26,6 @@ export function formatAge(seconds: number): string {
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   if (s < 86_400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
   return `${Math.floor(s / 86_400)}d${String(Math.floor((s % 86_400) / 3600)).padStart(2, '0')}h`;
-}
-
-function oneId(positionals: string[], usage: string): string {
-  if (positionals.length !== 1 || !/^[1-9]\d*$/.test(positionals[0]!)) throw new CliError(`usage: ${usage}`, 2);
-  return positionals[0]!;
 }
 
 const queue: Command = {
@@ -72,7 +69,7 @@ const show: Command = {
   usage: 'xcarectl ticket show ID [--json]',
   async run(argv, ctx) {
     const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
-    const id = oneId(positionals, show.usage);
+    const id = onePositional(positionals, show.usage, TICKET_ID);
     const res = await ctx.api<{ ticket: Record<string, unknown>; events: { ts: string; type: string; data: unknown }[] }>('GET', `/api/v1/tickets/${id}`);
     if (ctx.json) return ctx.printJson(res);
     for (const [k, v] of Object.entries(res.ticket)) {
@@ -89,7 +86,7 @@ const ack: Command = {
   usage: 'xcarectl ticket ack ID [--json]',
   async run(argv, ctx) {
     const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
-    const id = oneId(positionals, ack.usage);
+    const id = onePositional(positionals, ack.usage, TICKET_ID);
     const res = await ctx.api<{ ticket: { id: number; status: string } }>('POST', `/api/v1/tickets/${id}/ack`, {});
     if (ctx.json) return ctx.printJson(res.ticket);
     ctx.print(`ticket ${res.ticket.id} ${res.ticket.status}`);
@@ -102,7 +99,7 @@ const resolve: Command = {
   usage: 'xcarectl ticket resolve ID --reason R [--json]',
   async run(argv, ctx) {
     const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { reason: { type: 'string' } } });
-    const id = oneId(positionals, resolve.usage);
+    const id = onePositional(positionals, resolve.usage, TICKET_ID);
     if (!values.reason?.trim()) throw new CliError('--reason is required', 2);
     const res = await ctx.api<{ ticket: { id: number; status: string } }>('POST', `/api/v1/tickets/${id}/resolve`, { reason: values.reason });
     if (ctx.json) return ctx.printJson(res.ticket);
