@@ -157,7 +157,7 @@ export class App {
       onOffered: (n) => rolloutMetrics.offers.inc(n),
       ports: {
         patch: (id) => {
-          const p = this.patches.list().find((x) => x.id === id);
+          const p = this.patches.find(id);
           return p && { id: p.id, version: p.version, types: p.appliesTo.types, appliesTo: p.appliesTo.software, expiresAt: p.expiresAt };
         },
         offer: async (id, patchId, rolloutId) => {
@@ -310,8 +310,7 @@ export class App {
     return this.health.snapshot(device.id)?.state ?? 'unknown';
   }
 
-  private deviceView(device: DeviceRecord): DeviceView {
-    const row = this.liveRow(device.id);
+  private deviceView(device: DeviceRecord, row = this.liveRow(device.id)): DeviceView {
     return {
       ...device,
       state: this.stateOf(device),
@@ -324,7 +323,7 @@ export class App {
   private deviceDetail(device: DeviceRecord): Record<string, unknown> {
     const row = this.liveRow(device.id);
     return {
-      ...this.deviceView(device),
+      ...this.deviceView(device, row),
       connected: this.broker.isConnected(device.id),
       integrity: row?.integrity ?? null,
       heartbeats: row?.heartbeats ?? 0,

@@ -62,6 +62,11 @@ const RANK: Record<string, number> = { offered: 0, downloading: 1, verifying: 2,
  */
 export class PatchService {
   private keys?: PinnedKey[];
+  /**
+   * The latest known state per device (one entry a device), so the heartbeat's `patch` field, which
+   * agents repeat in every heartbeat after a patch, costs no SQL once it changes nothing.
+   */
+  private readonly latest = new Map<string, { patchId: string; state: string }>();
   private readonly listeners: StatusListener[] = [];
 
   constructor(private readonly deps: PatchServiceDeps) {}
@@ -179,6 +184,12 @@ export class PatchService {
     return v;
   }
 
+  /** One published patch, without device counts (a primary-key lookup); undefined when unknown. */
+  find(id: string): PatchView | undefined {
+    const row = this.deps.repo.get(id);
+    return row ? this.view(row) : undefined;
+  }
+
   list(): PatchView[] {
     const counts = this.deps.repo.stateCounts();
     return this.deps.repo.list().map((r) => this.view(r, counts.get(r.id) ?? {}));
@@ -234,6 +245,7 @@ export class PatchService {
         updated_at: now,
       });
     });
+    this.latest.delete(deviceId); // the stored state is 'offered' again
     await this.deps.sendToDevice(deviceId, JSON.stringify(offer));
     this.deps.log.info({ deviceId, patchId, rolloutId }, 'patch offered');
     return offer;
@@ -270,6 +282,12 @@ export class PatchService {
   recordStatus(deviceId: string, status: PatchStatus, now: number): boolean {
     const state: string = status.state;
     if (!(state in RANK)) return false;
+    // The same decisions as on the stored row below, taken from memory when nothing can change.
+    const known = this.latest.get(deviceId);
+    if (known && known.patchId === status.patchId) {
+      if (TERMINAL.has(known.state) || RANK[state]! < RANK[known.state]!) return false;
+      if (known.state === state && status.detail === undefined) return false;
+    }
     const prev = this.deps.repo.devicePatch(deviceId, status.patchId);
     if (!prev && !this.deps.repo.exists(status.patchId)) return false;
     if (prev) {
@@ -290,6 +308,7 @@ export class PatchService {
       updated_at: now,
     };
     this.deps.repo.upsertDevicePatch(row);
+    this.latest.set(deviceId, { patchId: status.patchId, state });
     if (countNow) this.deps.results.inc({ result: state });
     for (const l of this.listeners) {
       try {
