@@ -98,8 +98,8 @@ export function registerPatchRoutes(router: Router, deps: PatchRouteDeps): void 
         artifact: req,
         ...(declared !== undefined && Number.isFinite(declared) ? { declaredLength: declared } : {}),
       });
-      sendJson(ctx.res, result.created ? 201 : 200, { patch: result.patch, created: result.created });
-      return undefined;
+      ctx.res.statusCode = result.created ? 201 : 200;
+      return { patch: result.patch, created: result.created };
     } catch (err) {
       // Let the client finish sending so it reads our error instead of a reset connection.
       if (!req.readableEnded) req.resume();

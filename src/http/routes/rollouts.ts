@@ -1,7 +1,6 @@
 import type { Router } from '../router.js';
 import type { RolloutScheduler } from '../../rollouts/rollout-scheduler.js';
 import { ValidationError } from '../../errors.js';
-import { sendJson } from '../server.js';
 
 export interface RolloutRouteDeps {
   scheduler: Pick<RolloutScheduler, 'create' | 'list' | 'view' | 'pause' | 'resume' | 'abort'>;
@@ -18,9 +17,8 @@ export interface RolloutRouteDeps {
 export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): void {
   router.post('/api/v1/rollouts', 'admin', async (ctx) => {
     const view = deps.scheduler.create(await ctx.body());
-    // The server answers a returned value with 200; a creation says 201 itself.
-    sendJson(ctx.res, 201, view);
-    return undefined;
+    ctx.res.statusCode = 201;
+    return view;
   });
 
   router.get('/api/v1/rollouts', 'admin', ({ query }) => {

@@ -1,5 +1,4 @@
 import type { Router } from '../router.js';
-import { sendJson } from '../server.js';
 import type { SubscriptionService } from '../../subscriptions/subscription-service.js';
 import type { IntegrityRegistry } from '../../subscriptions/integrity-registry.js';
 import { NotFoundError, ValidationError } from '../../errors.js';
@@ -44,8 +43,7 @@ export function registerSubscriptionRoutes(router: Router, deps: SubscriptionRou
     const body = objectBody(await ctx.body());
     if (body.replace !== undefined && typeof body.replace !== 'boolean') throw new ValidationError('replace: expected a boolean');
     const entry = deps.integrity.register(body.version as string, body.digest as string, 'api', { replace: body.replace === true });
-    // Written here: the server answers a returned value with 200.
-    sendJson(ctx.res, 201, { integrity: entry });
-    return undefined;
+    ctx.res.statusCode = 201;
+    return { integrity: entry };
   });
 }

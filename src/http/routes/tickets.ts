@@ -1,5 +1,4 @@
 import type { Router } from '../router.js';
-import { sendJson } from '../server.js';
 import type { TicketService, QueueFilter } from '../../tickets/ticket-service.js';
 import { ticketView } from '../../tickets/ticket-model.js';
 import type { Outbox, OutboxState } from '../../helpdesk/outbox.js';
@@ -54,9 +53,8 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
 
   router.post('/api/v1/tickets', 'admin', async (ctx) => {
     const ticket = deps.tickets.openByPerson((await ctx.body()) as never);
-    // Written here: the server answers a returned value with 200.
-    sendJson(ctx.res, 201, { ticket: ticketView(ticket) });
-    return undefined;
+    ctx.res.statusCode = 201;
+    return { ticket: ticketView(ticket) };
   });
 
   router.post('/api/v1/tickets/:id/ack', 'admin', ({ params }) => ({ ticket: ticketView(deps.tickets.ack(parseId(params.id))) }));
