@@ -5,11 +5,10 @@ import { DeviceRegistry } from '../../src/registry/device-registry.js';
 import { parseDeviceInput, parseDeviceCsv } from '../../src/registry/device-input.js';
 import { generateToken, hashToken, verifyToken } from '../../src/registry/device-token.js';
 import { ManualClock } from '../../src/clock.js';
+import { fiscalYearEnd } from '../../src/subscriptions/fiscal-year.js';
 import { silentLogger } from '../../src/log.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
-// A simple June-30 rule, enough for the registry's own tests (the real one is tested in subscriptions).
-const june30 = (d: string) => (d.slice(5) <= '06-30' ? `${d.slice(0, 4)}-06-30` : `${Number(d.slice(0, 4)) + 1}-06-30`);
 
 describe('device tokens', () => {
   it('are >= 128 bits of randomness and stored only as a salted scrypt hash', async () => {
@@ -57,7 +56,7 @@ describe('DeviceRegistry', () => {
   let clock: ManualClock;
   let registry: DeviceRegistry;
   const make = () =>
-    new DeviceRegistry({ db, clock, log: silentLogger(), fiscalYearEnd: june30, authCacheSize: 10 });
+    new DeviceRegistry({ db, clock, log: silentLogger(), fiscalYearEnd, authCacheSize: 10 });
 
   beforeEach(() => {
     dir = tempDir();
