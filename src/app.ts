@@ -35,6 +35,14 @@ import { registerPatchRoutes } from './http/routes/patches.js';
 import { RolloutScheduler } from './rollouts/rollout-scheduler.js';
 import { registerRolloutRoutes } from './http/routes/rollouts.js';
 import { registerRolloutMetrics } from './metrics/rollout-metrics.js';
+import { TokenStore } from './access/token-store.js';
+import { SessionStore } from './access/session-store.js';
+import { AccessControl } from './access/access-control.js';
+import { AuditLog } from './audit/audit-log.js';
+import { ActorContext } from './audit/actor-context.js';
+import { registerAccessRoutes } from './http/routes/access.js';
+import { registerConsoleRoutes } from './console/console-routes.js';
+import { deviceEvents } from './registry/device-events.js';
 
 export interface AppDeps {
   clock: Clock;
@@ -70,6 +78,9 @@ export class App {
   readonly health: HealthEvaluator;
   readonly patches: PatchService;
   readonly rollouts: RolloutScheduler;
+  readonly tokens: TokenStore;
+  readonly sessions: SessionStore;
+  readonly audit: AuditLog;
   private readonly components: Component[] = [];
   private started: Component[] = [];
   private stopping?: Promise<void>;
@@ -104,6 +115,12 @@ export class App {
       onDeviceChanged: (id) => void this.registry.reload(id),
     });
     this.outbox = new Outbox({ db: this.db, clock });
+    // Roles, sessions and the audit trail (issue 14); the actor context lets ticket events name the person.
+    this.tokens = new TokenStore({ db: this.db, clock });
+    this.sessions = new SessionStore({ db: this.db, clock, ttlS: config.console.sessionTtlS });
+    this.audit = new AuditLog({ db: this.db, clock });
+    const actors = new ActorContext();
+    const access = new AccessControl({ adminToken: this.adminToken, tokens: this.tokens, sessions: this.sessions });
     this.tickets = new TicketService({
       db: this.db,
       clock,
@@ -112,6 +129,7 @@ export class App {
       directory: this.registry,
       eligibilityOf: (id) => this.subscriptions.eligibilityOf(id),
       outbox: this.outbox,
+      actor: () => actors.actorName(),
     });
     const webhookMetrics = registerTicketMetrics({
       registry: this.metrics,
@@ -240,6 +258,7 @@ export class App {
       view: (d) => this.deviceView(d),
       detail: (d) => this.deviceDetail(d),
       onRevoked: (id) => this.broker.disconnectDevice(id),
+      stateOf: (d) => this.stateOf(d),
     });
     registerTicketRoutes(router, { tickets: this.tickets, outbox: this.outbox });
     registerSubscriptionRoutes(router, { subscriptions: this.subscriptions, integrity: this.integrity });
@@ -250,12 +269,34 @@ export class App {
       deviceExists: (id) => this.registry.get(id) !== undefined,
       eligibility: (id) => this.subscriptions.eligibilityOf(id),
     });
+    registerAccessRoutes(router, { tokens: this.tokens, sessions: this.sessions, audit: this.audit });
+    registerConsoleRoutes(router, {
+      access,
+      sessions: this.sessions,
+      audit: this.audit,
+      tickets: this.tickets,
+      outbox: this.outbox,
+      devices: {
+        registry: this.registry,
+        view: (d) => this.deviceView(d),
+        stateOf: (d) => this.stateOf(d),
+        get: (id) => this.registry.get(id),
+        detail: (d) => this.deviceDetail(d),
+        eligibilityOf: (id) => this.subscriptions.eligibilityOf(id),
+        events: (id) => deviceEvents(this.db, id),
+      },
+      rollouts: this.rollouts,
+      sessionTtlS: config.console.sessionTtlS,
+    });
     this.http = new HttpServer({
       router,
       log: log.child({ module: 'http' }),
       host: config.http.host,
       port: config.http.port,
       adminToken: this.adminToken,
+      access,
+      audit: (entry) => void this.audit.record(entry),
+      actors,
     });
 
     this.components.push(

@@ -132,6 +132,14 @@ export const configSchema = z.strictObject({
       maxPerGateway: z.number().int().positive().default(1),
     })
     .prefault({}),
+
+  /** The operators' console at `/` (issue 14). */
+  console: z
+    .strictObject({
+      /** How long a sign-in lasts (seconds); the session then expires server-side and the cookie with it. */
+      sessionTtlS: z.number().int().min(60).max(30 * 86_400).default(8 * 3600),
+    })
+    .prefault({}),
 })
   // Keys that only make sense together: refused at start, before the database is opened.
   .superRefine((c, ctx) => {

@@ -63,7 +63,8 @@ export class Outbox {
     return () => this.listeners.delete(listener);
   }
 
-  list(state: OutboxState = 'pending', limit = 100): OutboxEntry[] {
+  /** Newest first; `beforeId` continues a page (keyset paging, issue 14). */
+  list(state: OutboxState = 'pending', limit = 100, beforeId?: number): OutboxEntry[] {
     const where = {
       pending: 'delivered_at IS NULL AND dead_at IS NULL',
       delivered: 'delivered_at IS NOT NULL',
@@ -71,7 +72,15 @@ export class Outbox {
       all: '1 = 1',
     }[state];
     if (!where) throw new ValidationError('state: expected pending, delivered, dead or all');
-    const rows = this.deps.db.prepare(`SELECT * FROM outbox WHERE ${where} ORDER BY id DESC LIMIT ?`).all(limit) as OutboxRow[];
+    const before = beforeId === undefined ? '' : ' AND id < ?';
+    const args = beforeId === undefined ? [limit] : [beforeId, limit];
+    const rows = this.deps.db.prepare(`SELECT * FROM outbox WHERE (${where})${before} ORDER BY id DESC LIMIT ?`).all(...args) as OutboxRow[];
+    return rows.map(toEntry);
+  }
+
+  /** The helpdesk deliveries of one ticket, oldest first (the console's "webhook delivery state"). */
+  forTicket(ticketId: number, limit = 200): OutboxEntry[] {
+    const rows = this.deps.db.prepare('SELECT * FROM outbox WHERE ticket_id = ? ORDER BY id LIMIT ?').all(ticketId, limit) as OutboxRow[];
     return rows.map(toEntry);
   }
 

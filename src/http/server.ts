@@ -1,9 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
-import { XcareError, ValidationError, UnauthorizedError } from '../errors.js';
-import type { Router, RequestContext } from './router.js';
+import { XcareError, ValidationError, UnauthorizedError, ForbiddenError } from '../errors.js';
+import type { Router, RequestContext, Route } from './router.js';
+import { roleAllows, type Principal } from '../access/roles.js';
+import { AccessControl, CSRF_HEADER } from '../access/access-control.js';
+import { secretEquals } from '../access/secret-hash.js';
+import type { ActorContext } from '../audit/actor-context.js';
+import { describeChange, describeDenied } from '../audit/actions.js';
+import type { AuditInput } from '../audit/audit-log.js';
 
 export interface HttpServerDeps {
   router: Router;
@@ -14,13 +19,29 @@ export interface HttpServerDeps {
   adminToken: string;
   /** Largest JSON body accepted (bytes). */
   maxJsonBytes?: number;
+  /** Resolves API tokens and console sessions; without it only the admin token is accepted (as role admin). */
+  access?: AccessControl;
+  /** Records who changed what (src/audit/): called after every successful mutating request and every 403. */
+  audit?: (entry: AuditInput) => void;
+  /** Handlers run inside it, so history written below the HTTP layer knows the actor. */
+  actors?: ActorContext;
 }
 
-/** Constant-time comparison of two secrets of any length. */
-export function secretEquals(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a).digest();
-  const hb = createHash('sha256').update(b).digest();
-  return timingSafeEqual(ha, hb);
+export { secretEquals };
+
+const SAFE_METHODS = new Set(['GET', 'HEAD']);
+
+/**
+ * Headers on every answer (issue 14): nothing is framed, sniffed or leaks a referrer; API answers are never
+ * cached. Console pages set their own Content-Security-Policy (src/console/).
+ */
+function securityHeaders(res: ServerResponse, pathname: string): void {
+  res.setHeader('x-content-type-options', 'nosniff');
+  res.setHeader('x-frame-options', 'DENY');
+  // same-origin, not no-referrer: with no-referrer Chrome sends `Origin: null` on form posts, which the console's
+  // origin check (login, logout) must refuse.
+  res.setHeader('referrer-policy', 'same-origin');
+  if (pathname.startsWith('/api/')) res.setHeader('cache-control', 'no-store');
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
@@ -59,7 +80,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
  */
 export class HttpServer {
   private server?: Server;
-  constructor(private readonly deps: HttpServerDeps) {}
+  private readonly access: AccessControl;
+  constructor(private readonly deps: HttpServerDeps) {
+    this.access = deps.access ?? new AccessControl({ adminToken: deps.adminToken });
+  }
 
   async start(): Promise<void> {
     const server = createServer((req, res) => void this.handle(req, res));
@@ -108,13 +132,15 @@ export class HttpServer {
         return;
       }
       const { route, params } = found;
-      if (route.auth === 'admin') this.checkAdmin(req);
+      securityHeaders(res, url.pathname);
+      const principal = this.authorize(req, route, params, url.pathname);
       const limit = this.deps.maxJsonBytes ?? 1024 * 1024;
       const ctx: RequestContext = {
         req,
         res,
         params,
         query: url.searchParams,
+        ...(principal ? { principal } : {}),
         rawBody: (max = limit) => readBody(req, max),
         body: async () => {
           const raw = await readBody(req, limit);
@@ -126,7 +152,11 @@ export class HttpServer {
           }
         },
       };
-      const result = await route.handler(ctx);
+      const actors = this.deps.actors;
+      const result = actors ? await actors.run(principal, () => route.handler(ctx)) : await route.handler(ctx);
+      if (principal && !SAFE_METHODS.has(route.method) && res.statusCode < 400) {
+        this.recordChange(principal, route, params, url.pathname, req, res, result, ctx.auditDetail);
+      }
       if (!res.headersSent && !res.writableEnded) {
         // A handler may set res.statusCode (201 Created) before returning its body.
         if (result === undefined) {
@@ -145,9 +175,60 @@ export class HttpServer {
     }
   }
 
-  private checkAdmin(req: IncomingMessage): void {
-    const header = req.headers.authorization ?? '';
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match || !secretEquals(match[1]!.trim(), this.deps.adminToken)) throw new UnauthorizedError('missing or wrong admin token');
+  /**
+   * Resolves the principal of `admin` and `session` routes in one place (issue 14): 401 without a valid token or
+   * session, 403 (audited) when its role is below the route's, 403 when a cookie-authenticated change lacks the
+   * session's CSRF token or comes from another origin. `session` routes accept a missing principal.
+   */
+  private authorize(req: IncomingMessage, route: Route, params: Record<string, string>, pathname: string): Principal | undefined {
+    if (route.auth !== 'admin' && route.auth !== 'session') return undefined;
+    const principal = this.access.authenticate(req);
+    if (!principal) {
+      if (route.auth === 'session') return undefined;
+      throw new UnauthorizedError('missing or wrong token');
+    }
+    if (!roleAllows(principal.role, route.role)) {
+      const denied = describeDenied(route.method, route.path, params);
+      this.deps.audit?.({ principal, ...denied, detail: { ...denied.detail, needed: route.role }, method: route.method, path: pathname, status: 403, remote: req.socket.remoteAddress ?? null });
+      throw new ForbiddenError(`token ${principal.name} (role ${principal.role}) may not ${route.method} ${route.path}: needs role ${route.role}`);
+    }
+    if (principal.via === 'session' && !SAFE_METHODS.has(route.method)) {
+      // Double protection for cookie-borne changes: SameSite=Strict keeps the cookie off cross-site requests, and
+      // the per-session CSRF token proves the request came from a page we rendered.
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== 'null' && new URL(origin).host !== req.headers.host) throw new ForbiddenError('cross-origin request refused');
+      const given = req.headers[CSRF_HEADER];
+      if (!this.access.csrfMatches(principal, Array.isArray(given) ? given[0] : given)) throw new ForbiddenError('missing or wrong CSRF token');
+    }
+    return principal;
+  }
+
+  private recordChange(
+    principal: Principal,
+    route: Route,
+    params: Record<string, string>,
+    pathname: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    result: unknown,
+    extra: Record<string, unknown> | undefined,
+  ): void {
+    if (!this.deps.audit) return;
+    const change = describeChange(route.method, route.path, params, result);
+    try {
+      this.deps.audit({
+        principal,
+        action: change.action,
+        target: change.target,
+        detail: { ...change.detail, ...extra },
+        method: route.method,
+        path: pathname,
+        status: result === undefined && !res.headersSent ? 204 : res.statusCode,
+        remote: req.socket.remoteAddress ?? null,
+      });
+    } catch (err) {
+      // The change itself is committed; a failed audit write must not turn it into an error answer.
+      this.deps.log.error({ err, action: change.action, actor: principal.name }, 'audit entry not recorded');
+    }
   }
 }

@@ -52,6 +52,8 @@ export interface TicketServiceDeps {
   /** Eligibility of a registered device now; undefined for an unknown id. */
   eligibilityOf(deviceId: string): SubjectEligibility | undefined;
   outbox: OutboxWriter;
+  /** The person acting in the current request (token name), recorded on ticket events as `actor` (issue 14). */
+  actor?(): string | undefined;
 }
 
 export interface OpenTicketInput {
@@ -182,6 +184,8 @@ class WorkingSet {
 
   /** One history row and its outbox row, in the same transaction as the ticket change. */
   event(t: Ticket, type: TicketEventType, data: Record<string, unknown> = {}): void {
+    const actor = this.service.actorName();
+    if (actor !== undefined) data = { ...data, actor };
     const result = this.db
       .prepare('INSERT INTO ticket_events (ticket_id, ts, type, data) VALUES (?, ?, ?, ?)')
       .run(t.id, this.now, type, JSON.stringify(data));
@@ -414,6 +418,11 @@ export class TicketService implements ConditionSink {
     if (cached) return cached;
     const row = this.sql.prepare('SELECT * FROM tickets WHERE id = ?').get(id) as TicketRow | undefined;
     return row ? fromRow(row) : undefined;
+  }
+
+  /** @internal the person acting in the current request, if any. */
+  actorName(): string | undefined {
+    return this.deps.actor?.();
   }
 
   /** @internal a private copy for a WorkingSet to change. */

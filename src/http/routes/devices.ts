@@ -1,5 +1,6 @@
 import type { Router } from '../router.js';
-import type { DeviceRegistry, DeviceFilter } from '../../registry/device-registry.js';
+import type { DeviceRegistry } from '../../registry/device-registry.js';
+import { listDevices } from '../device-list.js';
 import { parseDeviceInput, parseDeviceCsv, type DeviceInput } from '../../registry/device-input.js';
 import type { DeviceRecord } from '../../registry/types.js';
 import { NotFoundError, ValidationError } from '../../errors.js';
@@ -18,20 +19,14 @@ export interface DeviceRouteDeps {
   detail(device: DeviceRecord): Record<string, unknown>;
   /** Called after a revocation is committed: close the device's live connection. */
   onRevoked(deviceId: string): void;
+  /** Liveness alone, for the `state` filter (defaults to `view(d).state`). */
+  stateOf?(device: DeviceRecord): string;
 }
-
-const FILTERS = ['type', 'tier', 'customer', 'installer', 'parent', 'tag'] as const;
 
 export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): void {
   router.get('/api/v1/devices', 'admin', ({ query }) => {
-    const filter: DeviceFilter = { includeRevoked: query.get('revoked') === 'true' };
-    for (const key of FILTERS) {
-      const v = query.get(key);
-      if (v) filter[key] = v;
-    }
-    const state = query.get('state');
-    const devices = deps.registry.list(filter).map(deps.view);
-    return { devices: state ? devices.filter((d) => d.state === state) : devices };
+    const page = listDevices({ registry: deps.registry, view: deps.view, stateOf: deps.stateOf ?? ((d) => deps.view(d).state) }, query);
+    return { devices: page.items, nextCursor: page.nextCursor, total: page.total };
   });
 
   router.get('/api/v1/devices/:id', 'admin', ({ params }) => {

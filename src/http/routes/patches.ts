@@ -6,6 +6,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import type { PatchService, SignatureInput } from '../../patches/patch-service.js';
 import { isKeyId } from '../../patches/patch-service.js';
 import { DEVICE_ID_PATTERN } from '../../protocol/names.js';
+import { pageOf, parsePage } from '../paging.js';
 
 export interface PatchRouteDeps {
   patches: PatchService;
@@ -107,7 +108,11 @@ export function registerPatchRoutes(router: Router, deps: PatchRouteDeps): void 
     }
   });
 
-  router.get('/api/v1/patches', 'admin', () => ({ patches: deps.patches.list() }));
+  router.get('/api/v1/patches', 'admin', ({ query }) => {
+    // Newest first, as before paging: (created time, id) with the time negated so the key ascends.
+    const page = pageOf(deps.patches.list(), parsePage(query), (p) => [-Date.parse(p.createdAt), p.id]);
+    return { patches: page.items, nextCursor: page.nextCursor };
+  });
 
   router.get('/api/v1/patches/:id', 'admin', ({ params }) => ({ patch: deps.patches.get(params.id!) }));
 

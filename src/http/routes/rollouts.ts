@@ -1,6 +1,7 @@
 import type { Router } from '../router.js';
 import type { RolloutScheduler } from '../../rollouts/rollout-scheduler.js';
 import { ValidationError } from '../../errors.js';
+import { pageOf, parsePage } from '../paging.js';
 
 export interface RolloutRouteDeps {
   scheduler: Pick<RolloutScheduler, 'create' | 'list' | 'view' | 'pause' | 'resume' | 'abort'>;
@@ -24,7 +25,9 @@ export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): v
   router.get('/api/v1/rollouts', 'admin', ({ query }) => {
     const state = query.get('state');
     const rollouts = deps.scheduler.list();
-    return { rollouts: state ? rollouts.filter((r) => r.state === state) : rollouts };
+    // Newest first: keyed by (created time, id) descending, negated so the key ascends.
+    const page = pageOf(state ? rollouts.filter((r) => r.state === state) : rollouts, parsePage(query), (r) => [-Date.parse(r.createdAt), r.id]);
+    return { rollouts: page.items, nextCursor: page.nextCursor };
   });
 
   router.get('/api/v1/rollouts/:id', 'admin', ({ params, query }) => {
@@ -34,8 +37,8 @@ export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): v
     return deps.scheduler.view(params.id!, n);
   });
 
-  router.post('/api/v1/rollouts/:id/pause', 'admin', ({ params }) => deps.scheduler.pause(params.id!));
-  router.post('/api/v1/rollouts/:id/resume', 'admin', ({ params }) => deps.scheduler.resume(params.id!));
+  router.post('/api/v1/rollouts/:id/pause', 'admin', ({ params }) => deps.scheduler.pause(params.id!), { role: 'operator' });
+  router.post('/api/v1/rollouts/:id/resume', 'admin', ({ params }) => deps.scheduler.resume(params.id!), { role: 'operator' });
   router.post('/api/v1/rollouts/:id/abort', 'admin', async (ctx) => {
     // An empty body reads as {} (server.ts).
     const body = (await ctx.body()) as { reason?: unknown } | undefined;

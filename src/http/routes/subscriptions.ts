@@ -2,6 +2,7 @@ import type { Router } from '../router.js';
 import type { SubscriptionService } from '../../subscriptions/subscription-service.js';
 import type { IntegrityRegistry } from '../../subscriptions/integrity-registry.js';
 import { NotFoundError, ValidationError } from '../../errors.js';
+import { pageOf, parsePage } from '../paging.js';
 
 export interface SubscriptionRouteDeps {
   subscriptions: SubscriptionService;
@@ -37,7 +38,10 @@ export function registerSubscriptionRoutes(router: Router, deps: SubscriptionRou
     return { deviceId: params.id, ...result };
   });
 
-  router.get('/api/v1/integrity', 'admin', () => ({ integrity: deps.integrity.list() }));
+  router.get('/api/v1/integrity', 'admin', ({ query }) => {
+    const page = pageOf(deps.integrity.list(), parsePage(query), (e) => e.version);
+    return { integrity: page.items, nextCursor: page.nextCursor };
+  });
 
   router.post('/api/v1/integrity', 'admin', async (ctx) => {
     const body = objectBody(await ctx.body());

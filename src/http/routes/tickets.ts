@@ -2,7 +2,8 @@ import type { Router } from '../router.js';
 import type { TicketService, QueueFilter } from '../../tickets/ticket-service.js';
 import { ticketView } from '../../tickets/ticket-model.js';
 import type { Outbox, OutboxState } from '../../helpdesk/outbox.js';
-import { NotFoundError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { encodeCursor, parsePage } from '../paging.js';
 import { SEVERITIES, TICKET_KINDS, type Severity, type TicketKind } from '../../tickets/types.js';
 
 export interface TicketRouteDeps {
@@ -21,12 +22,23 @@ function parseLimit(raw: string | null, max = 1000): number | undefined {
   return Number(raw);
 }
 
+/** Outbox entries newest first, keyset-paged on the id. */
+function outboxPage(outbox: Outbox, state: OutboxState, query: URLSearchParams): { entries: unknown[]; nextCursor: string | null } {
+  const page = parsePage(query);
+  if (page.after !== undefined && (typeof page.after !== 'number' || !Number.isInteger(page.after))) throw new ValidationError('cursor: invalid');
+  const limit = page.limit ?? 100;
+  const rows = outbox.list(state, limit + 1, page.after as number | undefined);
+  const entries = rows.slice(0, limit);
+  return { entries, nextCursor: rows.length > limit ? encodeCursor(entries[entries.length - 1]!.id) : null };
+}
+
 /** Tickets, the support queue (PROTOCOL.md "HTTP": GET /api/v1/tickets?status=open in priority order) and the outbox. */
 export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): void {
   router.get('/api/v1/tickets', 'admin', ({ query }) => {
     const status = query.get('status') ?? 'open';
     if (status !== 'open' && status !== 'all') throw new ValidationError('status: expected open or all');
-    const filter: QueueFilter = { status, limit: parseLimit(query.get('limit')) };
+    // `resolved` caps the resolved tickets that follow the queue with status=all (newest first, default 200).
+    const filter: QueueFilter = { status, limit: parseLimit(query.get('resolved')) };
     const kind = query.get('kind');
     if (kind !== null) {
       if (!TICKET_KINDS.includes(kind as TicketKind)) throw new ValidationError(`kind: unknown ticket kind ${JSON.stringify(kind)}`);
@@ -41,7 +53,19 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
     if (subject) filter.subject = subject;
     const customer = query.get('customer');
     if (customer) filter.customer = customer;
-    return { status, tickets: deps.tickets.queue(filter) };
+    const all = deps.tickets.queue(filter);
+    // The queue is a live priority order (scores grow with age), so a page continues after the ticket that ended
+    // the previous one, in the order as it is now; when that ticket has left the queue the client starts over.
+    const page = parsePage(query);
+    let start = 0;
+    if (page.after !== undefined) {
+      const index = all.findIndex((t) => t.id === page.after);
+      if (index < 0) throw new ConflictError('cursor: the ticket that ended the previous page has left this list; start again without a cursor');
+      start = index + 1;
+    }
+    const items = page.limit === undefined ? all.slice(start) : all.slice(start, start + page.limit);
+    const more = page.limit !== undefined && start + page.limit < all.length;
+    return { status, tickets: items, nextCursor: more ? encodeCursor(items[items.length - 1]!.id) : null };
   });
 
   router.get('/api/v1/tickets/:id', 'admin', ({ params }) => {
@@ -55,16 +79,16 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
     const ticket = deps.tickets.openByPerson((await ctx.body()) as never);
     ctx.res.statusCode = 201;
     return { ticket: ticketView(ticket) };
-  });
+  }, { role: 'operator' });
 
-  router.post('/api/v1/tickets/:id/ack', 'admin', ({ params }) => ({ ticket: ticketView(deps.tickets.ack(parseId(params.id))) }));
+  router.post('/api/v1/tickets/:id/ack', 'admin', ({ params }) => ({ ticket: ticketView(deps.tickets.ack(parseId(params.id))) }), { role: 'operator' });
 
   router.post('/api/v1/tickets/:id/resolve', 'admin', async (ctx) => {
     const id = parseId(ctx.params.id);
     const body = (await ctx.body()) as { reason?: unknown } | null;
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('body: expected a JSON object');
     return { ticket: ticketView(deps.tickets.resolve(id, body.reason)) };
-  });
+  }, { role: 'operator' });
 
   router.get('/api/v1/outbox', 'admin', ({ query }) => {
     const state = query.get('state') ?? 'pending';
@@ -73,7 +97,7 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
       state,
       pending: deps.outbox.pendingCount(),
       dead: deps.outbox.deadCount(),
-      entries: deps.outbox.list(state as OutboxState, parseLimit(query.get('limit')) ?? 100),
+      ...outboxPage(deps.outbox, state as OutboxState, query),
     };
   });
 
