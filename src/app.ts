@@ -81,6 +81,8 @@ export class App {
   readonly tokens: TokenStore;
   readonly sessions: SessionStore;
   readonly audit: AuditLog;
+  /** Every HTTP route with its role (the role tests walk it). */
+  readonly router: Router;
   private readonly components: Component[] = [];
   private started: Component[] = [];
   private stopping?: Promise<void>;
@@ -248,7 +250,7 @@ export class App {
 
     registerDeviceMetrics(this.metrics, () => this.registry.all(), (d) => this.stateOf(d));
 
-    const router = new Router();
+    const router = (this.router = new Router());
     registerSystemRoutes(router, {
       metrics: this.metrics,
       readiness: () => Object.fromEntries(this.components.map((c) => [c.name, this.started.includes(c)])),

@@ -6,14 +6,17 @@ import { commands as ticketCommands } from './commands/tickets.js';
 import { commands as subscriptionCommands } from './commands/subscription.js';
 import { commands as patchCommands } from './commands/patch.js';
 import { commands as rolloutCommands } from './commands/rollout.js';
+import { commands as tokenCommands } from './commands/token.js';
+import { commands as auditCommands } from './commands/audit.js';
 
 const ALL: Command[] = [...deviceCommands, ...ticketCommands, ...subscriptionCommands, ...patchCommands, ...rolloutCommands];
+ALL.push(...tokenCommands, ...auditCommands);
 
 const GLOBAL_HELP = `Usage: xcarectl [--url URL] [--token TOKEN] [--json] <command> [options]
 
 The xcare-fleet admin tool; talks to the daemon's HTTP API.
   --url URL      daemon URL (default: $XCARE_URL or http://127.0.0.1:8080)
-  --token TOKEN  admin token (default: $XCARE_TOKEN or ./data/admin.token)
+  --token TOKEN  admin or API token (default: $XCARE_TOKEN or ./data/admin.token)
   --json         machine-readable output
   -h, --help     this help; 'xcarectl <command> --help' for a command
 

@@ -123,6 +123,7 @@ export class HttpServer {
       sendJson(res, 400, { error: 'bad request URL' });
       return;
     }
+    securityHeaders(res, url.pathname);
     try {
       const found = this.deps.router.match(req.method ?? 'GET', url.pathname);
       if (!('route' in found)) {
@@ -132,7 +133,6 @@ export class HttpServer {
         return;
       }
       const { route, params } = found;
-      securityHeaders(res, url.pathname);
       const principal = this.authorize(req, route, params, url.pathname);
       const limit = this.deps.maxJsonBytes ?? 1024 * 1024;
       const ctx: RequestContext = {
