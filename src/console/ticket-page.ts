@@ -87,12 +87,12 @@ ${t.status !== 'resolved' ? actionForm(who, 'operator', `/api/v1/tickets/${id}/r
 <h2>People who acted</h2>
 ${acted.length ? html`<ul class="acted">${acted.map((a) => html`<li><span class="actor">${a.actor}</span> ${a.action} <small>${when(a.ts)} from ${a.remote ?? '-'}</small></li>`)}</ul>` : html`<p class="empty">Nobody yet.</p>`}
 <h2>Helpdesk deliveries</h2>
-${data.deliveries.length ? html`<table class="grid"><thead><tr><th>#</th><th>Event</th><th>State</th><th>Attempts</th><th>At</th><th>Last error</th></tr></thead><tbody>${data.deliveries.map(deliveryRow)}</tbody></table>` : html`<p class="empty">No webhook deliveries (webhook off, or nothing yet).</p>`}
+${data.deliveries.length ? html`<table class="grid" id="deliveries"><thead><tr><th>#</th><th>Event</th><th>State</th><th>Attempts</th><th>At</th><th>Last error</th></tr></thead><tbody>${data.deliveries.map(deliveryRow)}</tbody></table>` : html`<p class="empty">No webhook deliveries (webhook off, or nothing yet).</p>`}
 </section>
 </div>
 <section class="card">
 <h2>History</h2>
-<table class="grid"><thead><tr><th>Time</th><th>Event</th><th>By</th><th>Data</th></tr></thead><tbody>${data.events.map(eventRow)}</tbody></table>
+<table class="grid" id="history"><thead><tr><th>Time</th><th>Event</th><th>By</th><th>Data</th></tr></thead><tbody>${data.events.map(eventRow)}</tbody></table>
 ${Object.keys((t.details as object) ?? {}).length ? html`<h3>Details</h3><pre>${JSON.stringify(t.details, null, 2)}</pre>` : ''}
 </section>`,
   );
