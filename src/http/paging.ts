@@ -60,28 +60,27 @@ export function compareKeys(a: unknown, b: unknown): number {
 }
 
 /**
- * One page of `items` in ascending order of `keyOf` (use a negated number for "newest first"); the items are
- * sorted here (a stable sort of an already sorted list is cheap). Keys must be unique. A cursor whose shape does
+ * One page of `items` in ascending order of `keyOf` (use a negated number for "newest first"); a list that is not
+ * in that order already is sorted here. Keys must be unique. A cursor whose shape does
  * not match the list's keys is a 400.
  */
 export function pageOf<T>(list: readonly T[], req: PageRequest, keyOf: (item: T) => number | string | (number | string)[]): Page<T> {
-  const keys = new Map<T, ReturnType<typeof keyOf>>();
-  const key = (t: T) => {
-    let k = keys.get(t);
-    if (k === undefined) keys.set(t, (k = keyOf(t)));
-    return k;
-  };
-  const items = [...list].sort((a, b) => compareKeys(key(a), key(b)));
+  // Keys computed once; most lists arrive sorted already, which one linear pass confirms.
+  let entries = list.map((item) => ({ item, key: keyOf(item) }));
+  let sorted = true;
+  for (let i = 1; i < entries.length && sorted; i++) sorted = compareKeys(entries[i - 1]!.key, entries[i]!.key) <= 0;
+  if (!sorted) entries = [...entries].sort((a, b) => compareKeys(a.key, b.key));
+  const items = entries.map((e) => e.item);
   let start = 0;
   if (req.after !== undefined) {
-    const sample = items.length > 0 ? keyOf(items[0]!) : undefined;
+    const sample = entries.length > 0 ? entries[0]!.key : undefined;
     if (sample !== undefined && Array.isArray(sample) !== Array.isArray(req.after)) throw new ValidationError('cursor: invalid');
     // Binary search for the first key strictly after the cursor.
     let lo = 0;
     let hi = items.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (compareKeys(keyOf(items[mid]!), req.after) <= 0) lo = mid + 1;
+      if (compareKeys(entries[mid]!.key, req.after) <= 0) lo = mid + 1;
       else hi = mid;
     }
     start = lo;
@@ -89,5 +88,5 @@ export function pageOf<T>(list: readonly T[], req: PageRequest, keyOf: (item: T)
   if (req.limit === undefined) return { items: items.slice(start), nextCursor: null };
   const slice = items.slice(start, start + req.limit);
   const more = start + req.limit < items.length;
-  return { items: slice, nextCursor: more && slice.length > 0 ? encodeCursor(keyOf(slice[slice.length - 1]!)) : null };
+  return { items: slice, nextCursor: more && slice.length > 0 ? encodeCursor(entries[start + slice.length - 1]!.key) : null };
 }

@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: every benchmark in turn, printing its figures. Benchmarks measure; they never
- * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact.
+ * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact,console.
  */
 const all: Record<string, () => Promise<unknown>> = {
   ingest: async () => (await import('./ingest-bench.js')).runIngestBench(),
   evaluator: async () => (await import('./evaluator-bench.js')).runEvaluatorBench(),
   rollout: async () => (await import('./rollout-bench.js')).runRolloutBench(),
   artifact: async () => (await import('./artifact-bench.js')).runArtifactBench(),
+  console: async () => (await import('./console-bench.js')).runConsoleBench(),
 };
 
 const wanted = (process.env.BENCH ?? Object.keys(all).join(',')).split(',').map((s) => s.trim());
