@@ -147,6 +147,22 @@ export async function startDemoFleet(dir: string): Promise<DemoFleet> {
   if (globex) await api(daemon, 'POST', `/api/v1/tickets/${globex.id}/ack`, {}, operator);
   await api(daemon, 'POST', '/api/v1/tickets', { subject: 'gw-acme-01', classification: 'consultative', severity: 'low', summary: 'Customer asks for a second uplink' }, operator);
 
+  // Two more for the list: one paused by an operator, one aborted by an admin (made first, so the running one is the newest).
+  for (const [customer, act] of [['acme', 'abort'], ['globex', 'pause']] as const) {
+    try {
+      const r = await api<{ id: string }>(daemon, 'POST', '/api/v1/rollouts', {
+        patchId: 'sample-app-1.1.0',
+        target: { customers: [customer] },
+        waves: ['100%'],
+        window: { cron: '0 2 * * *', duration: '4h', timezone: 'Europe/Berlin' },
+      });
+      await api(daemon, 'POST', `/api/v1/rollouts/${r.id}/${act}`, act === 'abort' ? { reason: 'wrong maintenance window' } : {}, act === 'pause' ? operator : daemon.adminToken);
+    } catch (err) {
+      // A target the planner refuses just leaves the list shorter; say so, the pictures are for people.
+      process.stderr.write(`demo fleet: no ${act}ed rollout: ${(err as Error).message}\n`);
+    }
+  }
+
   const rollout = await api<{ id: string }>(daemon, 'POST', '/api/v1/rollouts', {
     patchId: 'sample-app-1.1.0',
     target: { types: ['gateway'], software: '>=1.0.0 <1.1.0' },
@@ -155,7 +171,6 @@ export async function startDemoFleet(dir: string): Promise<DemoFleet> {
     window: { cron: '* * * * *', duration: '1h', timezone: 'Europe/Berlin' },
     jitter: '0s',
   });
-
   return {
     daemon,
     tokens: { operator, viewer },
