@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TokenStore } from './token-store.js';
 import type { SessionStore } from './session-store.js';
-import { secretEquals } from './secret-hash.js';
+import { hashSecret, secretEquals } from './secret-hash.js';
 import type { Principal } from './roles.js';
 
 /** The console's session cookie (HttpOnly, SameSite=Strict, Path=/). */
@@ -40,7 +40,11 @@ export class AccessControl {
     const header = req.headers.authorization;
     if (header !== undefined) return this.bearer(header);
     const sessionId = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
-    return sessionId ? this.deps.sessions?.resolve(sessionId) : undefined;
+    const session = sessionId ? this.deps.sessions?.resolve(sessionId) : undefined;
+    // A session signed in with the admin token lasts only while that is still the admin token (API-token sessions
+    // end when their token is revoked: TokenStore.revoke deletes them).
+    if (session && session.tokenId === null && !secretEquals(session.credentialHash ?? '', hashSecret(this.deps.adminToken))) return undefined;
+    return session;
   }
 
   /** A bearer header's principal, or undefined. */

@@ -32,4 +32,6 @@ export interface Principal {
   csrf?: string;
   /** The session id when `via` is `session` (for logout). */
   sessionId?: string;
+  /** SHA-256 of the token a session was signed in with (`via` session). */
+  credentialHash?: string;
 }

@@ -16,6 +16,7 @@ interface SessionRow {
   name: string;
   role: Role;
   csrf: string;
+  credential_hash: string;
   created_at: number;
   expires_at: number;
 }
@@ -29,8 +30,11 @@ interface SessionRow {
 export class SessionStore {
   constructor(private readonly deps: SessionStoreDeps) {}
 
-  /** A new session for `principal`; returns the cookie value (shown to the browser only) and the CSRF token. */
-  create(principal: Principal): { sessionId: string; csrf: string; expiresAt: number } {
+  /**
+   * A new session for `principal`, signed in with `token`; returns the cookie value (shown to the browser only)
+   * and the CSRF token.
+   */
+  create(principal: Principal, token: string): { sessionId: string; csrf: string; expiresAt: number } {
     const now = this.deps.clock.now();
     const sessionId = newSecret('');
     const csrf = newSecret('');
@@ -38,8 +42,8 @@ export class SessionStore {
     this.deps.db.transaction(() => {
       this.deps.db.prepare('DELETE FROM console_sessions WHERE expires_at <= ?').run(now);
       this.deps.db
-        .prepare('INSERT INTO console_sessions (id_hash, token_id, name, role, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(hashSecret(sessionId), principal.tokenId, principal.name, principal.role, csrf, now, expiresAt);
+        .prepare('INSERT INTO console_sessions (id_hash, token_id, name, role, csrf, credential_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(hashSecret(sessionId), principal.tokenId, principal.name, principal.role, csrf, hashSecret(token), now, expiresAt);
     })();
     return { sessionId, csrf, expiresAt };
   }
@@ -49,7 +53,7 @@ export class SessionStore {
     if (sessionId.length === 0 || sessionId.length > 100) return undefined;
     const row = this.deps.db.prepare('SELECT * FROM console_sessions WHERE id_hash = ?').get(hashSecret(sessionId)) as SessionRow | undefined;
     if (!row || row.expires_at <= this.deps.clock.now()) return undefined;
-    return { name: row.name, role: row.role, tokenId: row.token_id, via: 'session', csrf: row.csrf, sessionId };
+    return { name: row.name, role: row.role, tokenId: row.token_id, via: 'session', csrf: row.csrf, sessionId, credentialHash: row.credential_hash };
   }
 
 

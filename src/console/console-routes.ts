@@ -125,7 +125,7 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
       sendHtml(res, 401, loginPage('That token is not valid (unknown, revoked or mistyped).'));
       return;
     }
-    const session = deps.sessions.create(principal);
+    const session = deps.sessions.create(principal, token);
     deps.audit.record({ principal, action: 'session.login', target: null, method: 'POST', path: '/login', status: 303, remote: req.socket.remoteAddress ?? null });
     redirect(res, '/', { 'set-cookie': sessionCookie(session.sessionId, deps.sessionTtlS, req) });
   });
@@ -194,7 +194,8 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
       return devicePage(who, {
         detail: deps.devices.detail(device),
         events: deps.devices.events(device.id),
-        tickets: deps.tickets.queue({ status: 'all', subject: device.id, limit: 50 }),
+        // Open ones, then resolved ones among the 1,000 most recently resolved in the fleet (the queue's own read).
+        tickets: deps.tickets.queue({ status: 'all', subject: device.id, limit: 1000 }),
       });
     }),
   );

@@ -378,3 +378,47 @@ describe('roles, tokens, audit and paging over the API', () => {
     });
   });
 });
+
+describe('admin-token console sessions', () => {
+  it('end when the configured admin token changes, and API-token sessions survive a restart', async () => {
+    const dir = tempDir('xcare-access-restart-');
+    const clock = new ManualClock('2026-11-30T10:00:00Z');
+    const start = async (adminToken: string) => {
+      const app = new App(
+        validateConfig({ dataDir: join(dir.path, 'data'), adminToken, mqtt: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } }),
+        { clock, log: silentLogger() },
+      );
+      await app.start();
+      return { app, base: `http://127.0.0.1:${app.http.port()}` };
+    };
+    const login = async (base: string, token: string) => {
+      const res = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base }, body: `token=${encodeURIComponent(token)}` });
+      return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+    };
+    const status = async (base: string, cookie: string) => (await fetch(`${base}/fleet`, { redirect: 'manual', headers: { cookie } })).status;
+    try {
+      const first = await start('first-admin-token-0123456789');
+      const created = await fetch(`${first.base}/api/v1/tokens`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer first-admin-token-0123456789', 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'night-shift', role: 'viewer' }),
+      });
+      const apiToken = ((await created.json()) as { token: string }).token;
+      const adminCookie = await login(first.base, 'first-admin-token-0123456789');
+      const viewerCookie = await login(first.base, apiToken);
+      expect(await status(first.base, adminCookie)).toBe(200);
+      await first.app.stop();
+
+      const same = await start('first-admin-token-0123456789');
+      expect(await status(same.base, adminCookie)).toBe(200);
+      await same.app.stop();
+
+      const rotated = await start('second-admin-token-0123456789');
+      expect(await status(rotated.base, adminCookie)).toBe(303);
+      expect(await status(rotated.base, viewerCookie)).toBe(200);
+      await rotated.app.stop();
+    } finally {
+      dir.cleanup();
+    }
+  });
+});

@@ -28,6 +28,8 @@ CREATE TABLE console_sessions (
   name TEXT NOT NULL,
   role TEXT NOT NULL CHECK (role IN ('viewer','operator','admin')),
   csrf TEXT NOT NULL,
+  -- SHA-256 of the token signed in with: an admin-token session ends when the configured admin token changes.
+  credential_hash TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL
 );
