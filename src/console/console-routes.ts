@@ -12,7 +12,7 @@ import type { DeviceRecord } from '../registry/types.js';
 import type { DeviceEvent } from '../registry/device-events.js';
 import { listDevices, type DeviceListDeps } from '../http/device-list.js';
 import { pageOf, parsePage } from '../http/paging.js';
-import { sendJson } from '../http/server.js';
+import { sendJson, sameOriginOrNone as sameOrigin } from '../http/server.js';
 import { XcareError } from '../errors.js';
 import { loadConsoleAssets } from './assets.js';
 import { html } from './html.js';
@@ -48,16 +48,6 @@ function sessionCookie(value: string, maxAgeS: number, req: IncomingMessage): st
   // cross-site request, which with the CSRF token makes cookie-borne changes safe.
   const secure = (req.socket as { encrypted?: boolean }).encrypted ? '; Secure' : '';
   return `${SESSION_COOKIE}=${value}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAgeS}${secure}`;
-}
-
-function sameOrigin(req: IncomingMessage): boolean {
-  const origin = req.headers.origin;
-  if (origin === undefined || origin === 'null') return origin === undefined;
-  try {
-    return new URL(origin).host === req.headers.host;
-  } catch {
-    return false;
-  }
 }
 
 async function formBody(ctx: RequestContext): Promise<URLSearchParams> {

@@ -44,6 +44,20 @@ function securityHeaders(res: ServerResponse, pathname: string): void {
   if (pathname.startsWith('/api/')) res.setHeader('cache-control', 'no-store');
 }
 
+/**
+ * False when a request names an origin (RFC 6454 `Origin`) other than the host it was sent to. No Origin (curl,
+ * xcarectl) passes; `null` (opaque origins: sandboxed frames, some redirects) does not.
+ */
+export function sameOriginOrNone(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  try {
+    return new URL(origin).host === req.headers.host;
+  } catch {
+    return false;
+  }
+}
+
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
@@ -189,14 +203,17 @@ export class HttpServer {
     }
     if (!roleAllows(principal.role, route.role)) {
       const denied = describeDenied(route.method, route.path, params);
-      this.deps.audit?.({ principal, ...denied, detail: { ...denied.detail, needed: route.role }, method: route.method, path: pathname, status: 403, remote: req.socket.remoteAddress ?? null });
+      try {
+        this.deps.audit?.({ principal, ...denied, detail: { ...denied.detail, needed: route.role }, method: route.method, path: pathname, status: 403, remote: req.socket.remoteAddress ?? null });
+      } catch (err) {
+        this.deps.log.error({ err, actor: principal.name }, 'audit entry of a refusal not recorded');
+      }
       throw new ForbiddenError(`token ${principal.name} (role ${principal.role}) may not ${route.method} ${route.path}: needs role ${route.role}`);
     }
     if (principal.via === 'session' && !SAFE_METHODS.has(route.method)) {
       // Double protection for cookie-borne changes: SameSite=Strict keeps the cookie off cross-site requests, and
       // the per-session CSRF token proves the request came from a page we rendered.
-      const origin = req.headers.origin;
-      if (origin !== undefined && origin !== 'null' && new URL(origin).host !== req.headers.host) throw new ForbiddenError('cross-origin request refused');
+      if (!sameOriginOrNone(req)) throw new ForbiddenError('cross-origin request refused');
       const given = req.headers[CSRF_HEADER];
       if (!this.access.csrfMatches(principal, Array.isArray(given) ? given[0] : given)) throw new ForbiddenError('missing or wrong CSRF token');
     }

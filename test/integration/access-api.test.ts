@@ -317,7 +317,13 @@ describe('roles, tokens, audit and paging over the API', () => {
       const id = ((await openTicket('gw-h', 'csrf target')).body.ticket as { id: number }).id;
       const ack = (headers: Record<string, string>) => call('POST', `/api/v1/tickets/${id}/ack`, undefined, {}, { cookie: session, ...headers });
       const statusNow = () => (app.db.prepare('SELECT status FROM tickets WHERE id = ?').get(id) as { status: string }).status;
-      const attempts: Record<string, string>[] = [{}, { 'x-csrf-token': 'wrong' }, { 'x-csrf-token': csrf, origin: 'http://evil.example' }];
+      const attempts: Record<string, string>[] = [
+        {},
+        { 'x-csrf-token': 'wrong' },
+        { 'x-csrf-token': csrf, origin: 'http://evil.example' },
+        { 'x-csrf-token': csrf, origin: 'null' },
+        { 'x-csrf-token': csrf, origin: '::not a url' },
+      ];
       for (const headers of attempts) {
         const res = await ack(headers);
         expect(res.status).toBe(403);
