@@ -43,13 +43,23 @@ export function rolloutsPage(who: Principal, rollouts: RolloutSummary[], nextCur
   );
 }
 
-/** Failed devices with their reasons, when the rollout data lists them (`failed`/`failedDevices`). */
-function failedDevices(v: Record<string, unknown>): Html {
-  const list = (Array.isArray(v.failedDevices) ? v.failedDevices : Array.isArray(v.failed) ? v.failed : []) as Record<string, unknown>[];
-  if (list.length === 0) return html`<p class="empty">No failed devices.</p>`;
-  return html`<table class="grid"><thead><tr><th>Device</th><th>Wave</th><th>State</th><th>Reason</th></tr></thead><tbody>${list.map(
+/**
+ * Failed devices with their reasons: the rollout data's own list (`failedDevices`/`failed`) when it has one,
+ * else the `failed` events among the recent ones (each names the device and the reason), with a note when the
+ * count says there are more than the events show.
+ */
+function failedDevices(v: Record<string, unknown>, failedCount: number): Html {
+  let list = (Array.isArray(v.failedDevices) ? v.failedDevices : Array.isArray(v.failed) ? v.failed : undefined) as Record<string, unknown>[] | undefined;
+  if (!list) {
+    const seen = new Set<string>();
+    list = ((v.events as Record<string, unknown>[] | undefined) ?? [])
+      .filter((e) => e.kind === 'failed' && typeof e.deviceId === 'string' && !seen.has(e.deviceId) && seen.add(e.deviceId))
+      .map((e) => ({ deviceId: e.deviceId, state: 'failed', reason: e.detail ?? e.reason }));
+  }
+  if (list.length === 0) return failedCount > 0 ? html`<p class="empty">${failedCount} failed; their reasons are older than the recent events.</p>` : html`<p class="empty">No failed devices.</p>`;
+  return html`<table class="grid" id="failed"><thead><tr><th>Device</th><th>Wave</th><th>State</th><th>Reason</th></tr></thead><tbody>${list.map(
     (f) => html`<tr><td><a href="/devices/${seg(str(f.deviceId))}">${str(f.deviceId)}</a></td><td>${typeof f.wave === 'number' ? f.wave + 1 : '-'}</td><td>${str(f.state ?? 'failed')}</td><td>${str(f.reason ?? f.detail)}</td></tr>`,
-  )}</tbody></table>`;
+  )}</tbody></table>${failedCount > list.length ? html`<p class="empty">${failedCount - list.length} more failed devices.</p>` : ''}`;
 }
 
 /** Soak end of a wave when the data carries it (`soakEndsAt`, or `soak.endsAt`). */
@@ -68,7 +78,7 @@ export function rolloutProgress(view: RolloutView): Html {
     return html`<tr class="${i === view.currentWave ? 'current' : ''}"><td>${i + 1}${i === view.currentWave ? ' ◀' : ''}</td><td class="num">${str(w.size)} <small>(${formatWaveSize(w.planned as RolloutView['waves'][number]['planned'])})</small></td><td>${progressBar(counts)}</td>${COUNT_STATES.map((s) => html`<td class="num">${counts[s] ?? 0}</td>`)}<td>${end ? html`<span data-countdown="${end}">${when(end)}</span>` : html`${Math.round(Number(w.soakMs) / 60000)} min`}</td></tr>`;
   })}</tbody></table>
 <h2>Failed devices</h2>
-${failedDevices(v)}`;
+${failedDevices(v, view.counts.failed ?? 0)}`;
 }
 
 export function rolloutPage(who: Principal, view: RolloutView): Html {

@@ -2,6 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { html, escapeHtml, Html } from '../../src/console/html.js';
 import { ticketPage } from '../../src/console/ticket-page.js';
 import { devicePage } from '../../src/console/fleet-pages.js';
+import { rolloutProgress } from '../../src/console/rollout-pages.js';
+import type { RolloutView } from '../../src/rollouts/rollout-scheduler.js';
 import type { Principal } from '../../src/access/roles.js';
 
 const HOSTILE = `<script>alert(1)</script><img src=x onerror=alert(2)>"'\`&`;
@@ -61,5 +63,26 @@ describe('console HTML escaping', () => {
     expect(withEngineer).toMatch(/Success engineer<\/dt><dd class="engineer">Sam Lee · <a href="mailto:sam@minnovation.example">/);
     expect(withEngineer).toContain('+49 30 1234');
     expect(ticketPage(who, { ...data, ticket: base }).value).not.toContain('Success engineer');
+  });
+
+  it('lists failed rollout devices with their reasons from the rollout events, and a countdown when a wave has a soak end', () => {
+    const counts = { pending: 0, offered: 0, downloading: 0, installing: 0, installed: 0, done: 1, failed: 2, excluded: 0 };
+    const view = {
+      currentWave: 0,
+      counts,
+      waves: [{ index: 0, size: 3, soakMs: 1_800_000, planned: { count: 3 }, counts, soakEndsAt: '2026-11-30T10:30:00.000Z' }],
+      events: [
+        { at: '2026-11-30T10:02:00.000Z', kind: 'failed', deviceId: 'gw-2', detail: 'rolled_back: check failed' },
+        { at: '2026-11-30T10:01:00.000Z', kind: 'failed', deviceId: 'gw-1', detail: `signature ${HOSTILE}` },
+        { at: '2026-11-30T10:00:00.000Z', kind: 'done', deviceId: 'gw-3' },
+      ],
+    } as unknown as RolloutView;
+    const out = rolloutProgress(view).value;
+    expect(out).toMatch(/gw-2<\/a><\/td><td>-<\/td><td>failed<\/td><td>rolled_back: check failed/);
+    expect(out).toContain('signature &lt;script&gt;');
+    expect(out).not.toContain('gw-3</a>');
+    expect(out).toContain('data-countdown="2026-11-30T10:30:00.000Z"');
+    const older = rolloutProgress({ ...view, events: [] } as unknown as RolloutView).value;
+    expect(older).toContain('2 failed; their reasons are older than the recent events.');
   });
 });
