@@ -9,6 +9,7 @@ export const SESSION_COOKIE = 'xcare_session';
 /** Header a console request made with the cookie carries its session's CSRF token in. */
 export const CSRF_HEADER = 'x-csrf-token';
 
+/** Where principals come from. */
 export interface AccessControlDeps {
   /** The admin token from config or `<dataDir>/admin.token`: role admin, name `admin`. */
   adminToken: string;

@@ -7,6 +7,7 @@
  * without a declaration reads need `viewer` and changes need `admin`.
  */
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
+/** A role, least to most: viewer < operator < admin. */
 export type Role = (typeof ROLES)[number];
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
@@ -16,6 +17,7 @@ export function roleAllows(held: Role, needed: Role): boolean {
   return RANK[held] >= RANK[needed];
 }
 
+/** True for `viewer`, `operator` and `admin`. */
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 }

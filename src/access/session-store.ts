@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { hashSecret, newSecret } from './secret-hash.js';
 import type { Principal, Role } from './roles.js';
 
+/** The database, the clock and the session lifetime. */
 export interface SessionStoreDeps {
   db: Database;
   clock: Clock;

@@ -28,6 +28,7 @@ interface TokenRow {
   revoked_by: string | null;
 }
 
+/** The database and the clock (creation and last-use times). */
 export interface TokenStoreDeps {
   db: Database;
   clock: Clock;

@@ -38,6 +38,7 @@ export interface AuditInput {
   detail?: Record<string, unknown>;
 }
 
+/** Exact-match filters of `GET /api/v1/audit`. */
 export interface AuditFilter {
   actor?: string;
   action?: string;
@@ -60,6 +61,7 @@ interface AuditRow {
   detail: string;
 }
 
+/** The database and the clock (`ts` of each entry). */
 export interface AuditLogDeps {
   db: Database;
   clock: Clock;

@@ -19,6 +19,7 @@ function detailText(detail: Record<string, unknown>): string {
   return text.length > 160 ? `${text.slice(0, 157)}…` : text;
 }
 
+/** The audit table's rows (the live region of /audit); refused requests are marked `denied`. */
 export function auditRows(entries: AuditEntry[]): Html {
   if (entries.length === 0) return html`<tr><td colspan="8" class="empty">No entries.</td></tr>`;
   return html`${entries.map(
@@ -26,6 +27,7 @@ export function auditRows(entries: AuditEntry[]): Html {
   )}`;
 }
 
+/** The Audit page: filters by who, action and target, newest first, paged with the API's cursor. */
 export function auditPage(who: Principal, query: URLSearchParams, entries: AuditEntry[], nextCursor: string | null): Html {
   const keep = new URLSearchParams();
   for (const k of ['actor', 'action', 'target']) {

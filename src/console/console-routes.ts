@@ -23,6 +23,7 @@ import { devicePage, fleetPage, fleetRows, type FleetRow } from './fleet-pages.j
 import { rolloutPage, rolloutProgress, rolloutsPage } from './rollout-pages.js';
 import { auditPage, auditRows, loginPage } from './audit-page.js';
 
+/** What the console reads: the same services the API uses, so a page shows exactly what the API would answer. */
 export interface ConsoleDeps {
   access: AccessControl;
   sessions: SessionStore;

@@ -9,6 +9,7 @@ import { badge, layout } from './layout.js';
 export const FLEET_FILTERS = ['q', 'type', 'tier', 'state', 'customer', 'tag'] as const;
 const STATES = ['online', 'offline', 'lost', 'restarting', 'unknown', 'revoked'];
 
+/** A Fleet row: the device list item plus its eligibility now. */
 export interface FleetRow extends DeviceListItem {
   eligible: boolean | null;
   eligibilityReasons: string[];
@@ -37,6 +38,7 @@ export function fleetRows(rows: FleetRow[]): Html {
   return html`${rows.map(fleetRow)}`;
 }
 
+/** The Fleet page: filters, one page of devices (server-side paging, 50 a page) and links to the next page. */
 export function fleetPage(who: Principal, query: URLSearchParams, rows: FleetRow[], total: number, nextCursor: string | null): Html {
   const keep = new URLSearchParams();
   for (const k of FLEET_FILTERS) {
@@ -72,6 +74,7 @@ export function fleetPage(who: Principal, query: URLSearchParams, rows: FleetRow
   );
 }
 
+/** Everything the device page shows: the API's device detail, the device's events and its tickets. */
 export interface DevicePageData {
   detail: Record<string, unknown>;
   events: DeviceEvent[];
@@ -95,6 +98,7 @@ ${subsystems.length ? html`<table class="grid"><thead><tr><th>Name</th><th>State
 ${sensors.length ? html`<table class="grid"><thead><tr><th>Sensor</th><th>State</th><th>Detail</th></tr></thead><tbody>${sensors.map((s) => okRow(html`<a href="/devices/${seg(str(s.id))}">${str(s.id)}</a>`, s.ok, s.detail))}</tbody></table>` : html`<p class="empty">None reported.</p>`}`;
 }
 
+/** The device page: record, eligibility, heartbeat health (subsystems, sensors), tickets, patch history, events. */
 export function devicePage(who: Principal, data: DevicePageData): Html {
   const d = data.detail;
   const id = str(d.id);

@@ -28,6 +28,7 @@ export function redirect(res: ServerResponse, location: string, headers: Record<
   res.end();
 }
 
+/** The navigation entry a page belongs to. */
 export type Section = 'queue' | 'fleet' | 'rollouts' | 'audit';
 
 const NAV: { section: Section; href: string; label: string }[] = [

@@ -13,6 +13,7 @@ export interface QueueQuery {
   subject?: string;
 }
 
+/** Queue filters from a query string; unknown kinds or severities are ignored (a page never errors on a filter). */
 export function queueQueryFrom(query: URLSearchParams): QueueQuery {
   const q: QueueQuery = { status: query.get('status') === 'all' ? 'all' : 'open' };
   const kind = query.get('kind');
@@ -69,6 +70,7 @@ export function queueRows(who: Principal, items: QueueItem[]): Html {
   return html`${items.map((t) => html`${row(who, t, false)}${t.children.map((c) => row(who, c, true))}`)}`;
 }
 
+/** The Queue page: filters, the live queue table and the "open a ticket" form. */
 export function queuePage(who: Principal, q: QueueQuery, items: QueueItem[]): Html {
   const option = (value: string, current: string | undefined, label = value) =>
     html`<option value="${value}"${value === (current ?? '') ? html` selected` : ''}>${label}</option>`;

@@ -23,6 +23,7 @@ function rolloutActions(who: Principal, id: string, state: string): Html {
 ${actionForm(who, 'admin', `/api/v1/rollouts/${seg(id)}/abort`, 'Abort', { id: 'abort', danger: true, confirm: 'Abort this rollout?', fields: html`<input name="reason" placeholder="reason" maxlength="500">` })}`;
 }
 
+/** The Rollouts page: newest first, state, wave, progress, pause/resume/abort. */
 export function rolloutsPage(who: Principal, rollouts: RolloutSummary[], nextCursor: string | null, cursor: string | null): Html {
   return layout(
     'Rollouts',
@@ -81,6 +82,7 @@ export function rolloutProgress(view: RolloutView): Html {
 ${failedDevices(v, view.counts.failed ?? 0)}`;
 }
 
+/** One rollout: plan, window, totals, the live per-wave table, failed and left-out devices, recent events. */
 export function rolloutPage(who: Principal, view: RolloutView): Html {
   const w = view.window;
   return layout(

@@ -5,6 +5,7 @@ import type { AuditEntry } from '../audit/audit-log.js';
 import { html, age, seg, when, type Html } from './html.js';
 import { actionForm, badge, layout } from './layout.js';
 
+/** Everything the ticket page shows. */
 export interface TicketPageData {
   ticket: Record<string, unknown>;
   events: TicketEvent[];
@@ -49,6 +50,7 @@ function deliveryRow(d: OutboxEntry): Html {
   return html`<tr><td>${d.id}</td><td>${d.eventType}</td><td>${badge('delivery', state)}</td><td class="num">${d.attempts}</td><td>${when(d.deliveredAt ?? d.deadAt ?? d.nextAttemptAt)}</td><td class="mono">${d.lastError ?? ''}</td></tr>`;
 }
 
+/** The ticket page: the ticket, who acted, helpdesk deliveries, the full history with each step's actor. */
 export function ticketPage(who: Principal, data: TicketPageData): Html {
   const t = data.ticket;
   const id = str(t.id);

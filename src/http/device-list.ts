@@ -9,6 +9,7 @@ export interface DeviceListItem extends DeviceRecord {
   [extra: string]: unknown;
 }
 
+/** The registry and the two views of a device the list needs. */
 export interface DeviceListDeps {
   registry: Pick<DeviceRegistry, 'list'>;
   /** Device plus live state (one primary-key lookup). Called only for the devices of the page. */

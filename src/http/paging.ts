@@ -12,12 +12,14 @@ export interface PageRequest {
   after: unknown;
 }
 
+/** One page of a list and the cursor of the next one. */
 export interface Page<T> {
   items: T[];
   /** Pass as `cursor` for the next page; null on the last page. */
   nextCursor: string | null;
 }
 
+/** The opaque cursor for a sort key: base64url of its JSON. */
 export function encodeCursor(key: unknown): string {
   return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
 }

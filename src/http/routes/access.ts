@@ -5,6 +5,7 @@ import type { AuditLog } from '../../audit/audit-log.js';
 import { ValidationError } from '../../errors.js';
 import { pageOf, parsePage } from '../paging.js';
 
+/** Token store, sessions (ended on revoke) and the audit log. */
 export interface AccessRouteDeps {
   tokens: TokenStore;
   sessions: SessionStore;
