@@ -9,7 +9,7 @@ describe('xcarectl token and audit', () => {
   let daemon: Daemon;
   beforeAll(async () => {
     daemon = await startDaemon(join(dir.path, 'daemon'));
-  });
+  }, 60_000);
   afterAll(async () => {
     await daemon?.stop();
     dir.cleanup();
@@ -43,5 +43,5 @@ describe('xcarectl token and audit', () => {
     expect(json.entries.map((e) => e.action)).toEqual(['denied', 'ticket.open']);
     expect(json.entries.every((e) => e.remote === '127.0.0.1')).toBe(true);
     expect((await ctl(daemon, ['token', 'create', '--role', 'root', '--name', 'x'])).code).toBe(2);
-  });
+  }, 90_000);
 });

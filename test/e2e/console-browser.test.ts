@@ -72,7 +72,7 @@ describe.skipIf(toolsMissing([chromiumPath()], 'chromium').length > 0)('console 
     await rolloutAgent?.stop();
     await daemon?.stop();
     dir.cleanup();
-  });
+  }, 60_000);
 
   it('shows the ticket a killed agent opens in the queue without a reload, and an operator acks it there', async () => {
     const { page } = browser;
@@ -94,7 +94,7 @@ describe.skipIf(toolsMissing([chromiumPath()], 'chromium').length > 0)('console 
     await expect(page.evaluate(() => (window as unknown as { marker?: string }).marker)).resolves.toBe('same page');
     const stored = await api<{ ticket: { status: string } }>('GET', `/api/v1/tickets/${ticketId}`);
     expect(stored.ticket.status).toBe('acknowledged');
-  });
+  }, 90_000);
 
   it('shows who acted on the ticket page and in the audit trail', async () => {
     const { page } = browser;
@@ -107,7 +107,7 @@ describe.skipIf(toolsMissing([chromiumPath()], 'chromium').length > 0)('console 
     const entry = page.locator('#audit-rows tr', { hasText: `ticket:${ticketId}` }).filter({ hasText: 'ticket.ack' });
     await expect(entry.locator('.actor').textContent()).resolves.toBe('olga');
     await expect(entry.textContent()).resolves.toContain('127.0.0.1');
-  });
+  }, 60_000);
 
   it('refuses a rollout abort to a viewer, says why, and records the refusal', async () => {
     const { page } = browser;
@@ -127,7 +127,7 @@ describe.skipIf(toolsMissing([chromiumPath()], 'chromium').length > 0)('console 
     await page.goto(`${daemon.url}/audit?actor=vera`);
     const denied = page.locator('#audit-rows tr.denied', { hasText: `rollout:${rolloutId}` });
     await expect(denied.textContent()).resolves.toMatch(/denied.*403/s);
-  });
+  }, 90_000);
 
   it('renders hostile text as text: no script runs', async () => {
     const { page } = browser;
@@ -140,5 +140,5 @@ describe.skipIf(toolsMissing([chromiumPath()], 'chromium').length > 0)('console 
     await expect(page.locator('#queue-rows img').count()).resolves.toBe(0);
     await page.waitForTimeout(2500); // one live refresh: the fragment is escaped too
     expect(dialogs.filter((d) => d.startsWith('alert'))).toEqual([]);
-  });
+  }, 60_000);
 });
