@@ -138,7 +138,10 @@ describe.skipIf(toolsMissing([chromiumPath()], 'chromium').length > 0)('console 
     await cell.first().waitFor({ timeout: 10_000 });
     await expect(cell.first().textContent()).resolves.toBe(hostile);
     await expect(page.locator('#queue-rows img').count()).resolves.toBe(0);
-    await page.waitForTimeout(2500); // one live refresh: the fragment is escaped too
+    // One live refresh has replaced the rows with the server's fragment (console.js keeps it in data-last): the
+    // fragment is escaped too.
+    await page.locator('#queue-rows[data-last]').waitFor({ state: 'attached', timeout: 20_000 });
+    await expect(page.locator('#queue-rows img').count()).resolves.toBe(0);
     expect(dialogs.filter((d) => d.startsWith('alert'))).toEqual([]);
   }, 60_000);
 });
