@@ -98,6 +98,12 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
     res.end(asset.body);
   });
 
+  // Browsers ask for it on every first visit; an empty answer keeps their consoles free of 404 noise.
+  router.get('/favicon.ico', 'public', ({ res }) => {
+    res.writeHead(204, { 'cache-control': 'max-age=86400' });
+    res.end();
+  });
+
   router.get('/login', 'session', ({ res, principal }) => {
     if (principal) redirect(res, '/');
     else sendHtml(res, 200, loginPage());
