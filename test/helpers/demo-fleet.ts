@@ -145,6 +145,8 @@ export async function startDemoFleet(dir: string): Promise<DemoFleet> {
   }
   const globex = tickets.find((t) => t.subject === 'gw-globex-04');
   if (globex) await api(daemon, 'POST', `/api/v1/tickets/${globex.id}/ack`, {}, operator);
+  const initech = tickets.find((t) => t.kind === 'cloud_loss_complete');
+  if (initech) await api(daemon, 'POST', `/api/v1/tickets/${initech.id}/ack`, {}, operator);
   await api(daemon, 'POST', '/api/v1/tickets', { subject: 'gw-acme-01', classification: 'consultative', severity: 'low', summary: 'Customer asks for a second uplink' }, operator);
 
   // Two more for the list: one paused by an operator, one aborted by an admin (made first, so the running one is the newest).
