@@ -76,6 +76,22 @@ export const configSchema = z.strictObject({
         .prefault({}),
       /** After an install, silence this long is an expected restart and opens no loss ticket. */
       expectedRestartGraceS: seconds.default(300),
+      /**
+       * A tick that runs this much later than planned (the daemon stalled: SIGSTOP, swap, a blocked loop) first
+       * lets ingest catch up, then gives every device a fresh interval: the gap was our outage, not theirs.
+       */
+      stallMarginMs: z.number().int().positive().default(2000),
+      /** After the daemon starts, devices not heard from yet are not judged lost before the herd had its chance. */
+      startup: z
+        .strictObject({
+          /** The agents' longest reconnect backoff (agent `reconnect.maxMs`): every device retries within it. */
+          reconnectS: seconds.default(60),
+          /** The grace lasts while devices keep coming back: until this long after the latest return... */
+          herdQuietS: seconds.default(10),
+          /** ... but never longer than this after the start. */
+          maxS: seconds.default(300),
+        })
+        .prefault({}),
     })
     .prefault({}),
 

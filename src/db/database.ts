@@ -44,3 +44,73 @@ export function schemaVersion(db: Database): number {
   const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
   return row.v ?? 0;
 }
+
+/** Why writes to the store fail, by SQLite result code (the reason /readyz names). */
+export type StoreFaultReason = 'read_only' | 'disk_full' | 'locked' | 'io_error' | 'closed' | 'other';
+
+export function storeFaultReason(err: unknown): StoreFaultReason {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  const message = String((err as { message?: unknown })?.message ?? '');
+  if (code.startsWith('SQLITE_READONLY') || /readonly|read-only/i.test(message)) return 'read_only';
+  if (code.startsWith('SQLITE_FULL') || /disk is full|database or disk is full/i.test(message)) return 'disk_full';
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED') || /database is locked/i.test(message)) return 'locked';
+  if (code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_CORRUPT')) return 'io_error';
+  if (/not open/i.test(message)) return 'closed';
+  return 'other';
+}
+
+export interface StoreFault {
+  reason: StoreFaultReason;
+  /** The component whose write failed (`health`, `tickets`, `probe`...). */
+  source: string;
+  message: string;
+  since: number;
+}
+
+/**
+ * Whether the store takes writes (issue 8, fault 3: a storage fault must be visible). Components report each
+ * write's outcome; a periodic probe write (`probeWrite`) notices a read-only or full store even when nothing else
+ * writes. /readyz answers 503 naming the reason while any source is failing, `fleet_store_healthy` is 0, and the
+ * first failure and the recovery are logged.
+ */
+export class StoreHealth {
+  private readonly faults = new Map<string, StoreFault>();
+  private readonly listeners: ((fault: StoreFault | null, source: string) => void)[] = [];
+
+  constructor(private readonly now: () => number = () => Date.now()) {}
+
+  failed(source: string, err: unknown): StoreFault {
+    const existing = this.faults.get(source);
+    const reason = storeFaultReason(err);
+    const fault: StoreFault = { reason, source, message: String((err as Error)?.message ?? err), since: existing?.since ?? this.now() };
+    this.faults.set(source, fault);
+    if (!existing || existing.reason !== reason) for (const l of this.listeners) l(fault, source);
+    return fault;
+  }
+
+  ok(source: string): void {
+    if (!this.faults.delete(source)) return;
+    for (const l of this.listeners) l(null, source);
+  }
+
+  healthy(): boolean {
+    return this.faults.size === 0;
+  }
+
+  current(): StoreFault[] {
+    return [...this.faults.values()];
+  }
+
+  /** Called on every change: a new fault (or a new reason), or `null` when `source` recovered. */
+  onChange(listener: (fault: StoreFault | null, source: string) => void): void {
+    this.listeners.push(listener);
+  }
+}
+
+/**
+ * One small write that proves the store takes writes: a read-only file, a full disk or a file system gone
+ * read-only fail here even when the fleet is quiet. It rewrites one row of `store_probe` (migration 005).
+ */
+export function probeWrite(db: Database, now: number): void {
+  db.prepare('INSERT INTO store_probe (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at').run(now);
+}

@@ -1,19 +1,23 @@
 import type { Registry } from 'prom-client';
 import type { Clock, TimerHandle } from '../clock.js';
-import type { Database } from '../db/database.js';
+import type { Database, StoreHealth } from '../db/database.js';
 import type { Logger } from '../log.js';
 import type { Heartbeat, PatchStatus } from '../protocol/types.js';
 import type { DeviceDirectory, DeviceRecord } from '../registry/types.js';
-import type { ConditionReport, ConditionSink, TicketKind } from '../tickets/types.js';
-import { customerCondition, fleetCondition, type LostGateway } from './correlation.js';
+import type { ConditionSink, TicketKind } from '../tickets/types.js';
+import { ConditionReconciler } from './condition-reconciler.js';
+import { customerCondition, fleetCondition } from './correlation.js';
 import { DeadlineHeap } from './deadline-heap.js';
 import { gatewayCondition, gatewayIsFine, sensorCondition, type DeviceView, type Fault, type LiveState } from './device-conditions.js';
 import { flappingCondition, flappingVerdict } from './flapping.js';
-import { livenessVerdict, restartGraceUntil, type HealthSettings, type LivenessInput } from './liveness.js';
-import { isSignatureOrHashFailure, securityConditions, type SecurityEvent, type SecuritySignalKind } from './security.js';
-import { SlidingWindowCounter } from './sliding-window.js';
-import { HealthStateWriter, type HealthEventKind } from './health-state-writer.js';
 import { createHealthMetrics, type DropReason, type HealthMetrics } from './health-metrics.js';
+import { HealthStateWriter, type HealthEventKind, type PendingHealthWrites } from './health-state-writer.js';
+import { livenessVerdict, restartGraceUntil, type HealthSettings, type LivenessInput } from './liveness.js';
+import { livenessStep } from './liveness-step.js';
+import { LostGatewayIndex } from './lost-gateways.js';
+import { detectGap, startupGraceUntil, type HerdProgress } from './own-outage.js';
+import { isSignatureOrHashFailure, type SecurityEvent } from './security.js';
+import { SecuritySignals } from './security-signals.js';
 
 export interface HealthEvaluatorDeps {
   clock: Clock;
@@ -25,10 +29,16 @@ export interface HealthEvaluatorDeps {
   metrics?: Registry;
   /** The integrity digest registered for a software version (RULES.md "Eligibility" 3); must be O(1) (cached). */
   expectedIntegrity(version: string): string | undefined;
-  /** Rollouts: is this device installing, or within its expected-restart grace? Must be O(1). Default: never. */
+  /**
+   * Rollouts/patches: is this device installing, or within its expected-restart grace, at wall time `now`?
+   * Must be O(1). Default: never.
+   */
   isInstallingOrRestarting?(deviceId: string, now: number): boolean;
+  /** Where the outcome of every tick's write is reported (/readyz, `fleet_store_healthy`). */
+  storeHealth?: StoreHealth;
 }
 
+/** One device as the API shows it; times are wall-clock ms. */
 export interface HealthSnapshot {
   state: LiveState;
   lostSince: number | null;
@@ -39,7 +49,7 @@ export interface HealthSnapshot {
 
 export type { DropReason };
 
-/** Everything the evaluator tracks of one device, in memory. */
+/** Everything the evaluator tracks of one device, in memory. Times are monotonic ms (`Clock.monotonicNow`). */
 interface Tracked {
   id: string;
   type: DeviceRecord['type'];
@@ -58,6 +68,8 @@ interface Tracked {
   stateChangedAt: number | null;
   /** It was lost when the daemon last stopped: its first sign of life is a `back`. */
   wasLost: boolean;
+  /** It was online when the daemon last stopped: part of the reconnect herd the start-up grace waits for. */
+  wasOnline: boolean;
   /** Time of its live entry in the deadline heap; Infinity when none. */
   scheduledAt: number;
   subsystemFaults: Fault[];
@@ -68,25 +80,27 @@ interface Tracked {
   integrityKey: string | null;
   /** Evaluated at least once since start (its first sign of life re-checks tickets left open before a restart). */
   evaluated: boolean;
+  /** Heard from since the daemon started. */
+  heardSinceStart: boolean;
   /** Gateways: may its sensors open tickets of their own (RULES.md "Grouping and inhibition")? */
   fineForSensors: boolean;
+  /** Gateways: its Last Will is pending (within the grace): its sensors are not judged alone (issue 8, fault 6). */
+  holdsSensors: boolean;
 }
 
 const GATEWAY_KINDS: readonly TicketKind[] = ['gateway_loss', 'gateway_partial'];
 const CUSTOMER_KINDS: readonly TicketKind[] = ['cloud_loss_complete', 'cloud_loss_partial'];
-const SEVERITY_RANK = { low: 0, medium: 1, high: 2, urgent: 3 } as const;
 const INSTALL_STATES = new Set(['verifying', 'installing', 'installed', 'failed', 'rolled_back']);
-
-interface ActiveCondition {
-  kind: TicketKind;
-  signature: string;
-}
 
 /**
  * Turns heartbeats, Last Wills and security signals into the automatic tickets of RULES.md, through the
  * ticket service's `ConditionSink`: it decides which conditions hold, raises them on change and clears them
  * when they stop holding. Ingest calls the `on*` inputs on its hot path (O(1) each, no SQL); `tick()` pops
  * due deadlines from a min-heap and re-evaluates only the devices, gateways and customers that changed.
+ *
+ * Deadlines run on the monotonic clock; inputs arrive with wall receive times and are converted once. A tick is
+ * one transaction (its state writes, events and ticket changes); when it fails, it is rolled back and retried
+ * next tick. A tick that fires late (the daemon stalled) yields to ingest and gives every device a fresh interval.
  */
 export class HealthEvaluator {
   private readonly devices = new Map<string, Tracked>();
@@ -95,31 +109,25 @@ export class HealthEvaluator {
   private readonly flapDirty = new Set<string>();
   /** Devices with a flapping condition raised, and when their verdict must be re-checked. */
   private readonly flapActive = new Map<string, number>();
-  private readonly lostGateways = new Map<string, LostGateway>();
-  private readonly lostByCustomer = new Map<string, Map<string, LostGateway>>();
+  private readonly lost = new LostGatewayIndex();
   private readonly dirtyCustomers = new Set<string>();
   /** Gateways whose condition cleared but whose ticket is still open (until resolveAfter): sensors wait for it. */
   private readonly awaitingResolve = new Set<string>();
   private fleetDirty = false;
-  private readonly active = new Map<string, ActiveCondition>();
-  /** Slots whose ticket state was checked against the sink since start (open tickets survive our restarts). */
-  private readonly reconciled = new Set<string>();
+  private readonly conditions: ConditionReconciler;
   private readonly counts: Record<LiveState, number> = { unknown: 0, online: 0, offline: 0, restarting: 0, lost: 0 };
-
-  private readonly security = {
-    auth: new SlidingWindowCounter(),
-    acl: new SlidingWindowCounter(),
-    patch: new SlidingWindowCounter(),
-    integrity: new SlidingWindowCounter(),
-  };
-  private securityDirty = false;
+  private readonly security = new SecuritySignals();
   private readonly securitySubjects = new Set<string>();
-
   private readonly store: HealthStateWriter;
+  /** What this tick evaluated, re-marked dirty if its transaction fails. */
+  private touched = { devices: new Set<string>(), customers: new Set<string>(), fleet: false, flap: new Set<string>(), security: new Set<string>() };
 
+  private herd: HerdProgress = { startedAt: 0, expected: 0, returned: 0, lastReturnAt: null };
+  private lastOffset = 0;
   private timer?: TimerHandle;
   private running = false;
-  private unsubscribe?: () => void;
+  private failing = false;
+  private unsubscribe: (() => void)[] = [];
   private readonly log: Logger;
   private readonly isInstalling: (deviceId: string, now: number) => boolean;
   private m?: HealthMetrics;
@@ -128,19 +136,42 @@ export class HealthEvaluator {
     this.log = deps.log;
     this.isInstalling = deps.isInstallingOrRestarting ?? (() => false);
     this.store = new HealthStateWriter({ db: deps.db, log: deps.log });
+    this.conditions = new ConditionReconciler({ sink: deps.sink, log: deps.log, metrics: () => this.m });
+  }
+
+  // ---------------------------------------------------------------- time
+
+  /** Monotonic ms now. */
+  private mono(): number {
+    return this.deps.clock.monotonicNow();
+  }
+
+  /** wall - monotonic now: converts a wall receive time to monotonic time and back. */
+  private offset(): number {
+    return this.deps.clock.now() - this.deps.clock.monotonicNow();
+  }
+
+  private toMono(wall: number): number {
+    return wall - this.offset();
+  }
+
+  private toWall(mono: number): number {
+    return mono + this.offset();
   }
 
   // ---------------------------------------------------------------- lifecycle
 
   /**
    * Rebuild the deadline index from the directory and `device_state`, giving every device a fresh interval from
-   * now (issue 3, item 1: our own restart must not storm tickets; a device still silent is judged lost again
-   * after its interval and the ticket service dedupes into the open ticket). Then tick every `tickMs`.
+   * now, and start the start-up grace (RULES.md "Our own outages are not the fleet's": our own restart opens
+   * nothing; a device still silent once the herd had its chance is judged lost again and the ticket service
+   * dedupes into the open ticket). Then tick every `tickMs`.
    */
   start(): void {
     if (this.running) return;
-    const { db, clock, directory } = this.deps;
-    const now = clock.now();
+    const { db, directory } = this.deps;
+    const now = this.mono();
+    const offset = this.offset();
     if (this.deps.metrics && !this.m) this.m = createHealthMetrics(this.deps.metrics, () => this.counts);
     this.store.start();
 
@@ -148,24 +179,32 @@ export class HealthEvaluator {
     const rows = db
       .prepare('SELECT device_id, last_seen, interval_s, online, state_changed_at, software_version, integrity FROM device_state')
       .all() as StateRow[];
+    let expected = 0;
     for (const row of rows) {
       const t = this.devices.get(row.device_id);
       if (!t) continue;
-      t.ownLastSeen = row.last_seen;
+      t.ownLastSeen = row.last_seen === null ? null : row.last_seen - offset;
       t.ownIntervalS = row.interval_s;
       // A sensor heard only through its gateway has no last_seen of its own; its state row says it was seen.
-      if (row.last_seen === null && row.state_changed_at !== null) t.reportedAt = row.state_changed_at;
-      t.stateChangedAt = row.state_changed_at;
+      if (row.last_seen === null && row.state_changed_at !== null) t.reportedAt = row.state_changed_at - offset;
+      t.stateChangedAt = row.state_changed_at === null ? null : row.state_changed_at - offset;
       t.wasLost = row.online === 0 && row.state_changed_at !== null;
+      t.wasOnline = row.online === 1;
+      if (t.wasOnline) expected++;
       if (row.online === 1) this.setCount(t, 'online');
       // Only a change of version or digest after start is a new integrity signal, not every device at start.
       if (row.software_version && row.integrity) t.integrityKey = `${row.software_version}|${row.integrity}`;
     }
+    this.herd = { startedAt: now, expected, returned: 0, lastReturnAt: null };
+    this.lastOffset = offset;
     for (const t of this.devices.values()) this.reschedule(t, now);
 
-    this.unsubscribe = directory.onChange((d) => this.onDeviceChanged(d));
+    this.unsubscribe.push(directory.onChange((d) => this.onDeviceChanged(d)));
+    const off = this.deps.sink.onResolvedWhileHolding?.((kind, subject) => this.onResolvedWhileHolding(kind, subject));
+    if (off) this.unsubscribe.push(off);
     this.running = true;
-    this.log.info({ devices: this.devices.size, scheduled: this.heap.size }, 'health evaluator started');
+    this.m?.gaps.inc({ cause: 'start' });
+    this.log.info({ devices: this.devices.size, scheduled: this.heap.size, expectedBack: expected }, 'health evaluator started');
     this.scheduleTick();
   }
 
@@ -173,31 +212,74 @@ export class HealthEvaluator {
     this.running = false;
     this.deps.clock.clearTimeout(this.timer);
     this.timer = undefined;
-    this.unsubscribe?.();
-    this.unsubscribe = undefined;
+    for (const off of this.unsubscribe) off();
+    this.unsubscribe = [];
     this.store.flush();
   }
 
   private scheduleTick(): void {
     if (!this.running) return;
+    const plannedAt = this.mono() + this.deps.config.tickMs;
     this.timer = this.deps.clock.setTimeout(() => {
-      try {
-        this.tick();
-      } catch (err) {
-        this.log.error({ err }, 'health tick failed');
-      }
-      this.scheduleTick();
+      const late = this.checkGap(plannedAt);
+      // Late: the heartbeats that arrived while we stood still are still in the socket buffers. Timers run before
+      // I/O in Node's loop, so let the poll phase read them first (setImmediate runs after it), then judge.
+      if (late) setImmediate(() => this.runTick());
+      else this.runTick();
     }, this.deps.config.tickMs);
   }
 
-  // ---------------------------------------------------------------- inputs (hot path, O(1) each)
+  private runTick(): void {
+    if (!this.running) return;
+    try {
+      this.tick();
+    } catch (err) {
+      this.log.error({ err }, 'health tick failed');
+    }
+    this.scheduleTick();
+  }
+
+  /**
+   * Our own outages (issue 8, fault 2): a tick later than planned by more than `stallMarginMs` means the daemon
+   * stood still; every device gets a fresh interval from now, as after a restart. A wall-clock step is logged
+   * and counted; deadlines run on the monotonic clock, so it changes no verdict. Returns true when stalled.
+   */
+  private checkGap(plannedAt: number): boolean {
+    const now = this.mono();
+    const offset = this.offset();
+    const gap = detectGap({ plannedAt, monotonicNow: now, previousOffset: this.lastOffset, offset }, this.deps.config);
+    this.lastOffset = offset;
+    if (gap.wallStepMs !== 0) {
+      this.m?.gaps.inc({ cause: 'wall_step' });
+      this.log.warn({ stepMs: Math.round(gap.wallStepMs) }, 'wall clock stepped; liveness deadlines run on the monotonic clock and do not move');
+    }
+    if (gap.stalledMs === 0) return false;
+    this.freshInterval(now);
+    this.m?.gaps.inc({ cause: 'stall' });
+    this.log.warn(
+      { lateMs: Math.round(gap.stalledMs), devices: this.devices.size },
+      'health evaluator ran late (daemon stalled); treating the gap as our own outage: every device gets a fresh interval',
+    );
+    return true;
+  }
+
+  /** Every device is watched afresh from `now`: silence and pending Last Will graces restart. */
+  private freshInterval(now: number): void {
+    for (const t of this.devices.values()) {
+      t.watchFrom = now;
+      if (t.willAt !== null) t.willAt = Math.max(t.willAt, now);
+    }
+  }
+
+  // ---------------------------------------------------------------- inputs (hot path, O(1) each; times are wall ms)
 
   onHeartbeat(deviceId: string, hb: Heartbeat, receivedAt: number): void {
     const t = this.devices.get(deviceId);
     if (!t) return this.drop('unknown_device', deviceId);
-    t.ownLastSeen = receivedAt;
+    const at = this.toMono(receivedAt);
+    t.ownLastSeen = at;
     t.ownIntervalS = hb.intervalS;
-    this.signOfLife(t, receivedAt);
+    this.signOfLife(t, at);
 
     const faults = (hb.subsystems ?? []).filter((s) => !s.ok).map((s) => ({ source: `subsystem:${s.name}`, detail: s.detail ?? '' }));
     const key = faults.map((f) => `${f.source}=${f.detail}`).join('\n');
@@ -208,7 +290,7 @@ export class HealthEvaluator {
     }
     // The heartbeat repeats the latest patch state; only an in-progress install extends the restart grace,
     // a repeated `installed` must not suppress loss tickets forever.
-    if (hb.patch && (hb.patch.state === 'verifying' || hb.patch.state === 'installing')) t.installAt = receivedAt;
+    if (hb.patch && (hb.patch.state === 'verifying' || hb.patch.state === 'installing')) t.installAt = at;
 
     if (hb.integrity) {
       const integrityKey = `${hb.softwareVersion}|${hb.integrity}`;
@@ -227,8 +309,8 @@ export class HealthEvaluator {
           this.drop('sensor_not_child', deviceId, report.id);
           continue;
         }
-        s.reportedAt = receivedAt;
-        this.signOfLife(s, receivedAt);
+        s.reportedAt = at;
+        this.signOfLife(s, at);
         const fault = report.ok ? null : { source: 'gateway-report', detail: report.detail ?? '' };
         if (fault?.detail !== s.reportFault?.detail || (fault === null) !== (s.reportFault === null)) {
           s.reportFault = fault;
@@ -242,53 +324,32 @@ export class HealthEvaluator {
   onState(deviceId: string, online: boolean, receivedAt: number): void {
     const t = this.devices.get(deviceId);
     if (!t) return this.drop('unknown_device', deviceId);
+    const at = this.toMono(receivedAt);
     if (online) {
-      t.ownLastSeen = Math.max(t.ownLastSeen ?? receivedAt, receivedAt);
-      this.signOfLife(t, receivedAt);
+      t.ownLastSeen = Math.max(t.ownLastSeen ?? at, at);
+      this.signOfLife(t, at);
       return;
     }
-    t.willAt = receivedAt;
+    t.willAt = at;
     if (t.state === 'online' || t.state === 'unknown') {
-      if (t.state === 'online') this.recordChange(t, receivedAt);
-      this.setState(t, 'offline', receivedAt, 'offline');
+      if (t.state === 'online') this.recordChange(t, at);
+      this.setState(t, 'offline', at, 'offline');
     }
-    this.reschedule(t, receivedAt);
+    this.reschedule(t, at);
     this.dirty.add(t.id);
   }
 
   onPatchStatus(deviceId: string, status: PatchStatus, receivedAt: number = this.deps.clock.now()): void {
     const t = this.devices.get(deviceId);
     if (!t) return this.drop('unknown_device', deviceId);
-    if (INSTALL_STATES.has(status.state)) t.installAt = receivedAt;
+    if (INSTALL_STATES.has(status.state)) t.installAt = this.toMono(receivedAt);
     if (status.state === 'rejected' && isSignatureOrHashFailure(status.detail)) {
       this.onSecurityEvent({ kind: 'patch_rejected', deviceId, detail: status.detail }, receivedAt);
     }
   }
 
   onSecurityEvent(event: SecurityEvent, at: number = this.deps.clock.now()): void {
-    const kind: SecuritySignalKind | undefined = event?.kind;
-    switch (kind) {
-      case 'auth_failure':
-        this.security.auth.add(at, event.deviceId ?? '');
-        break;
-      case 'acl_violation':
-        this.security.acl.add(at, event.deviceId ?? '');
-        break;
-      case 'patch_rejected':
-        // The caller asserts a rejected patch; a detail, when given, must name the signature or hash.
-        if (!event.deviceId || (event.detail !== undefined && !isSignatureOrHashFailure(event.detail))) {
-          return this.drop('bad_security_event', event.deviceId ?? '');
-        }
-        this.security.patch.add(at, event.deviceId);
-        break;
-      case 'integrity_mismatch':
-        if (!event.deviceId) return this.drop('bad_security_event', '');
-        this.security.integrity.add(at, event.deviceId);
-        break;
-      default:
-        return this.drop('bad_security_event', event?.deviceId ?? '');
-    }
-    this.securityDirty = true;
+    if (!this.security.add(event, this.toMono(at))) this.drop('bad_security_event', event?.deviceId ?? '');
   }
 
   // ---------------------------------------------------------------- queries
@@ -296,12 +357,13 @@ export class HealthEvaluator {
   snapshot(deviceId: string): HealthSnapshot | undefined {
     const t = this.devices.get(deviceId);
     if (!t) return undefined;
+    const wall = (mono: number | null) => (mono === null ? null : Math.round(this.toWall(mono)));
     return {
       state: t.state,
-      lostSince: t.lostSince,
+      lostSince: wall(t.lostSince),
       lostReason: t.lostReason,
-      lastSeen: this.lastSeenOf(t),
-      stateChangedAt: t.stateChangedAt,
+      lastSeen: wall(this.lastSeenOf(t)),
+      stateChangedAt: wall(t.stateChangedAt),
     };
   }
 
@@ -309,11 +371,87 @@ export class HealthEvaluator {
     return { ...this.counts };
   }
 
+  /** When the start-up grace ends (wall ms), or null when it is over. */
+  startupGraceEndsAt(): number | null {
+    const until = startupGraceUntil(this.herd, this.mono(), this.deps.config);
+    return until === null ? null : Math.round(this.toWall(until));
+  }
+
   // ---------------------------------------------------------------- tick
 
-  /** Judge every device whose deadline passed, then re-evaluate what changed. Public for tests and the bench. */
+  /**
+   * Judge every device whose deadline passed, then re-evaluate what changed; all of it in one transaction.
+   * `now` is wall ms (tests and the bench pass their clock's reading). Public for tests and the bench.
+   */
   tick(now: number = this.deps.clock.now()): void {
     const started = performance.now();
+    const mono = this.toMono(now);
+    this.touched = { devices: new Set(), customers: new Set(), fleet: false, flap: new Set(), security: new Set() };
+    const writes = this.store.take();
+    this.conditions.begin();
+    const sink = this.deps.sink;
+    const body = () => {
+      this.judgeDue(mono);
+      this.evaluateSecurity(mono);
+      this.evaluateFlapping(mono);
+      for (const id of this.awaitingResolve) {
+        if (!sink.hasOpen(GATEWAY_KINDS, id)) {
+          this.awaitingResolve.delete(id);
+          this.dirty.add(id);
+        }
+      }
+      this.evaluateDirty();
+      // Changes queued by this tick's judgements join what was queued by the inputs since the last tick.
+      const fresh = this.store.take();
+      mergeWrites(writes, fresh);
+      this.store.write(writes);
+    };
+    try {
+      if (sink.atomically) sink.atomically(body);
+      else this.deps.db.transaction(body)();
+    } catch (err) {
+      this.rollback(writes, err);
+      throw err;
+    } finally {
+      this.m?.tick.observe((performance.now() - started) / 1000);
+    }
+    this.conditions.commit();
+    if (this.failing) {
+      this.failing = false;
+      this.log.info('health tick committed again; retried changes are stored');
+    }
+    this.deps.storeHealth?.ok('health');
+  }
+
+  /** Nothing of a failed tick is lost: its writes go back in the queue and everything it evaluated is re-marked. */
+  private rollback(writes: PendingHealthWrites, err: unknown): void {
+    mergeWrites(writes, this.store.take());
+    this.store.restore(writes);
+    for (const slot of this.conditions.rollback()) this.markSlotDirty(slot);
+    for (const id of this.touched.devices) this.dirty.add(id);
+    for (const c of this.touched.customers) this.dirtyCustomers.add(c);
+    if (this.touched.fleet) this.fleetDirty = true;
+    for (const id of this.touched.flap) this.flapDirty.add(id);
+    for (const s of this.touched.security) this.securitySubjects.add(s);
+    this.security.dirty = true;
+    this.failing = true;
+    this.m?.tickFailures.inc();
+    const fault = this.deps.storeHealth?.failed('health', err);
+    this.log.error({ err, reason: fault?.reason, pendingEvents: writes.events.length }, 'health tick not committed; retrying next tick');
+  }
+
+  private markSlotDirty(slot: string): void {
+    const colon = slot.indexOf(':');
+    const prefix = colon < 0 ? slot : slot.slice(0, colon);
+    const rest = colon < 0 ? '' : slot.slice(colon + 1);
+    if (prefix === 'gw' || prefix === 'sensor') this.dirty.add(rest);
+    else if (prefix === 'cust') this.dirtyCustomers.add(rest);
+    else if (prefix === 'fleet') this.fleetDirty = true;
+    else if (prefix === 'flap') this.flapDirty.add(rest);
+    else if (prefix === 'sec') this.security.dirty = true;
+  }
+
+  private judgeDue(now: number): void {
     for (let due = this.heap.peekTime(); due !== undefined && due <= now; due = this.heap.peekTime()) {
       const entry = this.heap.pop()!;
       const t = this.devices.get(entry.id);
@@ -321,42 +459,44 @@ export class HealthEvaluator {
       t.scheduledAt = Infinity;
       this.judge(t, now);
     }
-    this.evaluateSecurity(now);
-    this.evaluateFlapping(now);
-    for (const id of this.awaitingResolve) {
-      if (!this.deps.sink.hasOpen(GATEWAY_KINDS, id)) {
-        this.awaitingResolve.delete(id);
-        this.dirty.add(id);
-      }
-    }
-    this.evaluateDirty();
-    this.store.flush();
-    this.m?.tick.observe((performance.now() - started) / 1000);
   }
 
   private judge(t: Tracked, now: number): void {
-    const verdict = livenessVerdict(this.livenessInput(t), now, this.deps.config);
-    if (verdict.state === 'unknown') return;
-    if (verdict.state !== 'lost') {
-      this.schedule(t, verdict.deadline);
-      return;
-    }
-    if (t.state === 'lost') return;
-    const graceUntil = restartGraceUntil(t.installAt === null ? null : { at: t.installAt }, now, this.deps.config);
-    if (graceUntil !== null || this.isInstalling(t.id, now)) {
-      // RULES.md "Updates and alerting work together": an installing device's silence opens no loss ticket.
-      if (t.state !== 'restarting') {
-        this.setState(t, 'restarting', now);
+    const step = livenessStep(
+      {
+        liveness: this.livenessInput(t),
+        state: t.state,
+        installGraceUntil: restartGraceUntil(t.installAt === null ? null : { at: t.installAt }, now, this.deps.config),
+        installing: this.isInstalling(t.id, this.toWall(now)),
+        heardSinceStart: t.heardSinceStart,
+        startupGraceUntil: startupGraceUntil(this.herd, now, this.deps.config),
+      },
+      now,
+      this.deps.config,
+    );
+    switch (step.action) {
+      case 'none':
+      case 'stay':
+        return;
+      case 'wait':
+      case 'hold':
+        this.schedule(t, step.at);
+        return;
+      case 'restarting':
+        // RULES.md "Updates and alerting work together": an installing device's silence opens no loss ticket.
+        if (t.state !== 'restarting') {
+          this.setState(t, 'restarting', now);
+          this.dirty.add(t.id);
+        }
+        this.schedule(t, step.at);
+        return;
+      case 'lost':
+        if (t.state === 'online') this.recordChange(t, now);
+        t.lostReason = step.reason;
+        t.lostSince = now;
+        this.setState(t, 'lost', now, 'lost', { reason: step.reason });
         this.dirty.add(t.id);
-      }
-      this.schedule(t, graceUntil ?? now + this.deps.config.tickMs);
-      return;
     }
-    if (t.state === 'online') this.recordChange(t, now);
-    t.lostReason = verdict.reason;
-    t.lostSince = now;
-    this.setState(t, 'lost', now, 'lost', { reason: verdict.reason });
-    this.dirty.add(t.id);
   }
 
   private evaluateDirty(): void {
@@ -364,6 +504,7 @@ export class HealthEvaluator {
     const gateways = new Set<string>();
     const sensors = new Set<string>();
     for (const id of this.dirty) {
+      this.touched.devices.add(id);
       const t = this.devices.get(id);
       if (!t) continue;
       if (t.type === 'gateway') gateways.add(id);
@@ -377,49 +518,57 @@ export class HealthEvaluator {
     for (const id of gateways) {
       const g = this.devices.get(id);
       if (!g || g.type !== 'gateway') continue;
+      this.touched.devices.add(id);
       this.trackGatewayLoss(g);
       const children = this.childrenOf(id);
       const report = gatewayCondition(this.view(g), children.map((c) => this.view(c)), this.deps.config);
-      this.reconcile(`gw:${id}`, id, GATEWAY_KINDS, report, true, 'gateway healthy again');
+      this.conditions.reconcile(`gw:${id}`, id, GATEWAY_KINDS, report, true, 'gateway healthy again');
       // After a clear, the ticket stays open until the sink resolves it; its sensors stay listed there until then.
       const ticketOpen = report === null && this.deps.sink.hasOpen(GATEWAY_KINDS, id);
       if (ticketOpen) this.awaitingResolve.add(id);
       else this.awaitingResolve.delete(id);
       const fine = gatewayIsFine({ state: g.state, hasCondition: report !== null, ticketOpen });
-      if (fine !== g.fineForSensors) {
+      // Within its Last Will grace the gateway may be gone: its sensors wait for the verdict (issue 8, fault 6).
+      const holds = g.state === 'offline';
+      if (fine !== g.fineForSensors || holds !== g.holdsSensors) {
         g.fineForSensors = fine;
+        g.holdsSensors = holds;
         for (const c of children) sensors.add(c.id);
       }
       // First look at this gateway since start: customer/fleet tickets left open by a previous run get re-checked.
-      if (!this.reconciled.has(`cust:${g.customer}`)) this.dirtyCustomers.add(g.customer);
-      if (!this.reconciled.has('fleet')) this.fleetDirty = true;
+      if (!this.conditions.isReconciled(`cust:${g.customer}`)) this.dirtyCustomers.add(g.customer);
+      if (!this.conditions.isReconciled('fleet')) this.fleetDirty = true;
     }
 
     for (const id of sensors) {
       const s = this.devices.get(id);
       if (!s || s.type !== 'sensor') continue;
+      this.touched.devices.add(id);
       const parent = s.parent ? this.devices.get(s.parent) : undefined;
+      // RULES.md "Our own outages...": a child is never delivered before the parent that would inhibit it.
+      if (parent?.holdsSensors) continue;
       const fine = parent ? parent.fineForSensors : true;
       const report = sensorCondition(this.view(s), fine);
-      this.reconcile(`sensor:${id}`, id, ['sensor_issue'], report, false, fine ? 'sensor healthy again' : `covered by gateway ${s.parent}`);
+      this.conditions.reconcile(`sensor:${id}`, id, ['sensor_issue'], report, false, fine ? 'sensor healthy again' : `covered by gateway ${s.parent}`);
     }
 
     for (const customer of this.dirtyCustomers) {
-      const lost = [...(this.lostByCustomer.get(customer)?.values() ?? [])];
+      this.touched.customers.add(customer);
       const total = this.deps.directory.gatewaysOf(customer).filter((g) => g.revokedAt === null).length;
-      const report = customerCondition(customer, lost, total, this.deps.config);
-      this.reconcile(`cust:${customer}`, `customer:${customer}`, CUSTOMER_KINDS, report, false, 'customer gateways back');
+      const report = customerCondition(customer, this.lost.ofCustomer(customer), total, this.deps.config);
+      this.conditions.reconcile(`cust:${customer}`, `customer:${customer}`, CUSTOMER_KINDS, report, false, 'customer gateways back');
     }
     this.dirtyCustomers.clear();
 
     if (this.fleetDirty) {
       this.fleetDirty = false;
+      this.touched.fleet = true;
       const total = this.deps.directory.gatewayCount();
       const threshold = Math.max(this.deps.config.minCorrelated, Math.ceil(this.deps.config.fleetGatewayShare * total - 1e-9));
       // The usual tick has a few lost gateways: skip building the list unless an outage is possible or open.
-      if (this.lostGateways.size >= threshold || this.active.has('fleet') || !this.reconciled.has('fleet')) {
-        const report = fleetCondition([...this.lostGateways.values()], total, this.deps.config);
-        this.reconcile('fleet', 'fleet', ['major_outage'], report, false, 'fleet gateways back');
+      if (this.lost.size >= threshold || this.conditions.has('fleet') || !this.conditions.isReconciled('fleet')) {
+        const report = fleetCondition(this.lost.list(), total, this.deps.config);
+        this.conditions.reconcile('fleet', 'fleet', ['major_outage'], report, false, 'fleet gateways back');
       }
     }
   }
@@ -427,29 +576,16 @@ export class HealthEvaluator {
   /** Keep the lost-gateway sets of the fleet and of each customer in step with a gateway's state. */
   private trackGatewayLoss(g: Tracked): void {
     const isLost = g.state === 'lost';
-    const wasLost = this.lostGateways.has(g.id);
-    if (isLost === wasLost) return;
-    if (isLost) {
-      const entry = { id: g.id, customer: g.customer, lostSince: g.lostSince ?? this.deps.clock.now() };
-      this.lostGateways.set(g.id, entry);
-      let byCustomer = this.lostByCustomer.get(g.customer);
-      if (!byCustomer) this.lostByCustomer.set(g.customer, (byCustomer = new Map()));
-      byCustomer.set(g.id, entry);
-    } else {
-      this.forgetGatewayLoss(g.id);
-    }
-    this.dirtyCustomers.add(g.customer);
+    if (isLost === this.lost.has(g.id)) return;
+    if (isLost) this.dirtyCustomers.add(this.lost.add({ id: g.id, customer: g.customer, lostSince: g.lostSince ?? this.mono() }));
+    else this.forgetGatewayLoss(g.id);
     this.fleetDirty = true;
   }
 
   private forgetGatewayLoss(id: string): void {
-    const entry = this.lostGateways.get(id);
-    if (!entry) return;
-    this.lostGateways.delete(id);
-    const byCustomer = this.lostByCustomer.get(entry.customer);
-    byCustomer?.delete(id);
-    if (byCustomer?.size === 0) this.lostByCustomer.delete(entry.customer);
-    this.dirtyCustomers.add(entry.customer);
+    const customer = this.lost.remove(id);
+    if (customer === undefined) return;
+    this.dirtyCustomers.add(customer);
     this.fleetDirty = true;
   }
 
@@ -458,7 +594,9 @@ export class HealthEvaluator {
     if (this.flapDirty.size === 0) return;
     // Gateways first: a sensor flapping because its gateway flaps is inhibited by the gateway's verdict of this tick.
     const ordered = [...this.flapDirty].sort((a, b) => rankType(this.devices.get(a)) - rankType(this.devices.get(b)));
+    this.flapDirty.clear();
     for (const id of ordered) {
+      this.touched.flap.add(id);
       const t = this.devices.get(id);
       if (!t) {
         this.flapActive.delete(id);
@@ -469,91 +607,34 @@ export class HealthEvaluator {
       const parent = t.parent ? this.devices.get(t.parent) : undefined;
       const inhibited = parent !== undefined && (this.flapActive.has(parent.id) || this.deps.sink.hasOpen(GATEWAY_KINDS, parent.id));
       const report = inhibited ? null : flappingCondition(id, verdict, this.deps.config);
-      this.reconcile(`flap:${id}`, id, ['flapping'], report, false, 'device stable again');
+      this.conditions.reconcile(`flap:${id}`, id, ['flapping'], report, false, 'device stable again');
       if (report) this.flapActive.set(id, verdict.recheckAt ?? now);
       else this.flapActive.delete(id);
     }
-    this.flapDirty.clear();
   }
 
   private evaluateSecurity(now: number): void {
-    const cutoff = now - this.deps.config.security.windowS * 1000;
-    const s = this.security;
-    const before = s.auth.total + s.acl.total + s.patch.total + s.integrity.total;
-    s.auth.prune(cutoff);
-    s.acl.prune(cutoff);
-    s.patch.prune(cutoff);
-    s.integrity.prune(cutoff);
-    const after = s.auth.total + s.acl.total + s.patch.total + s.integrity.total;
-    if (!this.securityDirty && before === after) return;
-    this.securityDirty = false;
-    const reports = securityConditions(
-      {
-        authFailures: s.auth.total,
-        aclViolations: s.acl.counts,
-        patchFailures: s.patch.counts,
-        integrityMismatchDevices: [...s.integrity.counts.keys()],
-      },
-      this.deps.config,
-    );
+    const reports = this.security.evaluate(now, this.deps.config);
+    if (reports === null) return;
     const holding = new Set<string>();
     for (const r of reports) {
       holding.add(r.subject);
       this.securitySubjects.add(r.subject);
-      this.reconcile(`sec:${r.subject}`, r.subject, ['security_incident'], r, false, '');
+      this.conditions.reconcile(`sec:${r.subject}`, r.subject, ['security_incident'], r, false, '');
     }
     for (const subject of [...this.securitySubjects]) {
       if (holding.has(subject)) continue;
-      this.reconcile(`sec:${subject}`, subject, ['security_incident'], null, false, 'no more security signals within the window');
+      this.touched.security.add(subject);
+      this.conditions.reconcile(`sec:${subject}`, subject, ['security_incident'], null, false, 'no more security signals within the window');
       this.securitySubjects.delete(subject);
     }
   }
 
-  // ---------------------------------------------------------------- reporting
-
-  /**
-   * Raise a condition when it starts or changes, clear it when it stops. Without a record of this slot (our own
-   * restart), a clear asks the sink first: a ticket opened before the restart still gets its clear.
-   * `merged`: the slot's kinds are one ticket in the sink (gateway_partial/gateway_loss, RULES.md "One ticket
-   * per problem"), so a rise in severity is a plain raise (the sink upgrades in place).
-   */
-  private reconcile(slot: string, subject: string, kinds: readonly TicketKind[], report: ConditionReport | null, merged: boolean, reason: string): void {
-    const prev = this.active.get(slot);
-    const sink = this.deps.sink;
-    if (report) {
-      const signature = signatureOf(report);
-      if (prev && prev.kind === report.kind && prev.signature === signature) return;
-      const upgrade = prev && prev.kind !== report.kind && SEVERITY_RANK[report.severity] > SEVERITY_RANK[severityOf(prev.kind)];
-      if (prev && prev.kind !== report.kind && merged && !upgrade) {
-        sink.clear(prev.kind, subject, `changed to ${report.kind}`);
-        this.m?.conditions.inc({ kind: prev.kind, action: 'clear' });
-      }
-      sink.raise(report);
-      this.m?.conditions.inc({ kind: report.kind, action: 'raise' });
-      if (prev && prev.kind !== report.kind && !merged) {
-        sink.clear(prev.kind, subject, `superseded by ${report.kind}`);
-        this.m?.conditions.inc({ kind: prev.kind, action: 'clear' });
-      }
-      this.active.set(slot, { kind: report.kind, signature });
-      this.reconciled.add(slot);
-      this.log.info({ kind: report.kind, subject, severity: report.severity, covers: report.covers?.length ?? 0 }, 'condition raised');
-      return;
-    }
-    if (prev) {
-      sink.clear(prev.kind, subject, reason);
-      this.m?.conditions.inc({ kind: prev.kind, action: 'clear' });
-      this.active.delete(slot);
-      this.log.info({ kind: prev.kind, subject, reason }, 'condition cleared');
-      return;
-    }
-    if (!this.reconciled.has(slot)) {
-      this.reconciled.add(slot);
-      for (const kind of kinds) {
-        if (sink.hasOpen([kind], subject)) {
-          sink.clear(kind, subject, reason);
-          this.m?.conditions.inc({ kind, action: 'clear' });
-        }
-      }
+  /** RULES.md "People and machines": a person resolved a ticket whose condition holds; raise it again next tick. */
+  private onResolvedWhileHolding(kind: TicketKind, subject: string): void {
+    for (const slot of this.conditions.slotsOf(kind, subject)) {
+      this.conditions.forget(slot);
+      this.markSlotDirty(slot);
     }
   }
 
@@ -561,6 +642,11 @@ export class HealthEvaluator {
 
   private signOfLife(t: Tracked, at: number): void {
     t.willAt = null;
+    if (!t.heardSinceStart && at >= this.herd.startedAt) {
+      t.heardSinceStart = true;
+      if (t.wasOnline) this.herd.returned++;
+      this.herd.lastReturnAt = at;
+    }
     if (!t.evaluated) {
       t.evaluated = true;
       this.dirty.add(t.id);
@@ -583,7 +669,7 @@ export class HealthEvaluator {
     this.setCount(t, next);
     t.stateChangedAt = at;
     if (next === 'restarting') return; // expected silence: nothing to persist, the device is not offline
-    if (event) this.store.change(t.id, next === 'online', at, event, data);
+    if (event) this.store.change(t.id, next === 'online', Math.round(this.toWall(at)), event, data);
   }
 
   private setCount(t: Tracked, next: LiveState): void {
@@ -592,10 +678,14 @@ export class HealthEvaluator {
     t.state = next;
   }
 
-  /** An offline/online change for flapping; changes during an install and its restart grace do not count. */
+  /**
+   * An offline/online change for flapping. Changes during an install and its restart grace do not count, nor do
+   * those of the reconnect herd after our own start (RULES.md "Our own outages are not the fleet's").
+   */
   private recordChange(t: Tracked, at: number): void {
     if (restartGraceUntil(t.installAt === null ? null : { at: t.installAt }, at, this.deps.config) !== null) return;
-    if (this.isInstalling(t.id, at)) return;
+    if (this.isInstalling(t.id, this.toWall(at))) return;
+    if (startupGraceUntil(this.herd, at, this.deps.config) !== null) return;
     const windowMs = this.deps.config.flapping.windowS * 1000;
     let drop = 0;
     while (drop < t.changes.length && at - t.changes[drop]! >= windowMs) drop++;
@@ -618,8 +708,7 @@ export class HealthEvaluator {
 
   /** Put the device's next judgement in the heap if it is earlier than the one already there. */
   private reschedule(t: Tracked, now: number): void {
-    const input = this.livenessInput(t);
-    const verdict = livenessVerdict(input, now, this.deps.config);
+    const verdict = livenessVerdict(this.livenessInput(t), now, this.deps.config);
     if (verdict.state === 'alive' || verdict.state === 'offline') this.schedule(t, verdict.deadline);
     else if (verdict.state === 'lost' && t.state !== 'lost') this.schedule(t, now);
   }
@@ -662,6 +751,7 @@ export class HealthEvaluator {
       lostSince: null,
       stateChangedAt: null,
       wasLost: false,
+      wasOnline: false,
       scheduledAt: Infinity,
       subsystemFaults: [],
       subsystemKey: '',
@@ -670,7 +760,9 @@ export class HealthEvaluator {
       changes: [],
       integrityKey: null,
       evaluated: false,
+      heardSinceStart: false,
       fineForSensors: true,
+      holdsSensors: false,
     };
     this.devices.set(d.id, t);
     this.counts.unknown++;
@@ -679,7 +771,7 @@ export class HealthEvaluator {
 
   /** Registry changes: a new device is watched from now; a revoked one is forgotten and its conditions cleared. */
   private onDeviceChanged(d: DeviceRecord): void {
-    const now = this.deps.clock.now();
+    const now = this.mono();
     const t = this.devices.get(d.id);
     if (d.revokedAt !== null) {
       if (!t) return;
@@ -689,17 +781,19 @@ export class HealthEvaluator {
       this.flapActive.delete(d.id);
       for (const slot of [`gw:${d.id}`, `sensor:${d.id}`, `flap:${d.id}`]) {
         const kinds: readonly TicketKind[] = slot.startsWith('gw:') ? GATEWAY_KINDS : slot.startsWith('sensor:') ? ['sensor_issue'] : ['flapping'];
-        if (this.active.has(slot)) this.reconcile(slot, d.id, kinds, null, false, 'device revoked');
+        if (this.conditions.has(slot)) this.conditions.reconcile(slot, d.id, kinds, null, false, 'device revoked');
       }
       if (d.parent) this.dirty.add(d.parent);
       return;
     }
     if (!t) {
-      this.track(d, now);
+      const added = this.track(d, now);
+      // Registered after the start: nothing of it was ours to wait for.
+      added.heardSinceStart = true;
       if (d.parent) this.dirty.add(d.parent);
       return;
     }
-    if (t.customer !== d.customer && this.lostGateways.has(d.id)) {
+    if (t.customer !== d.customer && this.lost.has(d.id)) {
       this.forgetGatewayLoss(d.id);
       t.customer = d.customer;
       this.trackGatewayLoss(t);
@@ -731,27 +825,8 @@ function rankType(t: Tracked | undefined): number {
   return t?.type === 'gateway' ? 0 : 1;
 }
 
-function severityOf(kind: TicketKind): keyof typeof SEVERITY_RANK {
-  switch (kind) {
-    case 'security_incident':
-    case 'major_outage':
-      return 'urgent';
-    case 'cloud_loss_complete':
-      return 'high';
-    case 'cloud_loss_partial':
-    case 'gateway_loss':
-      return 'medium';
-    default:
-      return 'low';
-  }
-}
-
-/**
- * What makes a condition "changed" for the sink: its kind, severity and covers, and for device/customer/fleet
- * losses the summary. Security and flapping counts move with every event and are not re-raised for that.
- */
-function signatureOf(r: ConditionReport): string {
-  const covers = r.covers ? r.covers.join(',') : '';
-  const extra = r.kind === 'security_incident' ? Object.keys(r.details ?? {}).sort().join(',') : r.kind === 'flapping' ? '' : r.summary;
-  return `${r.kind}|${r.severity}|${covers}|${extra}`;
+/** Append `later` to `into` (later states win; events keep their order). */
+function mergeWrites(into: PendingHealthWrites, later: PendingHealthWrites): void {
+  for (const [id, s] of later.states) into.states.set(id, s);
+  into.events.push(...later.events);
 }

@@ -5,6 +5,10 @@ export interface HealthMetrics {
   dropped: Counter<'reason'>;
   conditions: Counter<'kind' | 'action'>;
   tick: Histogram;
+  /** Gaps in our own service: `start`, `stall` (a late tick), `wall_step` (the wall clock moved). */
+  gaps: Counter<'cause'>;
+  /** Ticks whose transaction failed (rolled back, retried next tick). */
+  tickFailures: Counter;
 }
 
 const LIVE_STATES: readonly LiveState[] = ['unknown', 'online', 'offline', 'restarting', 'lost'];
@@ -33,7 +37,20 @@ export function createHealthMetrics(registry: Registry, counts: () => Readonly<R
     registers: [registry],
   });
   for (const reason of DROP_REASONS) dropped.inc({ reason }, 0);
+  const gaps = new Counter({
+    name: 'fleet_health_own_gaps_total',
+    help: 'Gaps in the daemon own service seen by the health evaluator (start, stall, wall_step); each gives devices a fresh interval or is logged',
+    labelNames: ['cause'] as const,
+    registers: [registry],
+  });
+  for (const cause of ['start', 'stall', 'wall_step']) gaps.inc({ cause }, 0);
   return {
+    gaps,
+    tickFailures: new Counter({
+      name: 'fleet_health_tick_failures_total',
+      help: 'Health evaluator ticks not committed (storage fault); their changes are retried next tick',
+      registers: [registry],
+    }),
     dropped,
     conditions: new Counter({
       name: 'fleet_health_conditions_total',

@@ -4,16 +4,23 @@ import type { Logger } from '../log.js';
 
 export type HealthEventKind = 'online' | 'offline' | 'lost' | 'back';
 
+/** Changes queued since the last write. */
+export interface PendingHealthWrites {
+  states: Map<string, { online: number; at: number }>;
+  events: { ts: number; deviceId: string; kind: HealthEventKind; data: string }[];
+}
+
 /**
  * The evaluator's share of the store: `device_state.online` / `state_changed_at` and the `events` rows of kind
- * online|offline|lost|back. Changes are queued on the hot path and written in one transaction per tick; the
+ * online|offline|lost|back. Changes are queued on the hot path and written inside the tick's one transaction; the
  * UPSERT touches only these two columns because the ingest writer upserts the others with its own statement.
+ * A write that fails is put back in front of the queue (issue 8, fault 3: nothing is lost, the next tick retries).
  */
 export class HealthStateWriter {
-  private states = new Map<string, { online: number; at: number }>();
-  private events: { ts: number; deviceId: string; kind: HealthEventKind; data: string }[] = [];
+  private pending: PendingHealthWrites = { states: new Map(), events: [] };
   private upsertState?: Statement;
   private insertEvent?: Statement;
+  private deviceExists?: Statement;
 
   constructor(private readonly deps: { db: Database; log: Logger }) {}
 
@@ -22,40 +29,60 @@ export class HealthStateWriter {
       INSERT INTO device_state (device_id, online, state_changed_at) VALUES (?, ?, ?)
       ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, state_changed_at = excluded.state_changed_at`);
     this.insertEvent = this.deps.db.prepare('INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, ?, ?)');
+    this.deviceExists = this.deps.db.prepare('SELECT 1 FROM devices WHERE id = ?');
   }
 
+  /** Queue a state change; `at` is wall-clock ms (what is stored and shown). */
   change(deviceId: string, online: boolean, at: number, kind: HealthEventKind, data?: Record<string, unknown>): void {
-    this.states.set(deviceId, { online: online ? 1 : 0, at });
-    this.events.push({ ts: at, deviceId, kind, data: data ? JSON.stringify(data) : '{}' });
+    this.pending.states.set(deviceId, { online: online ? 1 : 0, at });
+    this.pending.events.push({ ts: at, deviceId, kind, data: data ? JSON.stringify(data) : '{}' });
   }
 
-  pending(): number {
-    return this.events.length;
+  pendingCount(): number {
+    return this.pending.events.length;
   }
 
-  flush(): void {
-    if (this.events.length === 0 && this.states.size === 0) return;
+  /** Take everything queued (to write inside the caller's transaction). */
+  take(): PendingHealthWrites {
+    const taken = this.pending;
+    this.pending = { states: new Map(), events: [] };
+    return taken;
+  }
+
+  /** Put writes whose transaction failed back in front of what was queued since, in their order. */
+  restore(taken: PendingHealthWrites): void {
+    for (const [id, s] of this.pending.states) taken.states.set(id, s);
+    taken.events.push(...this.pending.events);
+    this.pending = taken;
+  }
+
+  /** Write inside the caller's transaction; throws on a storage failure (the caller restores and retries). */
+  write(w: PendingHealthWrites): void {
     const upsert = this.upsertState;
     const insert = this.insertEvent;
-    if (!upsert || !insert || !this.deps.db.open) return;
-    const states = this.states;
-    const events = this.events;
-    this.states = new Map();
-    this.events = [];
+    if (!upsert || !insert) return;
+    const known = (id: string) => this.deviceExists!.get(id) !== undefined;
+    for (const [id, s] of w.states) {
+      // A device deleted between the change and the write would violate the foreign key; skip only that one.
+      if (!known(id)) {
+        this.deps.log.warn({ deviceId: id }, 'device state write skipped: device gone');
+        continue;
+      }
+      upsert.run(id, s.online, s.at);
+    }
+    for (const e of w.events) insert.run(e.ts, e.deviceId, e.kind, e.data);
+  }
+
+  /** Write what is queued in a transaction of its own (shutdown); on failure it stays queued and is logged. */
+  flush(): void {
+    if (this.pending.events.length === 0 && this.pending.states.size === 0) return;
+    if (!this.deps.db.open) return;
+    const taken = this.take();
     try {
-      this.deps.db.transaction(() => {
-        for (const [id, s] of states) {
-          try {
-            upsert.run(id, s.online, s.at);
-          } catch (err) {
-            // A device deleted between the change and the flush violates the foreign key; keep the rest.
-            this.deps.log.warn({ err, deviceId: id }, 'device state write skipped');
-          }
-        }
-        for (const e of events) insert.run(e.ts, e.deviceId, e.kind, e.data);
-      })();
+      this.deps.db.transaction(() => this.write(taken))();
     } catch (err) {
-      this.deps.log.error({ err, devices: states.size, events: events.length }, 'health state flush failed');
+      this.restore(taken);
+      this.deps.log.error({ err, devices: taken.states.size, events: taken.events.length }, 'health state flush failed');
     }
   }
 }

@@ -1,46 +1,28 @@
-import type BetterSqlite3 from 'better-sqlite3';
-import type { Database } from '../db/database.js';
+import type { Database, StoreHealth } from '../db/database.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
-import type { Tier } from '../protocol/names.js';
 import type { DeviceDirectory } from '../registry/types.js';
-import { band, comparePrioritized, priority, type Band } from './priority.js';
-import {
-  CLASSIFICATIONS,
-  SEVERITIES,
-  TICKET_KINDS,
-  type Classification,
-  type ConditionReport,
-  type ConditionSink,
-  type Severity,
-  type TicketKind,
-  type TicketStatus,
-} from './types.js';
-import {
-  COLUMNS,
-  clone,
-  fromRow,
-  ticketView,
-  toParams,
-  type Ticket,
-  type TicketEvent,
-  type TicketEventType,
-  type TicketRow,
-} from './ticket-model.js';
+import { decideRaise, type RaiseState, type TicketFacts } from './decide-raise.js';
+import { childLevelOf, conditionKey, familyKey, groupLevel, slotMatcher, ticketFamily, utcDay } from './grouping.js';
+import { priority } from './priority.js';
+import { KIND_RANK, moreSevere } from './severity.js';
+import { buildQueue, type QueueFilter, type QueueItem } from './support-queue.js';
+import { nextEligibility, subjectEligibility, type SubjectEligibility } from './ticket-eligibility.js';
+import { parseOpenInput, validateReport, type OpenTicketInput } from './ticket-input.js';
+import { clone, fromRow, ticketView, type Ticket, type TicketEvent, type TicketEventType, type TicketRow } from './ticket-model.js';
+import type { ConditionReport, ConditionSink, TicketKind, TicketStatus } from './types.js';
+import { Statements, WorkingSet, type OutboxWriter } from './working-set.js';
 
-export interface SubjectEligibility {
-  eligible: boolean;
-  reasons: string[];
-  /** Effective tier (an expired subscription is `none`). */
-  tier: Tier;
-}
+export type { SubjectEligibility, OutboxWriter, OpenTicketInput, QueueFilter, QueueItem };
+export { parseOpenInput, ticketFamily, groupLevel };
 
-/** The part of the outbox the ticket service writes to (inside its own transactions). */
-export interface OutboxWriter {
-  enqueue(ticketId: number, eventType: string, payload: unknown, idempotencyKey: string): void;
-  committed(): void;
+/** The dedicated success engineer of an xcare_pro device's customer (RULES.md "Subscriptions"). */
+export interface SuccessEngineer {
+  name: string | null;
+  email: string | null;
+  phone: string | null;
 }
 
 export interface TicketServiceDeps {
@@ -52,168 +34,30 @@ export interface TicketServiceDeps {
   /** Eligibility of a registered device now; undefined for an unknown id. */
   eligibilityOf(deviceId: string): SubjectEligibility | undefined;
   outbox: OutboxWriter;
-  /** The person acting in the current request (token name), recorded on ticket events as `actor` (issue 14). */
-  actor?(): string | undefined;
-}
-
-export interface OpenTicketInput {
-  subject: string;
-  classification: Classification;
-  severity?: Severity;
-  summary: string;
-  kind?: TicketKind;
-  details?: Record<string, unknown>;
-}
-
-export interface QueueFilter {
-  status?: 'open' | 'all';
-  kind?: string;
-  severity?: string;
-  subject?: string;
-  customer?: string;
-  /** Resolved tickets shown with status=all (newest first), default 200. */
-  limit?: number;
-}
-
-export interface QueueItem extends Record<string, unknown> {
-  rank: number | null;
-  id: number;
-  band: Band;
-  score: number;
-  ageS: number;
-  children: QueueItem[];
-}
-
-const SEVERITY_RANK: Record<Severity, number> = { low: 0, medium: 1, high: 2, urgent: 3 };
-/** Within the one gateway family, a full loss outranks a partial loss (RULES.md: partial -> full upgrades in place). */
-const KIND_RANK: Partial<Record<TicketKind, number>> = { gateway_partial: 1, gateway_loss: 2 };
-
-/** RULES.md "One ticket per problem": gateway_partial and gateway_loss of one gateway are one ticket. */
-export function ticketFamily(kind: TicketKind): string {
-  return kind === 'gateway_partial' || kind === 'gateway_loss' ? 'gateway' : kind;
-}
-
-/**
- * Grouping levels (RULES.md "Grouping and inhibition"): sensors (0) are covered by gateway tickets (1), gateways by
- * customer (2) and fleet (3) tickets. Kinds outside the hierarchy are -1.
- */
-export function groupLevel(kind: TicketKind): number {
-  switch (kind) {
-    case 'sensor_issue':
-      return 0;
-    case 'gateway_partial':
-    case 'gateway_loss':
-      return 1;
-    case 'cloud_loss_partial':
-    case 'cloud_loss_complete':
-      return 2;
-    case 'major_outage':
-      return 3;
-    default:
-      return -1;
-  }
-}
-
-/** The level of the tickets a ticket of `level` covers: gateway tickets cover sensors, higher ones cover gateways. */
-function childLevelOf(level: number): number {
-  return level >= 2 ? 1 : 0;
-}
-
-const conditionKey = (kind: TicketKind, subject: string): string => `${kind}|${subject}`;
-
-/** Matches the condition keys of one slot: this subject and any kind of this kind's dedupe family. */
-function slotMatcher(kind: TicketKind, subject: string): (key: string) => boolean {
-  const family = ticketFamily(kind);
-  return (key) => {
-    const bar = key.indexOf('|');
-    return key.slice(bar + 1) === subject && ticketFamily(key.slice(0, bar) as TicketKind) === family;
-  };
-}
-const familyKey = (kind: TicketKind, subject: string): string => `${ticketFamily(kind)}|${subject}`;
-const utcDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
-
-/** Prepared statements, compiled once per SQL text (a fleet-wide outage attaches thousands of tickets at once). */
-class Statements {
-  private readonly cache = new Map<string, BetterSqlite3.Statement<unknown[]>>();
-  constructor(readonly db: Database) {}
-  prepare(sql: string): BetterSqlite3.Statement<unknown[]> {
-    let stmt = this.cache.get(sql);
-    if (!stmt) {
-      stmt = this.db.prepare<unknown[]>(sql);
-      this.cache.set(sql, stmt);
-    }
-    return stmt;
-  }
-}
-
-/**
- * Ticket changes of one operation: every read goes through here so the latest version in this transaction is
- * seen, every write lands in SQLite inside the caller's transaction, and the in-memory index moves only after
- * the commit.
- */
-class WorkingSet {
-  readonly changed = new Map<number, Ticket>();
-  events = 0;
-
-  constructor(
-    private readonly service: TicketService,
-    private readonly db: Statements,
-    private readonly outbox: OutboxWriter,
-    readonly now: number,
-  ) {}
-
-  get(id: number): Ticket | undefined {
-    return this.changed.get(id) ?? this.service.loadForChange(id);
-  }
-
-  insert(t: Omit<Ticket, 'id'>): Ticket {
-    const params = toParams(t);
-    const result = this.db
-      .prepare(`INSERT INTO tickets (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')})`)
-      .run(params);
-    const ticket = { ...t, id: Number(result.lastInsertRowid) } as Ticket;
-    this.changed.set(ticket.id, ticket);
-    return ticket;
-  }
-
-  save(t: Ticket): void {
-    t.updatedAt = this.now;
-    this.db.prepare(`UPDATE tickets SET ${COLUMNS.map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`).run(toParams(t));
-    this.changed.set(t.id, t);
-  }
-
-  /** One history row and its outbox row, in the same transaction as the ticket change. */
-  event(t: Ticket, type: TicketEventType, data: Record<string, unknown> = {}): void {
-    const actor = this.service.actorName();
-    if (actor !== undefined) data = { ...data, actor };
-    const result = this.db
-      .prepare('INSERT INTO ticket_events (ticket_id, ts, type, data) VALUES (?, ?, ?, ?)')
-      .run(t.id, this.now, type, JSON.stringify(data));
-    const eventId = Number(result.lastInsertRowid);
-    const ts = new Date(this.now).toISOString();
-    this.outbox.enqueue(
-      t.id,
-      type,
-      { event: { id: eventId, type, ts, data }, ticket: ticketView(t) },
-      `xcare-ticket-${t.id}-event-${eventId}`,
-    );
-    this.events++;
-  }
+  /** The success engineer named on a customer, if any; xcare_pro tickets and their deliveries carry it. */
+  successEngineerOf?(customer: string): SuccessEngineer | undefined;
+  /** Where storage failures of the auto-resolve timer are reported (/readyz). */
+  storeHealth?: StoreHealth;
 }
 
 /**
  * The ticket service: the evaluator's ConditionSink plus the people's operations (open, ack, resolve) and the
  * support queue. SQLite is the truth; unresolved tickets are indexed in memory so raise/clear/hasOpen on every
  * evaluator tick cost no query when nothing changes. Every state change is one transaction holding the ticket,
- * its history event(s) and the outbox row(s), committed before delivery is woken.
+ * its history event(s) and the outbox row(s), committed before delivery is woken. The decisions are pure
+ * functions elsewhere: `decideRaise` (decide-raise.ts), `nextEligibility` (ticket-eligibility.ts), `buildQueue`.
  */
 export class TicketService implements ConditionSink {
   private readonly open = new Map<number, Ticket>();
+  /** Automatic tickets only: a person's ticket is never found by a machine condition (RULES.md "People and machines"). */
   private readonly byFamily = new Map<string, number>();
   private readonly byCondition = new Map<string, number>();
   /** subject -> unresolved grouping tickets (level >= 1) listing it in `covers`. */
   private readonly coveredBy = new Map<string, Set<number>>();
   private readonly clearing = new Set<number>();
+  private readonly holdingListeners = new Set<(kind: TicketKind, subject: string) => void>();
+  /** Inside `atomically`: changes wait for the outer commit before they reach the index and the outbox. */
+  private batch: { changed: Map<number, Ticket>; events: number } | null = null;
   private timer?: TimerHandle;
   private timerDue: number | null = null;
   private started = false;
@@ -228,7 +72,6 @@ export class TicketService implements ConditionSink {
   /**
    * Load unresolved tickets into the index and arm the auto-resolve timer. The timer is set for the earliest
    * pending resolution only (no fixed period): idle costs nothing, and a clock jump fires it once, not per second.
-   * The evaluator may also call tick() on its own timer; both together are harmless.
    */
   start(): void {
     this.load();
@@ -243,7 +86,7 @@ export class TicketService implements ConditionSink {
     this.timerDue = null;
   }
 
-  /** Rebuild the in-memory index from SQLite (also used lazily when start() was not called, e.g. CLI-less tests). */
+  /** Rebuild the in-memory index from SQLite (at start, and after a batch whose transaction failed). */
   load(): void {
     this.open.clear();
     this.byFamily.clear();
@@ -255,7 +98,7 @@ export class TicketService implements ConditionSink {
     this.log.info({ open: rows.length }, 'tickets loaded');
   }
 
-  private scheduleTick(): void {
+  private scheduleTick(retryMs?: number): void {
     if (!this.started) return;
     const after = this.deps.config.resolveAfterS * 1000;
     let due = Infinity;
@@ -269,6 +112,8 @@ export class TicketService implements ConditionSink {
       this.timerDue = null;
       return;
     }
+    // After a failed attempt (storage fault) the same resolution is due at once: wait instead of spinning.
+    if (retryMs !== undefined) due = Math.max(due, this.deps.clock.now() + retryMs);
     if (this.timer && this.timerDue !== null && this.timerDue <= due) return;
     this.deps.clock.clearTimeout(this.timer);
     this.timerDue = due;
@@ -277,50 +122,70 @@ export class TicketService implements ConditionSink {
       this.timerDue = null;
       try {
         this.tick();
+        this.deps.storeHealth?.ok('tickets');
+        this.scheduleTick();
       } catch (err) {
-        this.log.error({ err }, 'ticket auto-resolve failed');
+        const fault = this.deps.storeHealth?.failed('tickets', err);
+        this.log.error({ err, reason: fault?.reason }, 'ticket auto-resolve failed; retrying');
+        this.scheduleTick(1000);
       }
-      this.scheduleTick();
     }, Math.max(0, due - this.deps.clock.now()));
   }
 
   // ---------------------------------------------------------------- ConditionSink
 
+  /**
+   * Run `work` as one transaction with every ticket change it makes; the index, the outbox wake-up and the
+   * auto-resolve timer follow only after the commit. On failure the index is rebuilt from SQLite and the error
+   * rethrown, so the caller can retry everything later (issue 8, fault 3).
+   */
+  atomically<T>(work: () => T): T {
+    if (this.batch) return work();
+    this.batch = { changed: new Map(), events: 0 };
+    let result: T;
+    try {
+      result = this.deps.db.transaction(work)();
+    } catch (err) {
+      this.batch = null;
+      this.load();
+      throw err;
+    }
+    const batch = this.batch;
+    this.batch = null;
+    this.afterCommit(batch.changed.values(), batch.events);
+    return result;
+  }
+
+  onResolvedWhileHolding(listener: (kind: TicketKind, subject: string) => void): () => void {
+    this.holdingListeners.add(listener);
+    return () => this.holdingListeners.delete(listener);
+  }
+
   raise(report: ConditionReport): void {
     validateReport(report);
     const { kind, subject } = report;
-    const existing = this.byCondition.get(conditionKey(kind, subject)) ?? this.byFamily.get(familyKey(kind, subject));
+    const existingId = this.byCondition.get(conditionKey(kind, subject)) ?? this.byFamily.get(familyKey(kind, subject));
+    const existing = existingId === undefined ? undefined : this.open.get(existingId);
     // The evaluator may re-raise a holding condition on every tick: no transaction when nothing would change.
-    if (existing !== undefined && this.isUnchanged(this.open.get(existing)!, report)) return;
-    if (existing === undefined && kind === 'sensor_issue' && this.alreadyListedOnGateway(report.subject)) return;
+    if (existing && decideRaise(this.raiseState(existing), report, this.deps.clock.now(), this.deps.config).action === 'none') return;
+    if (!existing && kind === 'sensor_issue' && this.alreadyListedOnGateway(subject)) return;
     this.mutate((ws) => {
-      if (existing !== undefined) {
-        const t = ws.get(existing)!;
-        // A condition folded onto another ticket (fair use) only adds history there, never rewrites its text.
-        this.applyRaise(ws, t, report, t.family !== ticketFamily(kind) || t.subject !== subject);
-        return;
+      const decision = decideRaise(existing ? this.raiseState(existing) : this.lookupRaiseState(ws, report), report, ws.now, this.deps.config);
+      switch (decision.action) {
+        case 'none':
+          return;
+        case 'update':
+          // A condition folded onto another ticket only adds history there, never rewrites its text.
+          return this.applyRaise(ws, ws.get(decision.ticketId)!, report, decision.folded);
+        case 'inhibit':
+          return this.listOnGateway(ws, ws.get(decision.gatewayTicketId)!, report);
+        case 'reopen':
+          return this.reopen(ws, ws.get(decision.ticketId)!, report, decision.cause);
+        case 'fold':
+          return this.fold(ws, ws.get(decision.ticketId)!, report);
+        case 'open':
+          this.openTicket(ws, report, 'auto');
       }
-      if (kind === 'sensor_issue' && this.inhibitSensor(ws, report)) return;
-      const last = this.sql
-        .prepare('SELECT * FROM tickets WHERE family = ? AND subject = ? ORDER BY id DESC LIMIT 1')
-        .get(ticketFamily(kind), subject) as TicketRow | undefined;
-      // RULES.md "Auto-resolve": a recurrence within reopenWindow reopens the same ticket (boundary inclusive).
-      if (last && last.status === 'resolved' && last.resolved_at !== null && ws.now - last.resolved_at <= this.deps.config.reopenWindowS * 1000) {
-        this.reopen(ws, fromRow(last), report);
-        return;
-      }
-      // RULES.md "Fair use": at most maxTicketsPerDay new automatic tickets a subject a UTC day; then fold.
-      const openedToday = (
-        this.sql.prepare(`SELECT COUNT(*) AS n FROM tickets WHERE subject = ? AND day_key = ? AND origin = 'auto'`).get(subject, utcDay(ws.now)) as {
-          n: number;
-        }
-      ).n;
-      if (openedToday >= this.deps.config.maxTicketsPerDay) {
-        const newest = this.sql.prepare('SELECT id FROM tickets WHERE subject = ? ORDER BY id DESC LIMIT 1').get(subject) as { id: number };
-        this.fold(ws, ws.get(newest.id)!, report, openedToday);
-        return;
-      }
-      this.openTicket(ws, report, 'auto');
     });
   }
 
@@ -328,7 +193,7 @@ export class TicketService implements ConditionSink {
     const id = this.byCondition.get(conditionKey(kind, subject)) ?? this.byFamily.get(familyKey(kind, subject));
     if (id === undefined) return;
     const inSlot = slotMatcher(kind, subject);
-    // Nothing of this condition on the ticket (e.g. one a person opened): nothing to clear.
+    // Nothing of this condition on the ticket: nothing to clear.
     if (!this.open.get(id)!.conditions.some(inSlot)) return;
     this.mutate((ws) => {
       const t = ws.get(id)!;
@@ -371,8 +236,12 @@ export class TicketService implements ConditionSink {
       throw new ValidationError(`subject: ${parsed.subject} is not a registered device, customer:<name> or fleet`);
     }
     if (parsed.kind !== 'manual') {
-      const existing = this.byFamily.get(familyKey(parsed.kind, parsed.subject));
-      if (existing !== undefined) throw new ConflictError(`ticket ${existing} is already open for ${parsed.kind} on ${parsed.subject}`);
+      const family = ticketFamily(parsed.kind);
+      for (const t of this.open.values()) {
+        if (t.kind !== 'manual' && t.family === family && t.subject === parsed.subject) {
+          throw new ConflictError(`ticket ${t.id} is already open for ${parsed.kind} on ${parsed.subject}`);
+        }
+      }
     }
     let opened!: Ticket;
     this.mutate((ws) => {
@@ -400,14 +269,23 @@ export class TicketService implements ConditionSink {
     return this.get(id)!;
   }
 
+  /**
+   * A person resolves a ticket. Its conditions are kept on the resolved row: one still holding (RULES.md "People
+   * and machines") is raised again by the evaluator at its next evaluation, which reopens this ticket with an
+   * event saying so.
+   */
   resolve(id: number, reason: unknown): Ticket {
     if (typeof reason !== 'string' || reason.trim().length === 0) throw new ValidationError('reason: required');
     if (reason.length > 2000) throw new ValidationError('reason: at most 2000 characters');
     const current = this.get(id);
     if (!current) throw new NotFoundError(`ticket ${id} not found`);
     if (current.status === 'resolved') throw new ConflictError(`ticket ${id} is already resolved`);
-    // A live condition resolved by hand reopens at its next raise: a problem cannot be closed away while it holds.
+    const holding = current.origin === 'auto' && current.clearedAt === null ? [...current.conditions] : [];
     this.mutate((ws) => this.resolveTicket(ws, ws.get(id)!, reason.trim(), 'person'));
+    for (const key of holding) {
+      const bar = key.indexOf('|');
+      for (const l of this.holdingListeners) l(key.slice(0, bar) as TicketKind, key.slice(bar + 1));
+    }
     return this.get(id)!;
   }
 
@@ -418,11 +296,6 @@ export class TicketService implements ConditionSink {
     if (cached) return cached;
     const row = this.sql.prepare('SELECT * FROM tickets WHERE id = ?').get(id) as TicketRow | undefined;
     return row ? fromRow(row) : undefined;
-  }
-
-  /** @internal the person acting in the current request, if any. */
-  actorName(): string | undefined {
-    return this.deps.actor?.();
   }
 
   /** @internal a private copy for a WorkingSet to change. */
@@ -442,6 +315,13 @@ export class TicketService implements ConditionSink {
     return rows.map((r) => ({ id: r.id, ticketId: r.ticket_id, ts: new Date(r.ts).toISOString(), type: r.type, data: JSON.parse(r.data) as Record<string, unknown> }));
   }
 
+  /** The API/helpdesk form of a ticket: an xcare_pro ticket names its customer's success engineer (RULES.md). */
+  view(t: Ticket): Record<string, unknown> {
+    const v = ticketView(t);
+    if (t.tier === 'xcare_pro' && t.customer !== null) v.successEngineer = this.deps.successEngineerOf?.(t.customer) ?? null;
+    return v;
+  }
+
   /** One ticket with its band and score now, its unresolved children and its full event history. */
   detail(id: number): { ticket: Record<string, unknown>; events: TicketEvent[] } | undefined {
     const t = this.get(id);
@@ -449,7 +329,7 @@ export class TicketService implements ConditionSink {
     const p = priority(t, this.deps.clock.now(), this.deps.config);
     const children = [...this.open.values()].filter((c) => c.parentId === id).map((c) => c.id);
     return {
-      ticket: { ...ticketView(t), band: p.band, score: Math.round(p.score * 100) / 100, ageS: Math.max(0, Math.floor((this.deps.clock.now() - t.openedAt) / 1000)), children },
+      ticket: { ...this.view(t), band: p.band, score: Math.round(p.score * 100) / 100, ageS: Math.max(0, Math.floor((this.deps.clock.now() - t.openedAt) / 1000)), children },
       events: this.events(id),
     };
   }
@@ -459,71 +339,37 @@ export class TicketService implements ConditionSink {
     return [...this.open.values()];
   }
 
-  /**
-   * The support queue (RULES.md "Support queue order"): unresolved top-level tickets in queue order, each child
-   * (a ticket attached to an unresolved parent) nested under its parent and left out of the ranking. With
-   * status=all, resolved tickets follow, newest first.
-   */
+  /** The support queue (RULES.md "Support queue order"), see `buildQueue`. */
   queue(filter: QueueFilter = {}): QueueItem[] {
-    const now = this.deps.clock.now();
-    const weights = this.deps.config;
-    const matches = (t: Ticket): boolean =>
-      (!filter.kind || t.kind === filter.kind) &&
-      (!filter.severity || t.severity === filter.severity) &&
-      (!filter.subject || t.subject === filter.subject) &&
-      (!filter.customer || t.customer === filter.customer);
-    const item = (t: Ticket, rank: number | null, children: QueueItem[] = []): QueueItem => {
-      const p = prio(t);
-      return {
-        ...ticketView(t),
-        rank,
-        id: t.id,
-        band: p.band,
-        score: Math.round(p.score * 100) / 100,
-        ageS: Math.max(0, Math.floor((now - t.openedAt) / 1000)),
-        children,
-      };
-    };
-    // Priorities computed once per ticket, not per comparison.
-    const cache = new Map<number, { band: Band; score: number }>();
-    const prio = (t: Ticket) => {
-      let p = cache.get(t.id);
-      if (!p) cache.set(t.id, (p = priority(t, now, weights)));
-      return p;
-    };
-    const byQueue = (a: Ticket, b: Ticket): number => comparePrioritized(a, prio(a), b, prio(b));
-    const childrenOf = new Map<number, Ticket[]>();
-    const top: Ticket[] = [];
-    for (const t of this.open.values()) {
-      if (t.parentId !== null && this.open.has(t.parentId)) {
-        const list = childrenOf.get(t.parentId) ?? [];
-        list.push(t);
-        childrenOf.set(t.parentId, list);
-      } else if (matches(t)) top.push(t);
-    }
-    top.sort(byQueue);
-    const out = top.map((t, i) => item(t, i + 1, (childrenOf.get(t.id) ?? []).sort(byQueue).map((c) => item(c, null))));
-    if (filter.status === 'all') {
-      const rows = this.deps.db
-        .prepare(`SELECT * FROM tickets WHERE status = 'resolved' ORDER BY resolved_at DESC, id DESC LIMIT ?`)
-        .all(filter.limit ?? 200) as TicketRow[];
-      for (const row of rows) {
-        const t = fromRow(row);
-        if (matches(t)) out.push(item(t, null));
-      }
-    }
-    return out;
+    const resolved =
+      filter.status === 'all'
+        ? (this.deps.db.prepare(`SELECT * FROM tickets WHERE status = 'resolved' ORDER BY resolved_at DESC, id DESC LIMIT ?`).all(filter.limit ?? 200) as TicketRow[]).map(fromRow)
+        : [];
+    return buildQueue(this.open, resolved, filter, this.deps.clock.now(), this.deps.config, (t) => this.view(t));
   }
 
   // ---------------------------------------------------------------- internals
 
   private mutate(work: (ws: WorkingSet) => void): void {
-    const ws = new WorkingSet(this, this.sql, this.deps.outbox, this.deps.clock.now());
+    const ws = new WorkingSet((id) => this.loadForChange(id), this.sql, this.deps.outbox, (t) => this.view(t), this.deps.clock.now());
     this.deps.db.transaction(() => work(ws))();
-    for (const t of ws.changed.values()) this.reindex(t);
+    if (this.batch) {
+      // Inside an outer transaction: visible to later reads of this batch, indexed only after its commit.
+      for (const t of ws.changed.values()) {
+        this.batch.changed.set(t.id, t);
+        this.reindex(t);
+      }
+      this.batch.events += ws.events;
+      return;
+    }
+    this.afterCommit(ws.changed.values(), ws.events);
+  }
+
+  private afterCommit(changed: Iterable<Ticket>, events: number): void {
+    for (const t of changed) this.reindex(t);
     // Clears are stamped with the current time, so an armed timer is never later than a new one would be.
     if (this.started && !this.timer && this.clearing.size > 0) this.scheduleTick();
-    if (ws.events > 0) this.deps.outbox.committed();
+    if (events > 0) this.deps.outbox.committed();
   }
 
   private reindex(t: Ticket): void {
@@ -535,8 +381,7 @@ export class TicketService implements ConditionSink {
   private index(t: Ticket): void {
     if (t.status === 'resolved') return;
     this.open.set(t.id, t);
-    // Person-opened `manual` tickets are not deduplicated: each question is its own ticket.
-    if (t.kind !== 'manual') this.byFamily.set(familyKey(t.kind, t.subject), t.id);
+    if (t.origin === 'auto') this.byFamily.set(familyKey(t.kind, t.subject), t.id);
     for (const c of t.conditions) this.byCondition.set(c, t.id);
     if (groupLevel(t.kind) >= 1) {
       for (const s of t.covers) {
@@ -562,6 +407,38 @@ export class TicketService implements ConditionSink {
     this.clearing.delete(t.id);
   }
 
+  /** The facts `decideRaise` reads when the condition meets an unresolved ticket (memory only). */
+  private raiseState(existing: Ticket): RaiseState {
+    return { existing, coveringGateway: null, lastResolved: null, openedToday: 0, newestAutomatic: null };
+  }
+
+  /** The facts `decideRaise` reads when no unresolved ticket carries the condition (a few indexed queries). */
+  private lookupRaiseState(ws: WorkingSet, report: ConditionReport): RaiseState {
+    const { kind, subject } = report;
+    let coveringGateway: number | null = null;
+    if (kind === 'sensor_issue') {
+      const parent = this.deps.directory.get(subject)?.parent;
+      const gwId = parent ? this.byFamily.get(`gateway|${parent}`) : undefined;
+      const gw = gwId === undefined ? undefined : ws.get(gwId);
+      if (gw && (gw.kind === 'gateway_loss' || gw.covers.includes(subject))) coveringGateway = gw.id;
+    }
+    const last = this.sql
+      .prepare(`SELECT * FROM tickets WHERE family = ? AND subject = ? AND origin = 'auto' ORDER BY id DESC LIMIT 1`)
+      .get(ticketFamily(kind), subject) as TicketRow | undefined;
+    const lastTicket = last && last.status === 'resolved' && last.resolved_at !== null ? fromRow(last) : null;
+    const openedToday = (
+      this.sql.prepare(`SELECT COUNT(*) AS n FROM tickets WHERE subject = ? AND day_key = ? AND origin = 'auto'`).get(subject, utcDay(ws.now)) as { n: number }
+    ).n;
+    const newest = this.sql.prepare(`SELECT id FROM tickets WHERE subject = ? AND origin = 'auto' ORDER BY id DESC LIMIT 1`).get(subject) as { id: number } | undefined;
+    return {
+      existing: null,
+      coveringGateway,
+      lastResolved: lastTicket ? { ...(lastTicket as TicketFacts), resolvedAt: lastTicket.resolvedAt!, resolvedBy: lastTicket.resolvedBy } : null,
+      openedToday,
+      newestAutomatic: newest?.id ?? null,
+    };
+  }
+
   private subjectExists(subject: string): boolean {
     if (subject === 'fleet') return true;
     if (this.deps.directory.get(subject)) return true;
@@ -574,54 +451,22 @@ export class TicketService implements ConditionSink {
   }
 
   /**
-   * Eligibility, reasons and tier of a subject (RULES.md "Eligibility": every ticket records why). A device is
-   * judged itself; a customer ticket by the devices it covers (eligible when one of them is, at the best tier
-   * among those). A fleet-wide subject (`fleet`, `rollout:<id>`: a major outage, a security incident across
-   * devices, an aborted rollout) is the operator's own incident, not one device's support claim: it ranks as
-   * paid at the xcare weight, whatever the devices it lists.
+   * Judge the ticket's eligibility: `afresh` at open and reopen; otherwise (an update) band and tier only rise,
+   * while the reasons are always the latest (RULES.md "Support queue order").
    */
-  private eligibilityFor(subject: string, covers: readonly string[]): SubjectEligibility {
-    if (this.deps.directory.get(subject)) {
-      return this.deps.eligibilityOf(subject) ?? { eligible: false, reasons: [`device ${subject} is not registered`], tier: 'none' };
-    }
-    if (!subject.startsWith('customer:')) return { eligible: true, reasons: [], tier: 'xcare' };
-    let devices: string[] = [...covers];
-    if (devices.length === 0) devices = this.deps.directory.gatewaysOf(subject.slice('customer:'.length)).map((d) => d.id);
-    if (devices.length === 0) return { eligible: false, reasons: [`${subject} has no registered gateway`], tier: 'none' };
-    const tierRank: Record<Tier, number> = { none: 0, xcare: 1, xcare_pro: 2 };
-    let best: Tier = 'none';
-    let eligible = false;
-    const reasons: string[] = [];
-    for (const id of devices) {
-      const e = this.deps.eligibilityOf(id);
-      if (!e) {
-        reasons.push(`${id}: not registered`);
-        continue;
-      }
-      if (e.eligible) {
-        if (!eligible || tierRank[e.tier] > tierRank[best]) best = e.tier;
-        eligible = true;
-      } else {
-        if (!eligible && tierRank[e.tier] > tierRank[best]) best = e.tier;
-        for (const r of e.reasons) reasons.push(`${id}: ${r}`);
-      }
-    }
-    if (eligible) return { eligible: true, reasons: [], tier: best };
-    return { eligible: false, reasons: reasons.slice(0, 20), tier: best };
-  }
-
-  private refreshEligibility(t: Ticket): void {
-    const e = this.eligibilityFor(t.subject, t.covers);
-    t.eligible = e.eligible;
-    t.ineligibleReasons = e.reasons;
-    t.tier = e.tier;
-    t.band = band(t);
+  private refreshEligibility(t: Ticket, afresh: boolean): void {
+    const fresh = subjectEligibility(t.subject, t.covers, this.deps.directory, (id) => this.deps.eligibilityOf(id));
+    const next = nextEligibility(afresh ? null : t, fresh);
+    t.eligible = next.eligible;
+    t.ineligibleReasons = next.ineligibleReasons;
+    t.tier = next.tier;
+    t.band = next.band;
   }
 
   private openTicket(ws: WorkingSet, report: ConditionReport, origin: 'auto' | 'person'): Ticket {
     const device = this.deps.directory.get(report.subject);
     const covers = [...new Set(report.covers ?? [])].sort();
-    const e = this.eligibilityFor(report.subject, covers);
+    const e = nextEligibility(null, subjectEligibility(report.subject, covers, this.deps.directory, (id) => this.deps.eligibilityOf(id)));
     const parentId = this.coveringParent(ws, report.kind, report.subject, null);
     const draft: Omit<Ticket, 'id'> = {
       kind: report.kind,
@@ -639,9 +484,9 @@ export class TicketService implements ConditionSink {
       conditions: origin === 'auto' ? [conditionKey(report.kind, report.subject)] : [],
       parentId,
       eligible: e.eligible,
-      ineligibleReasons: e.reasons,
+      ineligibleReasons: e.ineligibleReasons,
       tier: e.tier,
-      band: band({ eligible: e.eligible, tier: e.tier }),
+      band: e.band,
       openedKind: report.kind,
       openedSeverity: report.severity,
       openedAt: ws.now,
@@ -697,7 +542,7 @@ export class TicketService implements ConditionSink {
       t.kind = report.kind;
       escalated = true;
     }
-    if (SEVERITY_RANK[report.severity] > SEVERITY_RANK[t.severity]) {
+    if (moreSevere(report.severity, t.severity)) {
       t.severity = report.severity;
       escalated = true;
     }
@@ -720,7 +565,7 @@ export class TicketService implements ConditionSink {
       }
     }
     const updated = Object.keys(changes).length > 0;
-    if (escalated || updated || (folded && newCondition)) this.refreshEligibility(t);
+    if (escalated || updated || (folded && newCondition)) this.refreshEligibility(t, false);
     if (dirty || escalated || updated || (folded && newCondition)) ws.save(t);
     if (folded && newCondition) {
       ws.event(t, 'folded', { kind: report.kind, subject: report.subject, severity: report.severity, summary: report.summary, details: report.details ?? {} });
@@ -729,23 +574,8 @@ export class TicketService implements ConditionSink {
       ws.event(t, 'escalated', { from, to: { kind: t.kind, severity: t.severity }, summary: t.summary });
       this.log.warn({ ticketId: t.id, from, to: { kind: t.kind, severity: t.severity } }, 'ticket escalated');
     }
-    if (updated) ws.event(t, 'updated', { ...changes, eligible: t.eligible, tier: t.tier });
+    if (updated) ws.event(t, 'updated', { ...changes, eligible: t.eligible, tier: t.tier, ineligibleReasons: t.ineligibleReasons });
     if (changes.coversAdded) this.attachChildren(ws, t);
-  }
-
-  private isUnchanged(t: Ticket, report: ConditionReport): boolean {
-    const key = conditionKey(report.kind, report.subject);
-    if (!t.conditions.includes(key) || t.clearedAt !== null) return false;
-    if (SEVERITY_RANK[report.severity] > SEVERITY_RANK[t.severity]) return false;
-    if (t.family === ticketFamily(report.kind) && (KIND_RANK[report.kind] ?? 0) > (KIND_RANK[t.kind] ?? 0)) return false;
-    const folded = t.family !== ticketFamily(report.kind) || t.subject !== report.subject;
-    if (folded) return true;
-    if (report.summary !== t.summary) return false;
-    if (report.details && JSON.stringify(report.details) !== JSON.stringify(t.details)) return false;
-    if (!report.covers || report.covers.length === 0) return true;
-    // Sets, not includes(): a fleet-wide ticket may list tens of thousands of gateways.
-    const listed = new Set(t.covers);
-    return report.covers.every((c) => listed.has(c));
   }
 
   private alreadyListedOnGateway(sensor: string): boolean {
@@ -755,24 +585,16 @@ export class TicketService implements ConditionSink {
   }
 
   /** RULES.md "Grouping and inhibition": a sensor behind a lost (or covering) gateway ticket is listed there instead. */
-  private inhibitSensor(ws: WorkingSet, report: ConditionReport): boolean {
-    const parent = this.deps.directory.get(report.subject)?.parent;
-    if (!parent) return false;
-    const gatewayTicketId = this.byFamily.get(`gateway|${parent}`);
-    if (gatewayTicketId === undefined) return false;
-    const gw = ws.get(gatewayTicketId)!;
-    if (gw.kind !== 'gateway_loss' && !gw.covers.includes(report.subject)) return false;
-    if (!gw.covers.includes(report.subject)) {
-      gw.covers = [...gw.covers, report.subject].sort();
-      ws.save(gw);
-      ws.event(gw, 'updated', { coversAdded: [report.subject], sensorReport: { kind: report.kind, summary: report.summary } });
-    }
-    return true;
+  private listOnGateway(ws: WorkingSet, gw: Ticket, report: ConditionReport): void {
+    if (gw.covers.includes(report.subject)) return;
+    gw.covers = [...gw.covers, report.subject].sort();
+    ws.save(gw);
+    ws.event(gw, 'updated', { coversAdded: [report.subject], sensorReport: { kind: report.kind, summary: report.summary } });
   }
 
-  private reopen(ws: WorkingSet, last: Ticket, report: ConditionReport): void {
+  private reopen(ws: WorkingSet, last: Ticket, report: ConditionReport, cause: 'recurrence' | 'resolved_while_holding'): void {
     const t = clone(last);
-    const previous = { resolvedAt: new Date(t.resolvedAt!).toISOString(), reason: t.resolveReason };
+    const previous = { resolvedAt: new Date(t.resolvedAt!).toISOString(), reason: t.resolveReason, by: t.resolvedBy };
     t.status = 'open';
     t.resolvedAt = null;
     t.resolveReason = null;
@@ -791,16 +613,17 @@ export class TicketService implements ConditionSink {
     t.details = report.details ?? {};
     t.covers = [...new Set(report.covers ?? [])].sort();
     t.parentId = this.coveringParent(ws, t.kind, t.subject, null);
-    this.refreshEligibility(t);
+    this.refreshEligibility(t, true);
     ws.save(t);
-    ws.event(t, 'reopened', { previous, kind: t.kind, severity: t.severity, summary: t.summary, reopenCount: t.reopenCount });
+    const why = cause === 'resolved_while_holding' ? 'resolved by a person while its condition still held' : 'condition recurred within the reopen window';
+    ws.event(t, 'reopened', { previous, cause, reason: why, kind: t.kind, severity: t.severity, summary: t.summary, reopenCount: t.reopenCount });
     if (t.parentId !== null) ws.event(ws.get(t.parentId)!, 'child_attached', { children: [{ id: t.id, subject: t.subject }] });
     this.attachChildren(ws, t);
-    this.log.info({ ticketId: t.id, kind: t.kind, subject: t.subject }, 'ticket reopened');
+    this.log.info({ ticketId: t.id, kind: t.kind, subject: t.subject, cause }, 'ticket reopened');
   }
 
-  /** RULES.md "Fair use": nothing is dropped; the event goes onto the subject's newest ticket. */
-  private fold(ws: WorkingSet, target: Ticket, report: ConditionReport, openedToday: number): void {
+  /** RULES.md "Fair use": nothing is dropped; the event goes onto the subject's newest automatic ticket. */
+  private fold(ws: WorkingSet, target: Ticket, report: ConditionReport): void {
     if (target.status === 'resolved') {
       // The condition holds now: its ticket must be in the queue, so the newest ticket reopens to carry it.
       target.status = 'open';
@@ -812,9 +635,9 @@ export class TicketService implements ConditionSink {
       target.clearedAt = null;
       target.waitingSince = ws.now;
       ws.save(target);
-      ws.event(target, 'reopened', { folded: true, reopenCount: target.reopenCount });
+      ws.event(target, 'reopened', { folded: true, cause: 'folded', reopenCount: target.reopenCount });
     }
-    this.log.warn({ ticketId: target.id, subject: report.subject, kind: report.kind, openedToday }, 'fair-use cap reached; event folded');
+    this.log.warn({ ticketId: target.id, subject: report.subject, kind: report.kind }, 'fair-use cap reached; event folded');
     this.applyRaise(ws, target, report, true);
   }
 
@@ -825,7 +648,7 @@ export class TicketService implements ConditionSink {
     t.resolveReason = reason;
     t.resolvedBy = by;
     ws.save(t);
-    ws.event(t, 'resolved', { reason, by });
+    ws.event(t, 'resolved', { reason, by, ...(by === 'person' && t.conditions.length > 0 && t.clearedAt === null ? { conditionHolds: true } : {}) });
     this.log.info({ ticketId: t.id, kind: t.kind, subject: t.subject, by }, 'ticket resolved');
     // Children return to the queue (or move to another parent still covering them).
     const children = this.sql.prepare(`SELECT id FROM tickets WHERE parent_id = ? AND status != 'resolved'`).all(t.id) as { id: number }[];
@@ -886,50 +709,6 @@ export class TicketService implements ConditionSink {
     // One event for the batch: a fleet-wide ticket may take thousands of children at once.
     if (attached.length > 0) ws.event(parent, 'child_attached', { children: attached });
   }
-}
-
-function validateReport(report: ConditionReport): void {
-  if (!report || typeof report !== 'object') throw new ValidationError('report: expected an object');
-  if (!TICKET_KINDS.includes(report.kind)) throw new ValidationError(`kind: unknown ticket kind ${JSON.stringify(report.kind)}`);
-  if (typeof report.subject !== 'string' || report.subject.length === 0 || report.subject.length > 200) {
-    throw new ValidationError('subject: expected a non-empty string');
-  }
-  if (!SEVERITIES.includes(report.severity)) throw new ValidationError(`severity: unknown severity ${JSON.stringify(report.severity)}`);
-  if (!CLASSIFICATIONS.includes(report.classification)) {
-    throw new ValidationError(`classification: unknown classification ${JSON.stringify(report.classification)}`);
-  }
-  if (typeof report.summary !== 'string') throw new ValidationError('summary: expected a string');
-}
-
-/** Validate a person's ticket (API body or CLI flags). Consultative tickets default to severity low (RULES.md). */
-export function parseOpenInput(raw: unknown): Required<Omit<OpenTicketInput, 'details'>> & { details: Record<string, unknown> } {
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ValidationError('body: expected a JSON object');
-  const input = raw as Record<string, unknown>;
-  const subject = input.subject;
-  if (typeof subject !== 'string' || subject.trim().length === 0 || subject.length > 200) throw new ValidationError('subject: required');
-  const classification = input.classification;
-  if (classification !== 'problem' && classification !== 'consultative') throw new ValidationError('classification: expected problem or consultative');
-  let severity = input.severity;
-  if (severity === undefined || severity === null) {
-    if (classification === 'consultative') severity = 'low';
-    else throw new ValidationError('severity: required for a problem ticket (urgent, high, medium, low)');
-  }
-  if (!SEVERITIES.includes(severity as Severity)) throw new ValidationError('severity: expected urgent, high, medium or low');
-  const summary = input.summary;
-  if (typeof summary !== 'string' || summary.trim().length === 0) throw new ValidationError('summary: required');
-  if (summary.length > 2000) throw new ValidationError('summary: at most 2000 characters');
-  const kind = input.kind ?? 'manual';
-  if (!TICKET_KINDS.includes(kind as TicketKind)) throw new ValidationError(`kind: unknown ticket kind ${JSON.stringify(kind)}`);
-  const details = input.details ?? {};
-  if (typeof details !== 'object' || details === null || Array.isArray(details)) throw new ValidationError('details: expected an object');
-  return {
-    subject: subject.trim(),
-    classification,
-    severity: severity as Severity,
-    summary: summary.trim(),
-    kind: kind as TicketKind,
-    details: details as Record<string, unknown>,
-  };
 }
 
 export type { Ticket, TicketEvent, TicketStatus };

@@ -45,6 +45,17 @@ export interface ConditionSink {
   clear(kind: TicketKind, subject: string, reason: string): void;
   /** Is there an open (or acknowledged) ticket of one of these kinds on this subject? */
   hasOpen(kinds: readonly TicketKind[], subject: string): boolean;
+  /**
+   * Run `work` (raises, clears and the caller's own writes) as one transaction: all of it commits or none of it
+   * does, and the sink's in-memory view follows what was committed (issue 8, fault 3: a tick is all or nothing).
+   * Throws what `work` or the commit threw.
+   */
+  atomically?<T>(work: () => T): T;
+  /**
+   * Tell `listener` when a person resolved a ticket whose condition still held (RULES.md "People and machines"):
+   * the reporter raises that condition again at its next evaluation, which reopens the ticket. Returns unsubscribe.
+   */
+  onResolvedWhileHolding?(listener: (kind: TicketKind, subject: string) => void): () => void;
 }
 
 /**

@@ -2,6 +2,7 @@ import { foundation } from './001-foundation.js';
 import { tickets } from './002-tickets.js';
 import { patches } from './003-patches.js';
 import { rollouts } from './004-rollouts.js';
+import { customers } from './005-customers.js';
 import { access } from './011-access.js';
 
 export interface Migration {
@@ -11,4 +12,4 @@ export interface Migration {
 }
 
 /** Versioned migrations, applied in order at start. Never edit one that has shipped: add the next. */
-export const migrations: readonly Migration[] = [foundation, tickets, patches, rollouts, access];
+export const migrations: readonly Migration[] = [foundation, tickets, patches, rollouts, customers, access];

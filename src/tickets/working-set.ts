@@ -1,0 +1,73 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Database } from '../db/database.js';
+import { COLUMNS, toParams, type Ticket, type TicketEventType } from './ticket-model.js';
+
+/** The part of the outbox the ticket service writes to (inside its own transactions). */
+export interface OutboxWriter {
+  enqueue(ticketId: number, eventType: string, payload: unknown, idempotencyKey: string): void;
+  committed(): void;
+}
+
+/** Prepared statements, compiled once per SQL text (a fleet-wide outage attaches thousands of tickets at once). */
+export class Statements {
+  private readonly cache = new Map<string, BetterSqlite3.Statement<unknown[]>>();
+  constructor(readonly db: Database) {}
+  prepare(sql: string): BetterSqlite3.Statement<unknown[]> {
+    let stmt = this.cache.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare<unknown[]>(sql);
+      this.cache.set(sql, stmt);
+    }
+    return stmt;
+  }
+}
+
+/**
+ * Ticket changes of one operation: every read goes through here so the latest version in this transaction is
+ * seen, every write lands in SQLite inside the caller's transaction, and the in-memory index moves only after
+ * the commit.
+ */
+export class WorkingSet {
+  readonly changed = new Map<number, Ticket>();
+  events = 0;
+
+  constructor(
+    private readonly load: (id: number) => Ticket | undefined,
+    private readonly db: Statements,
+    private readonly outbox: OutboxWriter,
+    /** The ticket as the API and the helpdesk see it (with the success engineer of an xcare_pro customer). */
+    private readonly view: (t: Ticket) => Record<string, unknown>,
+    readonly now: number,
+  ) {}
+
+  get(id: number): Ticket | undefined {
+    return this.changed.get(id) ?? this.load(id);
+  }
+
+  insert(t: Omit<Ticket, 'id'>): Ticket {
+    const params = toParams(t);
+    const result = this.db
+      .prepare(`INSERT INTO tickets (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')})`)
+      .run(params);
+    const ticket = { ...t, id: Number(result.lastInsertRowid) } as Ticket;
+    this.changed.set(ticket.id, ticket);
+    return ticket;
+  }
+
+  save(t: Ticket): void {
+    t.updatedAt = this.now;
+    this.db.prepare(`UPDATE tickets SET ${COLUMNS.map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`).run(toParams(t));
+    this.changed.set(t.id, t);
+  }
+
+  /** One history row and its outbox row, in the same transaction as the ticket change. */
+  event(t: Ticket, type: TicketEventType, data: Record<string, unknown> = {}): void {
+    const result = this.db
+      .prepare('INSERT INTO ticket_events (ticket_id, ts, type, data) VALUES (?, ?, ?, ?)')
+      .run(t.id, this.now, type, JSON.stringify(data));
+    const eventId = Number(result.lastInsertRowid);
+    const ts = new Date(this.now).toISOString();
+    this.outbox.enqueue(t.id, type, { event: { id: eventId, type, ts, data }, ticket: this.view(t) }, `xcare-ticket-${t.id}-event-${eventId}`);
+    this.events++;
+  }
+}
