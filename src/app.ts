@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from './config/schema.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './log.js';
-import { openDatabase, type Database } from './db/database.js';
+import { openDatabase, StoreHealth, StoreMonitor, type Database } from './db/database.js';
 import { createMetricsRegistry, createIngestMetrics } from './metrics/metrics.js';
 import { DeviceRegistry } from './registry/device-registry.js';
 import type { DeviceRecord } from './registry/types.js';
@@ -43,6 +43,9 @@ import { ActorContext } from './audit/actor-context.js';
 import { registerAccessRoutes } from './http/routes/access.js';
 import { registerConsoleRoutes } from './console/console-routes.js';
 import { deviceEvents } from './registry/device-events.js';
+import { LatestSoftware } from './subscriptions/latest-software.js';
+import { CustomerStore } from './customers/customer-store.js';
+import { registerCustomerRoutes } from './http/routes/customers.js';
 
 export interface AppDeps {
   clock: Clock;
@@ -83,6 +86,9 @@ export class App {
   readonly audit: AuditLog;
   /** Every HTTP route with its role (the role tests walk it). */
   readonly router: Router;
+  readonly storeHealth: StoreHealth;
+  readonly customers: CustomerStore;
+  private readonly storeMonitor: StoreMonitor;
   private readonly components: Component[] = [];
   private started: Component[] = [];
   private stopping?: Promise<void>;
@@ -97,6 +103,11 @@ export class App {
     this.adminToken = resolveAdminToken(config.adminToken, dataDir, log);
     const dbFile = join(dataDir, 'xcare.db');
     this.db = openDatabase(dbFile);
+    // Issue 8, fault 3: a store that does not take writes is visible (/readyz, metric, error log), never silent.
+    this.storeHealth = new StoreHealth(() => clock.now());
+    this.storeMonitor = new StoreMonitor({ db: this.db, clock, log: log.child({ module: 'store' }), health: this.storeHealth, metrics: this.metrics });
+    this.customers = new CustomerStore({ db: this.db, clock });
+    const latestSoftware = new LatestSoftware();
 
     this.registry = new DeviceRegistry({
       db: this.db,
@@ -115,6 +126,7 @@ export class App {
       directory: this.registry,
       integrity: this.integrity,
       onDeviceChanged: (id) => void this.registry.reload(id),
+      latest: (id) => latestSoftware.get(id),
     });
     this.outbox = new Outbox({ db: this.db, clock });
     // Roles, sessions and the audit trail (issue 14); the actor context lets ticket events name the person.
@@ -132,6 +144,8 @@ export class App {
       eligibilityOf: (id) => this.subscriptions.eligibilityOf(id),
       outbox: this.outbox,
       actor: () => actors.actorName(),
+      successEngineerOf: (customer) => this.customers.successEngineerOf(customer),
+      storeHealth: this.storeHealth,
     });
     const webhookMetrics = registerTicketMetrics({
       registry: this.metrics,
@@ -152,6 +166,7 @@ export class App {
       metrics: this.metrics,
       expectedIntegrity: (version) => this.integrity.expected(version),
       isInstallingOrRestarting: (id, now) => this.rollouts.isInstallingOrRestarting(id, now),
+      storeHealth: this.storeHealth,
     });
 
     this.patches = new PatchService({
@@ -213,6 +228,8 @@ export class App {
       workerFile: dbFile,
     });
     const listeners: IngestListener[] = [
+      // First: eligibility judged on this heartbeat's software must see it (issue 8, fault 7).
+      latestSoftware,
       this.health,
       this.rollouts,
       {
@@ -253,8 +270,14 @@ export class App {
     const router = (this.router = new Router());
     registerSystemRoutes(router, {
       metrics: this.metrics,
-      readiness: () => Object.fromEntries(this.components.map((c) => [c.name, this.started.includes(c)])),
+      readiness: () => {
+        const checks = Object.fromEntries(this.components.map((c) => [c.name, this.started.includes(c)]));
+        if (!this.storeHealth.healthy()) checks.store = false;
+        return checks;
+      },
+      reasons: () => this.storeHealth.current().map((f) => `store ${f.reason.replace('_', ' ')} (${f.source}): ${f.message}`),
     });
+    registerCustomerRoutes(router, { customers: this.customers });
     registerDeviceRoutes(router, {
       registry: this.registry,
       view: (d) => this.deviceView(d),
@@ -302,7 +325,7 @@ export class App {
     });
 
     this.components.push(
-      { name: 'store', start: () => {}, stop: () => void this.db.close() },
+      { name: 'store', start: () => this.storeMonitor.start(), stop: () => (this.storeMonitor.stop(), void this.db.close()) },
       { name: 'registry', start: () => this.registry.start(), stop: () => this.registry.stop() },
       { name: 'tickets', start: () => this.tickets.start(), stop: () => this.tickets.stop() },
       { name: 'helpdesk', start: () => this.webhook.start(), stop: () => this.webhook.stop() },

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { createLogger } from './log.js';
-import { systemClock } from './clock.js';
+import { readFileSync } from 'node:fs';
+import { systemClock, wallOffsetClock } from './clock.js';
 import { App } from './app.js';
 import { XcareError } from './errors.js';
 
@@ -60,7 +61,10 @@ async function main(): Promise<number> {
   const log = createLogger(config.log.level);
   let app: App;
   try {
-    app = new App(config, { clock: systemClock, log });
+    // Tests and the detection bench step the wall clock through a file (clock.ts wallOffsetClock); never set in production.
+    const offsetFile = process.env.XCARE_WALL_OFFSET_FILE;
+    const clock = offsetFile ? wallOffsetClock(() => Number(readFileSync(offsetFile, 'utf8').trim()) || 0) : systemClock;
+    app = new App(config, { clock, log });
     await app.start();
   } catch (err) {
     log.fatal({ err }, 'start failed');

@@ -8,9 +8,10 @@ import { commands as patchCommands } from './commands/patch.js';
 import { commands as rolloutCommands } from './commands/rollout.js';
 import { commands as tokenCommands } from './commands/token.js';
 import { commands as auditCommands } from './commands/audit.js';
+import { commands as customerCommands } from './commands/customer.js';
 
 const ALL: Command[] = [...deviceCommands, ...ticketCommands, ...subscriptionCommands, ...patchCommands, ...rolloutCommands];
-ALL.push(...tokenCommands, ...auditCommands);
+ALL.push(...tokenCommands, ...auditCommands, ...customerCommands);
 
 const GLOBAL_HELP = `Usage: xcarectl [--url URL] [--token TOKEN] [--json] <command> [options]
 

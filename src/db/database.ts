@@ -1,6 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { Logger } from '../log.js';
 import { migrations, type Migration } from './migrations/index.js';
 
 export type Database = BetterSqlite3.Database;
@@ -76,6 +79,7 @@ export interface StoreFault {
 export class StoreHealth {
   private readonly faults = new Map<string, StoreFault>();
   private readonly listeners: ((fault: StoreFault | null, source: string) => void)[] = [];
+  private readonly failureListeners: ((fault: StoreFault) => void)[] = [];
 
   constructor(private readonly now: () => number = () => Date.now()) {}
 
@@ -84,6 +88,7 @@ export class StoreHealth {
     const reason = storeFaultReason(err);
     const fault: StoreFault = { reason, source, message: String((err as Error)?.message ?? err), since: existing?.since ?? this.now() };
     this.faults.set(source, fault);
+    for (const l of this.failureListeners) l(fault);
     if (!existing || existing.reason !== reason) for (const l of this.listeners) l(fault, source);
     return fault;
   }
@@ -101,6 +106,11 @@ export class StoreHealth {
     return [...this.faults.values()];
   }
 
+  /** Called on every failed write, repeated or not (for counting). */
+  onFailure(listener: (fault: StoreFault) => void): void {
+    this.failureListeners.push(listener);
+  }
+
   /** Called on every change: a new fault (or a new reason), or `null` when `source` recovered. */
   onChange(listener: (fault: StoreFault | null, source: string) => void): void {
     this.listeners.push(listener);
@@ -113,4 +123,69 @@ export class StoreHealth {
  */
 export function probeWrite(db: Database, now: number): void {
   db.prepare('INSERT INTO store_probe (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at').run(now);
+}
+
+/**
+ * Probes the store every `intervalMs` (and once at start) and reports to `health`; logs each fault when it
+ * starts or changes reason, and the recovery. Metrics: `fleet_store_healthy` (1/0, at scrape time) and
+ * `fleet_store_write_failures_total{source,reason}`.
+ */
+export class StoreMonitor {
+  private timer?: TimerHandle;
+  private running = false;
+  private failures?: Counter<'source' | 'reason'>;
+
+  constructor(
+    private readonly deps: { db: Database; clock: Clock; log: Logger; health: StoreHealth; metrics?: Registry; intervalMs?: number },
+  ) {}
+
+  start(): void {
+    const { health, log, metrics } = this.deps;
+    if (metrics && !this.failures) {
+      new Gauge({
+        name: 'fleet_store_healthy',
+        help: '1 while the store takes writes, 0 while any write or probe fails (read-only, disk full, locked, I/O error)',
+        registers: [metrics],
+        collect() {
+          this.set(health.healthy() ? 1 : 0);
+        },
+      });
+      this.failures = new Counter({
+        name: 'fleet_store_write_failures_total',
+        help: 'Store writes that failed, by component and reason',
+        labelNames: ['source', 'reason'] as const,
+        registers: [metrics],
+      });
+    }
+    health.onFailure((fault) => this.failures?.inc({ source: fault.source, reason: fault.reason }));
+    health.onChange((fault, source) => {
+      if (fault) {
+        log.error({ source, reason: fault.reason, err: { message: fault.message } }, 'store fault: writes fail; /readyz answers 503');
+      } else {
+        log.info({ source }, 'store writes succeed again');
+      }
+    });
+    this.running = true;
+    this.probe();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One probe write now; reschedules itself. */
+  probe(): void {
+    if (!this.deps.db.open) return;
+    try {
+      probeWrite(this.deps.db, this.deps.clock.now());
+      this.deps.health.ok('probe');
+    } catch (err) {
+      this.deps.health.failed('probe', err);
+    }
+    if (!this.running) return;
+    this.deps.clock.clearTimeout(this.timer);
+    this.timer = this.deps.clock.setTimeout(() => this.probe(), this.deps.intervalMs ?? 5000);
+  }
 }

@@ -22,6 +22,11 @@ export interface SubscriptionServiceDeps {
   onDeviceChanged(deviceId: string): void;
   /** The software a device last reported; defaults to reading `device_state` (primary-key lookup). */
   live?(deviceId: string): LiveSoftware | undefined;
+  /**
+   * The software of its latest heartbeat as ingest saw it, before the batched `device_state` write (issue 8,
+   * fault 7: eligibility from the heartbeat that raised a ticket). Consulted first when given.
+   */
+  latest?(deviceId: string): LiveSoftware | undefined;
 }
 
 export interface DeviceEligibility extends Eligibility {
@@ -32,8 +37,10 @@ export interface DeviceEligibility extends Eligibility {
 export class SubscriptionService {
   constructor(private readonly deps: SubscriptionServiceDeps) {}
 
-  /** Live software of a device from the latest stored heartbeat. */
+  /** Live software of a device: its latest heartbeat seen by ingest, else the latest stored one. */
   live(deviceId: string): LiveSoftware | undefined {
+    const latest = this.deps.latest?.(deviceId);
+    if (latest) return latest;
     if (this.deps.live) return this.deps.live(deviceId);
     const row = this.deps.db
       .prepare('SELECT software_version AS softwareVersion, integrity FROM device_state WHERE device_id = ?')

@@ -6,15 +6,22 @@ export interface SystemRouteDeps {
   metrics: Registry;
   /** Components whose readiness /readyz reports (broker, store, scheduler...). */
   readiness(): Record<string, boolean>;
+  /** Why it is not ready, one line each (e.g. `store read only (probe): attempt to write a readonly database`). */
+  reasons?(): string[];
 }
 
-/** `/healthz` (process up), `/readyz` (components up), `/metrics` (Prometheus text). PROTOCOL.md "HTTP". */
+/**
+ * `/healthz` (process up), `/readyz` (components up and the store taking writes; a 503 names each reason),
+ * `/metrics` (Prometheus text). PROTOCOL.md "HTTP".
+ */
 export function registerSystemRoutes(router: Router, deps: SystemRouteDeps): void {
   router.get('/healthz', 'public', () => ({ status: 'ok' }));
   router.get('/readyz', 'public', ({ res }) => {
     const checks = deps.readiness();
     const ready = Object.values(checks).every(Boolean);
-    sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks });
+    const reasons = deps.reasons?.() ?? [];
+    for (const [name, ok] of Object.entries(checks)) if (!ok && !reasons.some((r) => r.startsWith(`${name} `))) reasons.push(`${name} not started`);
+    sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks, ...(ready ? {} : { reasons }) });
   });
   router.get('/metrics', 'public', async ({ res }) => {
     const body = await deps.metrics.metrics();
