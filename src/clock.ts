@@ -109,6 +109,14 @@ export class ManualClock implements Clock {
     this.setMonotonic(target - this.wallOffset);
   }
 
+  /**
+   * The process stood still for `ms` (SIGSTOP, swap): both clocks move, no timer fires. The next `advance`
+   * (even by 0) fires the overdue timers late, at the time they finally run, as Node does after a stall.
+   */
+  stall(ms: number): void {
+    this.current += ms;
+  }
+
   /** Step the wall clock by `ms` (positive: forward) without moving monotonic time or firing timers. */
   stepWall(ms: number): void {
     this.wallOffset += ms;

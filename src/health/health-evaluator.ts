@@ -231,11 +231,15 @@ export class HealthEvaluator {
 
   private runTick(): void {
     if (!this.running) return;
+    const started = this.mono();
     try {
       this.tick();
     } catch (err) {
       this.log.error({ err }, 'health tick failed');
     }
+    // A tick that itself stood still (waiting out a locked store, a slow disk) kept ingest from reading too.
+    const took = this.mono() - started;
+    if (took > this.deps.config.stallMarginMs) this.ownOutage(took, 'the tick itself was blocked');
     this.scheduleTick();
   }
 
@@ -254,13 +258,14 @@ export class HealthEvaluator {
       this.log.warn({ stepMs: Math.round(gap.wallStepMs) }, 'wall clock stepped; liveness deadlines run on the monotonic clock and do not move');
     }
     if (gap.stalledMs === 0) return false;
-    this.freshInterval(now);
-    this.m?.gaps.inc({ cause: 'stall' });
-    this.log.warn(
-      { lateMs: Math.round(gap.stalledMs), devices: this.devices.size },
-      'health evaluator ran late (daemon stalled); treating the gap as our own outage: every device gets a fresh interval',
-    );
+    this.ownOutage(gap.stalledMs, 'the tick ran late (daemon stalled)');
     return true;
+  }
+
+  private ownOutage(gapMs: number, why: string): void {
+    this.freshInterval(this.mono());
+    this.m?.gaps.inc({ cause: 'stall' });
+    this.log.warn({ gapMs: Math.round(gapMs), devices: this.devices.size }, `${why}: treating the gap as our own outage, every device gets a fresh interval`);
   }
 
   /** Every device is watched afresh from `now`: silence and pending Last Will graces restart. */
