@@ -67,7 +67,7 @@ export interface Daemon extends RunningProcess {
 }
 
 /** Start the real daemon on free ports with `extraYaml` appended to its config; waits for /readyz. */
-export async function startDaemon(dataDir: string, extraYaml = '', ports?: { mqtt: number; http: number }): Promise<Daemon> {
+export async function startDaemon(dataDir: string, extraYaml = '', ports?: { mqtt: number; http: number }, env?: NodeJS.ProcessEnv): Promise<Daemon> {
   const mqttPort = ports?.mqtt ?? (await freePort());
   const httpPort = ports?.http ?? (await freePort());
   const adminToken = 'e2e-admin-token-0123456789';
@@ -77,7 +77,7 @@ export async function startDaemon(dataDir: string, extraYaml = '', ports?: { mqt
     configFile,
     `dataDir: ${dataDir}\nadminToken: ${adminToken}\nlog: { level: info }\nmqtt: { host: 127.0.0.1, port: ${mqttPort} }\nhttp: { host: 127.0.0.1, port: ${httpPort} }\n${extraYaml}`,
   );
-  const proc = spawn(process.execPath, [join(ROOT, 'bin/xcared.js'), '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [join(ROOT, 'bin/xcared.js'), '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
   const tracked = track(proc);
   const url = `http://127.0.0.1:${httpPort}`;
   const deadline = Date.now() + 20_000;

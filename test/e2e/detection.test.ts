@@ -1,0 +1,200 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import BetterSqlite3 from 'better-sqlite3';
+import { startDaemon, startAgent, eventually, type Daemon, type RunningProcess } from '../helpers/processes.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { SimDevice } from '../helpers/sim-device.js';
+import { allTickets, api, provision, readyz, startHelpdesk, type Delivery } from '../helpers/detection-fixtures.js';
+
+/**
+ * Issue 8 end to end: the real xcared process, its embedded broker and SQLite file, real agents or real MQTT.js
+ * devices, a real helpdesk endpoint. Stalls are SIGSTOP/SIGCONT, the wall clock steps through the daemon's
+ * XCARE_WALL_OFFSET_FILE, lock contention is a second SQLite connection holding BEGIN IMMEDIATE.
+ */
+const DIGEST = `sha256:${'b'.repeat(64)}`;
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function daemonWithHelpdesk(extraYaml: string, env?: NodeJS.ProcessEnv) {
+  const dir = tempDir('xcare-e2e-detect-');
+  const helpdesk = await startHelpdesk();
+  const daemon = await startDaemon(
+    join(dir.path, 'daemon'),
+    `${extraYaml}\nwebhook: { url: "${helpdesk.url}", secret: helpdesk-secret-0123, backoffBaseMs: 100, backoffMaxMs: 1000 }\n`,
+    undefined,
+    env,
+  );
+  const handle = { daemon };
+  cleanups.push(() => dir.cleanup(), () => helpdesk.close(), () => handle.daemon.stop());
+  return { dir, helpdesk, handle, daemon };
+}
+
+function simFleet(daemon: Daemon, tokens: Map<string, string>, intervalS: number, reconnect = { minMs: 200, maxMs: 2000 }): Map<string, SimDevice> {
+  const devices = new Map<string, SimDevice>();
+  for (const [id, token] of tokens) {
+    const d = new SimDevice({ id, token, url: `mqtt://127.0.0.1:${daemon.mqttPort}`, intervalS, reconnect });
+    d.start();
+    devices.set(id, d);
+  }
+  cleanups.push(() => Promise.all([...devices.values()].map((d) => d.stop())));
+  return devices;
+}
+
+const onlineCount = async (daemon: Daemon) =>
+  (await api<{ devices: { state: string }[] }>(daemon, '/api/v1/devices')).devices.filter((d) => d.state === 'online').length;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('end to end: detection you can trust (issue 8)', () => {
+  it('fault 2: SIGSTOP of the daemon for 8 s with 4 real agents at 1 s, then SIGCONT: zero tickets, zero deliveries', async () => {
+    const { daemon, helpdesk, dir } = await daemonWithHelpdesk('health: { missedHeartbeats: 3 }');
+    const ids = ['gw-a', 'gw-b', 'gw-c', 'gw-d'];
+    const tokens = await provision(daemon, ids.map((id) => ({ id, type: 'gateway', customer: 'acme' })));
+    const agents: RunningProcess[] = ids.map((id) =>
+      startAgent({ deviceId: id, token: tokens.get(id)!, mqttPort: daemon.mqttPort, httpUrl: daemon.url, dir: join(dir.path, id), intervalS: 1 }),
+    );
+    cleanups.push(() => Promise.all(agents.map((a) => a.stop())));
+    await eventually(async () => (await onlineCount(daemon)) === 4, 30_000, 'four agents online');
+    await sleep(3000);
+    process.kill(daemon.proc.pid!, 'SIGSTOP');
+    await sleep(8000);
+    process.kill(daemon.proc.pid!, 'SIGCONT');
+    await eventually(() => daemon.output().includes('treating the gap as our own outage'), 15_000, 'the stall logged');
+    await sleep(6000);
+    expect(await allTickets(daemon)).toEqual([]);
+    expect(helpdesk.deliveries).toEqual([]);
+    expect(await onlineCount(daemon)).toBe(4);
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    expect(metrics).toMatch(/fleet_health_own_gaps_total\{cause="stall"\} [1-9]/);
+  }, 90_000);
+
+  it('fault 2: the wall clock steps forward an hour, then back: zero tickets; a real device kill is still found', async () => {
+    const offsetFile = join(tempDir('xcare-offset-').path, 'offset');
+    writeFileSync(offsetFile, '0');
+    const { daemon, helpdesk } = await daemonWithHelpdesk('health: { missedHeartbeats: 3 }', { XCARE_WALL_OFFSET_FILE: offsetFile });
+    const ids = ['gw-a', 'gw-b', 'gw-c', 'gw-d'];
+    const devices = simFleet(daemon, await provision(daemon, ids.map((id) => ({ id, type: 'gateway', customer: 'acme' }))), 1);
+    await eventually(async () => (await onlineCount(daemon)) === 4, 30_000, 'four devices online');
+    writeFileSync(offsetFile, String(3_600_000));
+    await eventually(() => daemon.output().includes('wall clock stepped'), 10_000, 'the step logged');
+    await sleep(5000);
+    writeFileSync(offsetFile, '0');
+    await sleep(5000);
+    expect(await allTickets(daemon)).toEqual([]);
+    expect(helpdesk.deliveries).toEqual([]);
+    devices.get('gw-d')!.kill();
+    const t = await eventually(async () => (await allTickets(daemon)).find((x) => x.subject === 'gw-d'), 20_000, 'gw-d lost');
+    expect(t.kind).toBe('gateway_loss');
+  }, 90_000);
+
+  it('fault 3: a second connection holds BEGIN IMMEDIATE past the busy timeout while a gateway dies: /readyz 503 names it, then the ticket opens', async () => {
+    const { daemon } = await daemonWithHelpdesk('health: { missedHeartbeats: 3 }');
+    const ids = ['gw-a', 'gw-b'];
+    const devices = simFleet(daemon, await provision(daemon, ids.map((id) => ({ id, type: 'gateway', customer: 'acme' }))), 1);
+    await eventually(async () => (await onlineCount(daemon)) === 2, 30_000, 'devices online');
+    const other = new BetterSqlite3(join(daemon.dataDir, 'xcare.db'));
+    cleanups.push(() => other.open && other.close());
+    other.exec('BEGIN IMMEDIATE');
+    devices.get('gw-a')!.kill();
+    // The daemon waits out its 5 s busy timeout per write; between ticks it answers 503 with the reason.
+    const notReady = await eventually(async () => {
+      const r = await readyz(daemon);
+      return r.status === 503 ? r : undefined;
+    }, 30_000, '/readyz 503');
+    expect(notReady.body.reasons?.join('\n')).toMatch(/store locked/);
+    expect(await (await fetch(`${daemon.url}/metrics`)).text()).toMatch(/fleet_store_healthy 0/);
+    await sleep(2000);
+    other.exec('COMMIT');
+    other.close();
+    const ticket = await eventually(async () => (await allTickets(daemon)).find((t) => t.subject === 'gw-a'), 30_000, 'gw-a ticket after the release');
+    expect(ticket.kind).toBe('gateway_loss');
+    await eventually(async () => (await readyz(daemon)).status === 200, 30_000, '/readyz 200 again');
+    const db = new BetterSqlite3(join(daemon.dataDir, 'xcare.db'), { readonly: true });
+    const lost = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-a' AND kind = 'lost'`).get() as { n: number };
+    db.close();
+    expect(lost.n).toBe(1);
+    expect(daemon.output()).toMatch(/store fault: writes fail/);
+    expect(daemon.output()).toMatch(/store writes succeed again/);
+    expect((await allTickets(daemon)).filter((t) => t.subject === 'gw-a')).toHaveLength(1);
+  }, 120_000);
+
+  it('fault 5: kill -9 and restart of the daemon with 40 devices backing off up to 8 s: no device judged lost, no ticket', async () => {
+    const { daemon, handle } = await daemonWithHelpdesk('health: { missedHeartbeats: 3 }');
+    const ids = Array.from({ length: 40 }, (_, i) => `gw-${String(i).padStart(2, '0')}`);
+    const tokens = await provision(daemon, ids.map((id, i) => ({ id, type: 'gateway', customer: `c${i % 8}` })));
+    simFleet(daemon, tokens, 1, { minMs: 500, maxMs: 8000 });
+    await eventually(async () => (await onlineCount(daemon)) === 40, 60_000, 'all online');
+    await sleep(2000);
+    await daemon.kill9();
+    await sleep(5000); // down long enough for the devices' backoff to grow
+    handle.daemon = await startDaemon(daemon.dataDir, '', { mqtt: daemon.mqttPort, http: daemon.httpPort });
+    await eventually(async () => (await onlineCount(handle.daemon)) === 40, 60_000, 'the herd back');
+    await sleep(4000);
+    expect(await allTickets(handle.daemon)).toEqual([]);
+    const db = new BetterSqlite3(join(handle.daemon.dataDir, 'xcare.db'), { readonly: true });
+    const lost = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE kind = 'lost'`).get() as { n: number };
+    db.close();
+    expect(lost.n).toBe(0);
+  }, 150_000);
+
+  it('fault 6: a gateway agent killed (Last Will) and its sensor agent frozen: the gateway ticket reaches the helpdesk, no sensor ticket before it', async () => {
+    const { daemon, helpdesk, dir } = await daemonWithHelpdesk('health: { missedHeartbeats: 3, lastWillGraceS: 5 }');
+    const tokens = await provision(daemon, [
+      { id: 'gw-p', type: 'gateway', customer: 'acme' },
+      { id: 'sn-p', type: 'sensor', parent: 'gw-p', customer: 'acme' },
+    ]);
+    const gw = startAgent({ deviceId: 'gw-p', token: tokens.get('gw-p')!, mqttPort: daemon.mqttPort, httpUrl: daemon.url, dir: join(dir.path, 'gw'), intervalS: 10 });
+    const sensor = startAgent({
+      deviceId: 'sn-p',
+      deviceType: 'sensor',
+      token: tokens.get('sn-p')!,
+      mqttPort: daemon.mqttPort,
+      httpUrl: daemon.url,
+      dir: join(dir.path, 'sn'),
+      intervalS: 1,
+    });
+    cleanups.push(() => gw.stop(), () => (process.kill(sensor.proc.pid!, 'SIGCONT'), sensor.stop()));
+    await eventually(async () => (await onlineCount(daemon)) === 2, 30_000, 'both online');
+    await sleep(1500);
+    process.kill(sensor.proc.pid!, 'SIGSTOP'); // the sensor hangs: its connection stays, its heartbeats stop
+    await gw.kill9(); // the gateway dies: the broker publishes its Last Will
+    await eventually(() => helpdesk.deliveries.some((d) => d.ticket?.kind === 'gateway_loss'), 30_000, 'gateway_loss delivered');
+    await sleep(3000);
+    const firstSensor = helpdesk.deliveries.findIndex((d: Delivery) => d.ticket?.subject === 'sn-p');
+    const firstGateway = helpdesk.deliveries.findIndex((d: Delivery) => d.ticket?.kind === 'gateway_loss');
+    expect(firstSensor === -1 || firstSensor > firstGateway).toBe(true);
+    expect((await allTickets(daemon)).filter((t) => t.kind === 'sensor_issue')).toEqual([]);
+  }, 90_000);
+
+  it('fault 7: 12 devices whose very first heartbeat reports a registered digest and a failing subsystem: every ticket says eligible', async () => {
+    const { daemon } = await daemonWithHelpdesk('ingest: { flushIntervalMs: 2000 }');
+    await api(daemon, '/api/v1/integrity', { method: 'POST', body: JSON.stringify({ version: '2.3.1', digest: DIGEST }) });
+    const ids = Array.from({ length: 12 }, (_, i) => `gw-e${i}`);
+    const tokens = await provision(daemon, ids.map((id) => ({ id, type: 'gateway', customer: 'acme', tier: 'xcare_pro' })));
+    const devices = new Map<string, SimDevice>();
+    for (const [id, token] of tokens) {
+      const d = new SimDevice({
+        id,
+        token,
+        url: `mqtt://127.0.0.1:${daemon.mqttPort}`,
+        intervalS: 30,
+        softwareVersion: '2.3.1',
+        integrity: DIGEST,
+        extra: () => ({ subsystems: [{ name: 'modbus', ok: false, detail: 'timeout' }] }),
+      });
+      d.start();
+      devices.set(id, d);
+    }
+    cleanups.push(() => Promise.all([...devices.values()].map((d) => d.stop())));
+    const tickets = await eventually(async () => {
+      const all = await allTickets(daemon);
+      return all.length === 12 ? all : undefined;
+    }, 30_000, '12 tickets');
+    for (const t of tickets) {
+      expect(t, t.subject).toMatchObject({ kind: 'gateway_partial', eligible: true, tier: 'xcare_pro', band: 'paid', ineligibleReasons: [] });
+    }
+  }, 60_000);
+});
