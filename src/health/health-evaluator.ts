@@ -4,20 +4,17 @@ import type { Database, StoreHealth } from '../db/database.js';
 import type { Logger } from '../log.js';
 import type { Heartbeat, PatchStatus } from '../protocol/types.js';
 import type { DeviceDirectory, DeviceRecord } from '../registry/types.js';
-import type { ConditionSink, TicketKind } from '../tickets/types.js';
-import { ConditionReconciler } from './condition-reconciler.js';
-import { customerCondition, fleetCondition } from './correlation.js';
+import type { ConditionSink } from '../tickets/types.js';
+import { ConditionEvaluation } from './condition-evaluation.js';
 import { DeadlineHeap } from './deadline-heap.js';
-import { gatewayCondition, gatewayIsFine, sensorCondition, type DeviceView, type Fault, type LiveState } from './device-conditions.js';
-import { flappingCondition, flappingVerdict } from './flapping.js';
+import type { LiveState } from './device-conditions.js';
 import { createHealthMetrics, type DropReason, type HealthMetrics } from './health-metrics.js';
 import { HealthStateWriter, type HealthEventKind, type PendingHealthWrites } from './health-state-writer.js';
 import { livenessVerdict, restartGraceUntil, type HealthSettings, type LivenessInput } from './liveness.js';
 import { livenessStep } from './liveness-step.js';
-import { LostGatewayIndex } from './lost-gateways.js';
 import { detectGap, startupGraceUntil, type HerdProgress } from './own-outage.js';
 import { isSignatureOrHashFailure, type SecurityEvent } from './security.js';
-import { SecuritySignals } from './security-signals.js';
+import { lastSeenOf, livenessInputOf, newTracked, type Tracked } from './tracked-device.js';
 
 export interface HealthEvaluatorDeps {
   clock: Clock;
@@ -49,47 +46,6 @@ export interface HealthSnapshot {
 
 export type { DropReason };
 
-/** Everything the evaluator tracks of one device, in memory. Times are monotonic ms (`Clock.monotonicNow`). */
-interface Tracked {
-  id: string;
-  type: DeviceRecord['type'];
-  parent: string | null;
-  customer: string;
-  /** Receive time of its own latest heartbeat or `{"online":true}`. */
-  ownLastSeen: number | null;
-  ownIntervalS: number | null;
-  /** Receive time of the latest gateway heartbeat listing this sensor. */
-  reportedAt: number | null;
-  willAt: number | null;
-  watchFrom: number;
-  state: LiveState;
-  lostReason: 'silence' | 'will' | null;
-  lostSince: number | null;
-  stateChangedAt: number | null;
-  /** It was lost when the daemon last stopped: its first sign of life is a `back`. */
-  wasLost: boolean;
-  /** It was online when the daemon last stopped: part of the reconnect herd the start-up grace waits for. */
-  wasOnline: boolean;
-  /** Time of its live entry in the deadline heap; Infinity when none. */
-  scheduledAt: number;
-  subsystemFaults: Fault[];
-  subsystemKey: string;
-  reportFault: Fault | null;
-  installAt: number | null;
-  changes: number[];
-  integrityKey: string | null;
-  /** Evaluated at least once since start (its first sign of life re-checks tickets left open before a restart). */
-  evaluated: boolean;
-  /** Heard from since the daemon started. */
-  heardSinceStart: boolean;
-  /** Gateways: may its sensors open tickets of their own (RULES.md "Grouping and inhibition")? */
-  fineForSensors: boolean;
-  /** Gateways: its Last Will is pending (within the grace): its sensors are not judged alone (issue 8, fault 6). */
-  holdsSensors: boolean;
-}
-
-const GATEWAY_KINDS: readonly TicketKind[] = ['gateway_loss', 'gateway_partial'];
-const CUSTOMER_KINDS: readonly TicketKind[] = ['cloud_loss_complete', 'cloud_loss_partial'];
 const INSTALL_STATES = new Set(['verifying', 'installing', 'installed', 'failed', 'rolled_back']);
 
 /**
@@ -105,22 +61,10 @@ const INSTALL_STATES = new Set(['verifying', 'installing', 'installed', 'failed'
 export class HealthEvaluator {
   private readonly devices = new Map<string, Tracked>();
   private readonly heap = new DeadlineHeap();
-  private readonly dirty = new Set<string>();
-  private readonly flapDirty = new Set<string>();
-  /** Devices with a flapping condition raised, and when their verdict must be re-checked. */
-  private readonly flapActive = new Map<string, number>();
-  private readonly lost = new LostGatewayIndex();
-  private readonly dirtyCustomers = new Set<string>();
-  /** Gateways whose condition cleared but whose ticket is still open (until resolveAfter): sensors wait for it. */
-  private readonly awaitingResolve = new Set<string>();
-  private fleetDirty = false;
-  private readonly conditions: ConditionReconciler;
+  /** The conditions half: dirty sets, correlation, flapping, security, and what was reported. */
+  private readonly evaluation: ConditionEvaluation;
   private readonly counts: Record<LiveState, number> = { unknown: 0, online: 0, offline: 0, restarting: 0, lost: 0 };
-  private readonly security = new SecuritySignals();
-  private readonly securitySubjects = new Set<string>();
   private readonly store: HealthStateWriter;
-  /** What this tick evaluated, re-marked dirty if its transaction fails. */
-  private touched = { devices: new Set<string>(), customers: new Set<string>(), fleet: false, flap: new Set<string>(), security: new Set<string>() };
 
   private herd: HerdProgress = { startedAt: 0, expected: 0, returned: 0, lastReturnAt: null };
   private lastOffset = 0;
@@ -136,7 +80,15 @@ export class HealthEvaluator {
     this.log = deps.log;
     this.isInstalling = deps.isInstallingOrRestarting ?? (() => false);
     this.store = new HealthStateWriter({ db: deps.db, log: deps.log });
-    this.conditions = new ConditionReconciler({ sink: deps.sink, log: deps.log, metrics: () => this.m });
+    this.evaluation = new ConditionEvaluation({
+      devices: this.devices,
+      directory: deps.directory,
+      sink: deps.sink,
+      config: deps.config,
+      log: deps.log,
+      metrics: () => this.m,
+      mono: () => this.mono(),
+    });
   }
 
   // ---------------------------------------------------------------- time
@@ -200,7 +152,7 @@ export class HealthEvaluator {
     for (const t of this.devices.values()) this.reschedule(t, now);
 
     this.unsubscribe.push(directory.onChange((d) => this.onDeviceChanged(d)));
-    const off = this.deps.sink.onResolvedWhileHolding?.((kind, subject) => this.onResolvedWhileHolding(kind, subject));
+    const off = this.deps.sink.onResolvedWhileHolding?.((kind, subject) => this.evaluation.onResolvedWhileHolding(kind, subject));
     if (off) this.unsubscribe.push(off);
     this.running = true;
     this.m?.gaps.inc({ cause: 'start' });
@@ -291,7 +243,7 @@ export class HealthEvaluator {
     if (key !== t.subsystemKey) {
       t.subsystemKey = key;
       t.subsystemFaults = faults;
-      this.dirty.add(t.id);
+      this.evaluation.dirty.add(t.id);
     }
     // The heartbeat repeats the latest patch state; only an in-progress install extends the restart grace,
     // a repeated `installed` must not suppress loss tickets forever.
@@ -319,7 +271,7 @@ export class HealthEvaluator {
         const fault = report.ok ? null : { source: 'gateway-report', detail: report.detail ?? '' };
         if (fault?.detail !== s.reportFault?.detail || (fault === null) !== (s.reportFault === null)) {
           s.reportFault = fault;
-          this.dirty.add(s.id);
+          this.evaluation.dirty.add(s.id);
         }
       }
     }
@@ -341,7 +293,7 @@ export class HealthEvaluator {
       this.setState(t, 'offline', at, 'offline');
     }
     this.reschedule(t, at);
-    this.dirty.add(t.id);
+    this.evaluation.dirty.add(t.id);
   }
 
   onPatchStatus(deviceId: string, status: PatchStatus, receivedAt: number = this.deps.clock.now()): void {
@@ -354,7 +306,7 @@ export class HealthEvaluator {
   }
 
   onSecurityEvent(event: SecurityEvent, at: number = this.deps.clock.now()): void {
-    if (!this.security.add(event, this.toMono(at))) this.drop('bad_security_event', event?.deviceId ?? '');
+    if (!this.evaluation.security.add(event, this.toMono(at))) this.drop('bad_security_event', event?.deviceId ?? '');
   }
 
   // ---------------------------------------------------------------- queries
@@ -367,7 +319,7 @@ export class HealthEvaluator {
       state: t.state,
       lostSince: wall(t.lostSince),
       lostReason: t.lostReason,
-      lastSeen: wall(this.lastSeenOf(t)),
+      lastSeen: wall(lastSeenOf(t)),
       stateChangedAt: wall(t.stateChangedAt),
     };
   }
@@ -391,21 +343,12 @@ export class HealthEvaluator {
   tick(now: number = this.deps.clock.now()): void {
     const started = performance.now();
     const mono = this.toMono(now);
-    this.touched = { devices: new Set(), customers: new Set(), fleet: false, flap: new Set(), security: new Set() };
     const writes = this.store.take();
-    this.conditions.begin();
+    this.evaluation.begin();
     const sink = this.deps.sink;
     const body = () => {
       this.judgeDue(mono);
-      this.evaluateSecurity(mono);
-      this.evaluateFlapping(mono);
-      for (const id of this.awaitingResolve) {
-        if (!sink.hasOpen(GATEWAY_KINDS, id)) {
-          this.awaitingResolve.delete(id);
-          this.dirty.add(id);
-        }
-      }
-      this.evaluateDirty();
+      this.evaluation.evaluate(mono);
       // Changes queued by this tick's judgements join what was queued by the inputs since the last tick.
       const fresh = this.store.take();
       mergeWrites(writes, fresh);
@@ -420,7 +363,7 @@ export class HealthEvaluator {
     } finally {
       this.m?.tick.observe((performance.now() - started) / 1000);
     }
-    this.conditions.commit();
+    this.evaluation.commit();
     if (this.failing) {
       this.failing = false;
       this.log.info('health tick committed again; retried changes are stored');
@@ -432,28 +375,11 @@ export class HealthEvaluator {
   private rollback(writes: PendingHealthWrites, err: unknown): void {
     mergeWrites(writes, this.store.take());
     this.store.restore(writes);
-    for (const slot of this.conditions.rollback()) this.markSlotDirty(slot);
-    for (const id of this.touched.devices) this.dirty.add(id);
-    for (const c of this.touched.customers) this.dirtyCustomers.add(c);
-    if (this.touched.fleet) this.fleetDirty = true;
-    for (const id of this.touched.flap) this.flapDirty.add(id);
-    for (const s of this.touched.security) this.securitySubjects.add(s);
-    this.security.dirty = true;
+    this.evaluation.rollback();
     this.failing = true;
     this.m?.tickFailures.inc();
     const fault = this.deps.storeHealth?.failed('health', err);
     this.log.error({ err, reason: fault?.reason, pendingEvents: writes.events.length }, 'health tick not committed; retrying next tick');
-  }
-
-  private markSlotDirty(slot: string): void {
-    const colon = slot.indexOf(':');
-    const prefix = colon < 0 ? slot : slot.slice(0, colon);
-    const rest = colon < 0 ? '' : slot.slice(colon + 1);
-    if (prefix === 'gw' || prefix === 'sensor') this.dirty.add(rest);
-    else if (prefix === 'cust') this.dirtyCustomers.add(rest);
-    else if (prefix === 'fleet') this.fleetDirty = true;
-    else if (prefix === 'flap') this.flapDirty.add(rest);
-    else if (prefix === 'sec') this.security.dirty = true;
   }
 
   private judgeDue(now: number): void {
@@ -491,7 +417,7 @@ export class HealthEvaluator {
         // RULES.md "Updates and alerting work together": an installing device's silence opens no loss ticket.
         if (t.state !== 'restarting') {
           this.setState(t, 'restarting', now);
-          this.dirty.add(t.id);
+          this.evaluation.dirty.add(t.id);
         }
         this.schedule(t, step.at);
         return;
@@ -500,146 +426,7 @@ export class HealthEvaluator {
         t.lostReason = step.reason;
         t.lostSince = now;
         this.setState(t, 'lost', now, 'lost', { reason: step.reason });
-        this.dirty.add(t.id);
-    }
-  }
-
-  private evaluateDirty(): void {
-    if (this.dirty.size === 0 && this.dirtyCustomers.size === 0 && !this.fleetDirty) return;
-    const gateways = new Set<string>();
-    const sensors = new Set<string>();
-    for (const id of this.dirty) {
-      this.touched.devices.add(id);
-      const t = this.devices.get(id);
-      if (!t) continue;
-      if (t.type === 'gateway') gateways.add(id);
-      else {
-        sensors.add(id);
-        if (t.parent) gateways.add(t.parent);
-      }
-    }
-    this.dirty.clear();
-
-    for (const id of gateways) {
-      const g = this.devices.get(id);
-      if (!g || g.type !== 'gateway') continue;
-      this.touched.devices.add(id);
-      this.trackGatewayLoss(g);
-      const children = this.childrenOf(id);
-      const report = gatewayCondition(this.view(g), children.map((c) => this.view(c)), this.deps.config);
-      this.conditions.reconcile(`gw:${id}`, id, GATEWAY_KINDS, report, true, 'gateway healthy again');
-      // After a clear, the ticket stays open until the sink resolves it; its sensors stay listed there until then.
-      const ticketOpen = report === null && this.deps.sink.hasOpen(GATEWAY_KINDS, id);
-      if (ticketOpen) this.awaitingResolve.add(id);
-      else this.awaitingResolve.delete(id);
-      const fine = gatewayIsFine({ state: g.state, hasCondition: report !== null, ticketOpen });
-      // Within its Last Will grace the gateway may be gone: its sensors wait for the verdict (issue 8, fault 6).
-      const holds = g.state === 'offline';
-      if (fine !== g.fineForSensors || holds !== g.holdsSensors) {
-        g.fineForSensors = fine;
-        g.holdsSensors = holds;
-        for (const c of children) sensors.add(c.id);
-      }
-      // First look at this gateway since start: customer/fleet tickets left open by a previous run get re-checked.
-      if (!this.conditions.isReconciled(`cust:${g.customer}`)) this.dirtyCustomers.add(g.customer);
-      if (!this.conditions.isReconciled('fleet')) this.fleetDirty = true;
-    }
-
-    for (const id of sensors) {
-      const s = this.devices.get(id);
-      if (!s || s.type !== 'sensor') continue;
-      this.touched.devices.add(id);
-      const parent = s.parent ? this.devices.get(s.parent) : undefined;
-      // RULES.md "Our own outages...": a child is never delivered before the parent that would inhibit it.
-      if (parent?.holdsSensors) continue;
-      const fine = parent ? parent.fineForSensors : true;
-      const report = sensorCondition(this.view(s), fine);
-      this.conditions.reconcile(`sensor:${id}`, id, ['sensor_issue'], report, false, fine ? 'sensor healthy again' : `covered by gateway ${s.parent}`);
-    }
-
-    for (const customer of this.dirtyCustomers) {
-      this.touched.customers.add(customer);
-      const total = this.deps.directory.gatewaysOf(customer).filter((g) => g.revokedAt === null).length;
-      const report = customerCondition(customer, this.lost.ofCustomer(customer), total, this.deps.config);
-      this.conditions.reconcile(`cust:${customer}`, `customer:${customer}`, CUSTOMER_KINDS, report, false, 'customer gateways back');
-    }
-    this.dirtyCustomers.clear();
-
-    if (this.fleetDirty) {
-      this.fleetDirty = false;
-      this.touched.fleet = true;
-      const total = this.deps.directory.gatewayCount();
-      const threshold = Math.max(this.deps.config.minCorrelated, Math.ceil(this.deps.config.fleetGatewayShare * total - 1e-9));
-      // The usual tick has a few lost gateways: skip building the list unless an outage is possible or open.
-      if (this.lost.size >= threshold || this.conditions.has('fleet') || !this.conditions.isReconciled('fleet')) {
-        const report = fleetCondition(this.lost.list(), total, this.deps.config);
-        this.conditions.reconcile('fleet', 'fleet', ['major_outage'], report, false, 'fleet gateways back');
-      }
-    }
-  }
-
-  /** Keep the lost-gateway sets of the fleet and of each customer in step with a gateway's state. */
-  private trackGatewayLoss(g: Tracked): void {
-    const isLost = g.state === 'lost';
-    if (isLost === this.lost.has(g.id)) return;
-    if (isLost) this.dirtyCustomers.add(this.lost.add({ id: g.id, customer: g.customer, lostSince: g.lostSince ?? this.mono() }));
-    else this.forgetGatewayLoss(g.id);
-    this.fleetDirty = true;
-  }
-
-  private forgetGatewayLoss(id: string): void {
-    const customer = this.lost.remove(id);
-    if (customer === undefined) return;
-    this.dirtyCustomers.add(customer);
-    this.fleetDirty = true;
-  }
-
-  private evaluateFlapping(now: number): void {
-    for (const [id, recheckAt] of this.flapActive) if (recheckAt <= now) this.flapDirty.add(id);
-    if (this.flapDirty.size === 0) return;
-    // Gateways first: a sensor flapping because its gateway flaps is inhibited by the gateway's verdict of this tick.
-    const ordered = [...this.flapDirty].sort((a, b) => rankType(this.devices.get(a)) - rankType(this.devices.get(b)));
-    this.flapDirty.clear();
-    for (const id of ordered) {
-      this.touched.flap.add(id);
-      const t = this.devices.get(id);
-      if (!t) {
-        this.flapActive.delete(id);
-        continue;
-      }
-      const verdict = flappingVerdict(t.changes, now, this.deps.config);
-      // A sensor behind a flapping or ticketed gateway flaps because of it: listed there, nothing of its own.
-      const parent = t.parent ? this.devices.get(t.parent) : undefined;
-      const inhibited = parent !== undefined && (this.flapActive.has(parent.id) || this.deps.sink.hasOpen(GATEWAY_KINDS, parent.id));
-      const report = inhibited ? null : flappingCondition(id, verdict, this.deps.config);
-      this.conditions.reconcile(`flap:${id}`, id, ['flapping'], report, false, 'device stable again');
-      if (report) this.flapActive.set(id, verdict.recheckAt ?? now);
-      else this.flapActive.delete(id);
-    }
-  }
-
-  private evaluateSecurity(now: number): void {
-    const reports = this.security.evaluate(now, this.deps.config);
-    if (reports === null) return;
-    const holding = new Set<string>();
-    for (const r of reports) {
-      holding.add(r.subject);
-      this.securitySubjects.add(r.subject);
-      this.conditions.reconcile(`sec:${r.subject}`, r.subject, ['security_incident'], r, false, '');
-    }
-    for (const subject of [...this.securitySubjects]) {
-      if (holding.has(subject)) continue;
-      this.touched.security.add(subject);
-      this.conditions.reconcile(`sec:${subject}`, subject, ['security_incident'], null, false, 'no more security signals within the window');
-      this.securitySubjects.delete(subject);
-    }
-  }
-
-  /** RULES.md "People and machines": a person resolved a ticket whose condition holds; raise it again next tick. */
-  private onResolvedWhileHolding(kind: TicketKind, subject: string): void {
-    for (const slot of this.conditions.slotsOf(kind, subject)) {
-      this.conditions.forget(slot);
-      this.markSlotDirty(slot);
+        this.evaluation.dirty.add(t.id);
     }
   }
 
@@ -654,7 +441,7 @@ export class HealthEvaluator {
     }
     if (!t.evaluated) {
       t.evaluated = true;
-      this.dirty.add(t.id);
+      this.evaluation.dirty.add(t.id);
     }
     if (t.state !== 'online') {
       const from = t.state;
@@ -664,7 +451,7 @@ export class HealthEvaluator {
       t.lostSince = null;
       t.lostReason = null;
       this.setState(t, 'online', at, event);
-      this.dirty.add(t.id);
+      this.evaluation.dirty.add(t.id);
     }
     this.reschedule(t, at);
   }
@@ -696,19 +483,11 @@ export class HealthEvaluator {
     while (drop < t.changes.length && at - t.changes[drop]! >= windowMs) drop++;
     if (drop > 0) t.changes.splice(0, drop);
     t.changes.push(at);
-    this.flapDirty.add(t.id);
+    this.evaluation.flapDirty.add(t.id);
   }
 
   private livenessInput(t: Tracked): LivenessInput {
-    let intervalS = t.ownIntervalS;
-    if (intervalS === null && t.parent) intervalS = this.devices.get(t.parent)?.ownIntervalS ?? null;
-    return { lastSeen: this.lastSeenOf(t), intervalS, willAt: t.willAt, watchFrom: t.watchFrom };
-  }
-
-  private lastSeenOf(t: Tracked): number | null {
-    if (t.ownLastSeen === null) return t.reportedAt;
-    if (t.reportedAt === null) return t.ownLastSeen;
-    return Math.max(t.ownLastSeen, t.reportedAt);
+    return livenessInputOf(t, t.parent ? (this.devices.get(t.parent)?.ownIntervalS ?? null) : null);
   }
 
   /** Put the device's next judgement in the heap if it is earlier than the one already there. */
@@ -725,50 +504,8 @@ export class HealthEvaluator {
     }
   }
 
-  private view(t: Tracked): DeviceView {
-    const faults = t.reportFault ? [...t.subsystemFaults, t.reportFault] : t.subsystemFaults;
-    return { id: t.id, state: t.state, lostReason: t.lostReason ?? undefined, faults };
-  }
-
-  private childrenOf(gatewayId: string): Tracked[] {
-    const out: Tracked[] = [];
-    for (const c of this.deps.directory.childrenOf(gatewayId)) {
-      if (c.revokedAt !== null) continue;
-      const t = this.devices.get(c.id);
-      if (t) out.push(t);
-    }
-    return out;
-  }
-
   private track(d: DeviceRecord, now: number): Tracked {
-    const t: Tracked = {
-      id: d.id,
-      type: d.type,
-      parent: d.parent,
-      customer: d.customer,
-      ownLastSeen: null,
-      ownIntervalS: null,
-      reportedAt: null,
-      willAt: null,
-      watchFrom: now,
-      state: 'unknown',
-      lostReason: null,
-      lostSince: null,
-      stateChangedAt: null,
-      wasLost: false,
-      wasOnline: false,
-      scheduledAt: Infinity,
-      subsystemFaults: [],
-      subsystemKey: '',
-      reportFault: null,
-      installAt: null,
-      changes: [],
-      integrityKey: null,
-      evaluated: false,
-      heardSinceStart: false,
-      fineForSensors: true,
-      holdsSensors: false,
-    };
+    const t = newTracked(d, now);
     this.devices.set(d.id, t);
     this.counts.unknown++;
     return t;
@@ -782,32 +519,26 @@ export class HealthEvaluator {
       if (!t) return;
       this.counts[t.state]--;
       this.devices.delete(d.id);
-      this.forgetGatewayLoss(d.id);
-      this.flapActive.delete(d.id);
-      for (const slot of [`gw:${d.id}`, `sensor:${d.id}`, `flap:${d.id}`]) {
-        const kinds: readonly TicketKind[] = slot.startsWith('gw:') ? GATEWAY_KINDS : slot.startsWith('sensor:') ? ['sensor_issue'] : ['flapping'];
-        if (this.conditions.has(slot)) this.conditions.reconcile(slot, d.id, kinds, null, false, 'device revoked');
-      }
-      if (d.parent) this.dirty.add(d.parent);
+      this.evaluation.forgetDevice(d.id, d.parent);
       return;
     }
     if (!t) {
       const added = this.track(d, now);
       // Registered after the start: nothing of it was ours to wait for.
       added.heardSinceStart = true;
-      if (d.parent) this.dirty.add(d.parent);
+      if (d.parent) this.evaluation.dirty.add(d.parent);
       return;
     }
-    if (t.customer !== d.customer && this.lost.has(d.id)) {
-      this.forgetGatewayLoss(d.id);
+    if (t.customer !== d.customer && this.evaluation.lost.has(d.id)) {
+      this.evaluation.forgetGatewayLoss(d.id);
       t.customer = d.customer;
-      this.trackGatewayLoss(t);
+      this.evaluation.trackGatewayLoss(t);
     }
-    if (t.parent !== d.parent && t.parent) this.dirty.add(t.parent);
+    if (t.parent !== d.parent && t.parent) this.evaluation.dirty.add(t.parent);
     t.customer = d.customer;
     t.parent = d.parent;
     t.type = d.type;
-    this.dirty.add(d.id);
+    this.evaluation.dirty.add(d.id);
   }
 
   private drop(reason: DropReason, deviceId: string, detail?: string): void {
@@ -824,10 +555,6 @@ interface StateRow {
   state_changed_at: number | null;
   software_version: string | null;
   integrity: string | null;
-}
-
-function rankType(t: Tracked | undefined): number {
-  return t?.type === 'gateway' ? 0 : 1;
 }
 
 /** Append `later` to `into` (later states win; events keep their order). */

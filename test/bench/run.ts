@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: every benchmark in turn, printing its figures. Benchmarks measure; they never
- * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact,console.
+ * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact,console,detection.
  */
 const all: Record<string, () => Promise<unknown>> = {
   ingest: async () => (await import('./ingest-bench.js')).runIngestBench(),
@@ -8,6 +8,7 @@ const all: Record<string, () => Promise<unknown>> = {
   rollout: async () => (await import('./rollout-bench.js')).runRolloutBench(),
   artifact: async () => (await import('./artifact-bench.js')).runArtifactBench(),
   console: async () => (await import('./console-bench.js')).runConsoleBench(),
+  detection: async () => (await import('./detection-bench.js')).runDetectionBench(),
 };
 
 const wanted = (process.env.BENCH ?? Object.keys(all).join(',')).split(',').map((s) => s.trim());

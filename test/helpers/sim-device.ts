@@ -73,6 +73,11 @@ export class SimDevice {
     await new Promise<void>((resolve) => c.end(false, {}, () => resolve()));
   }
 
+  /** Report a patch job state (PROTOCOL.md `patch/status`), as an agent installing a patch does. */
+  patchStatus(patchId: string, state: string): void {
+    this.client?.publish(`fleet/v1/${this.opts.id}/patch/status`, JSON.stringify({ patchId, state }), { qos: 1 });
+  }
+
   private clearTimers(): void {
     clearInterval(this.beatTimer);
     clearTimeout(this.retryTimer);
