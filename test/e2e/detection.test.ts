@@ -106,7 +106,7 @@ describe('end to end: detection you can trust (issue 8)', () => {
     }, 30_000, '/readyz 503');
     expect(notReady.body.reasons?.join('\n')).toMatch(/store locked/);
     expect(await (await fetch(`${daemon.url}/metrics`)).text()).toMatch(/fleet_store_healthy 0/);
-    await sleep(2000);
+    await sleep(12_000); // several ticks fail while locked
     other.exec('COMMIT');
     other.close();
     const ticket = await eventually(async () => (await allTickets(daemon)).find((t) => t.subject === 'gw-a'), 30_000, 'gw-a ticket after the release');
@@ -114,8 +114,10 @@ describe('end to end: detection you can trust (issue 8)', () => {
     await eventually(async () => (await readyz(daemon)).status === 200, 30_000, '/readyz 200 again');
     const db = new BetterSqlite3(join(daemon.dataDir, 'xcare.db'), { readonly: true });
     const lost = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-a' AND kind = 'lost'`).get() as { n: number };
+    const offline = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-a' AND kind = 'offline'`).get() as { n: number };
+    const row = db.prepare(`SELECT online FROM device_state WHERE device_id = 'gw-a'`).get() as { online: number };
     db.close();
-    expect(lost.n).toBe(1);
+    expect({ lost: lost.n, offline: offline.n, online: row.online }).toEqual({ lost: 1, offline: 1, online: 0 });
     expect(daemon.output()).toMatch(/store fault: writes fail/);
     expect(daemon.output()).toMatch(/store writes succeed again/);
     expect((await allTickets(daemon)).filter((t) => t.subject === 'gw-a')).toHaveLength(1);
