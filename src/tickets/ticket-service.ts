@@ -2,7 +2,7 @@ import type { Database, StoreHealth } from '../db/database.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
-import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import { ConflictError, NotFoundError, ValidationError, XcareError } from '../errors.js';
 import type { DeviceDirectory } from '../registry/types.js';
 import { decideRaise, type RaiseState, type TicketFacts } from './decide-raise.js';
 import { childLevelOf, conditionKey, familyKey, groupLevel, slotMatcher, ticketFamily, utcDay } from './grouping.js';
@@ -36,7 +36,7 @@ export interface TicketServiceDeps {
   outbox: OutboxWriter;
   /** The success engineer named on a customer, if any; xcare_pro tickets and their deliveries carry it. */
   successEngineerOf?(customer: string): SuccessEngineer | undefined;
-  /** Where storage failures of the auto-resolve timer are reported (/readyz). */
+  /** Where the outcome of every ticket write is reported (/readyz, `fleet_store_healthy`). */
   storeHealth?: StoreHealth;
 }
 
@@ -122,11 +122,9 @@ export class TicketService implements ConditionSink {
       this.timerDue = null;
       try {
         this.tick();
-        this.deps.storeHealth?.ok('tickets');
         this.scheduleTick();
       } catch (err) {
-        const fault = this.deps.storeHealth?.failed('tickets', err);
-        this.log.error({ err, reason: fault?.reason }, 'ticket auto-resolve failed; retrying');
+        this.log.error({ err }, 'ticket auto-resolve failed; retrying');
         this.scheduleTick(1000);
       }
     }, Math.max(0, due - this.deps.clock.now()));
@@ -352,7 +350,13 @@ export class TicketService implements ConditionSink {
 
   private mutate(work: (ws: WorkingSet) => void): void {
     const ws = new WorkingSet((id) => this.loadForChange(id), this.sql, this.deps.outbox, (t) => this.view(t), this.deps.clock.now());
-    this.deps.db.transaction(() => work(ws))();
+    try {
+      this.deps.db.transaction(() => work(ws))();
+    } catch (err) {
+      // A storage fault is visible (/readyz), whoever asked for the change (issue 8, fault 3).
+      if (!(err instanceof XcareError)) this.deps.storeHealth?.failed('tickets', err);
+      throw err;
+    }
     if (this.batch) {
       // Inside an outer transaction: visible to later reads of this batch, indexed only after its commit.
       for (const t of ws.changed.values()) {
@@ -362,6 +366,7 @@ export class TicketService implements ConditionSink {
       this.batch.events += ws.events;
       return;
     }
+    this.deps.storeHealth?.ok('tickets');
     this.afterCommit(ws.changed.values(), ws.events);
   }
 

@@ -48,7 +48,6 @@ export async function runDetectionBench(): Promise<Record<string, unknown>> {
   writeFileSync(offsetFile, '0');
   const helpdesk = await startHelpdesk();
   const yaml =
-    `log: { level: warn }\n` +
     `health: { missedHeartbeats: ${MISSED}, lastWillGraceS: ${WILL_GRACE_S}, tickMs: ${TICK_MS}, startup: { reconnectS: 20, herdQuietS: 5, maxS: 120 } }\n` +
     `tickets: { resolveAfterS: 5 }\n` +
     `webhook: { url: "${helpdesk.url}", secret: bench-secret-0123456, backoffBaseMs: 100, backoffMaxMs: 1000 }\n`;
