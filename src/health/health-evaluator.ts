@@ -341,6 +341,16 @@ export class HealthEvaluator {
    * `now` is wall ms (tests and the bench pass their clock's reading). Public for tests and the bench.
    */
   tick(now: number = this.deps.clock.now()): void {
+    try {
+      this.tryTick(now);
+    } catch (err) {
+      // Our read snapshot went stale under the ingest worker's commit (WAL): a race, not a fault. Again at once.
+      if ((err as { code?: string })?.code !== 'SQLITE_BUSY_SNAPSHOT') throw err;
+      this.tryTick(now);
+    }
+  }
+
+  private tryTick(now: number): void {
     const started = performance.now();
     const mono = this.toMono(now);
     const writes = this.store.take();
@@ -358,7 +368,7 @@ export class HealthEvaluator {
       if (sink.atomically) sink.atomically(body);
       else this.deps.db.transaction(body)();
     } catch (err) {
-      this.rollback(writes, err);
+      this.rollback(writes, err, (err as { code?: string })?.code !== 'SQLITE_BUSY_SNAPSHOT');
       throw err;
     } finally {
       this.m?.tick.observe((performance.now() - started) / 1000);
@@ -372,10 +382,11 @@ export class HealthEvaluator {
   }
 
   /** Nothing of a failed tick is lost: its writes go back in the queue and everything it evaluated is re-marked. */
-  private rollback(writes: PendingHealthWrites, err: unknown): void {
+  private rollback(writes: PendingHealthWrites, err: unknown, report: boolean): void {
     mergeWrites(writes, this.store.take());
     this.store.restore(writes);
     this.evaluation.rollback();
+    if (!report) return;
     this.failing = true;
     this.m?.tickFailures.inc();
     const fault = this.deps.storeHealth?.failed('health', err);

@@ -12,3 +12,7 @@ export { flappingVerdict, flappingCondition } from './flapping.js';
 export type { FlappingVerdict } from './flapping.js';
 export { securityConditions, isSignatureOrHashFailure } from './security.js';
 export type { SecurityEvent, SecuritySignalKind, SecurityWindow } from './security.js';
+export { livenessStep } from './liveness-step.js';
+export type { LivenessStep, LivenessStepInput } from './liveness-step.js';
+export { detectGap, startupGraceUntil } from './own-outage.js';
+export type { GapVerdict, HerdProgress, TickTiming } from './own-outage.js';

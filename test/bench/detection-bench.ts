@@ -29,6 +29,8 @@ interface Breakage {
   id: string;
   how: 'kill' | 'hang';
   at: number;
+  /** What else the script was doing around it. */
+  phase: string;
   /** Expected detection bound (ms). */
   bound: number;
 }
@@ -65,16 +67,17 @@ export async function runDetectionBench(): Promise<Record<string, unknown>> {
   log(`${DEVICES} devices online at ${INTERVAL_S} s; missed x interval = ${MISSED * INTERVAL_S} s, Last Will grace = ${WILL_GRACE_S} s`);
 
   const broken: Breakage[] = [];
+  let phase = 'quiet';
   // One broken device per customer at most (a correlated customer loss would be a true ticket of another kind).
   let nextVictim = 0;
   const victim = () => ids[(nextVictim++ * PER_CUSTOMER + 1) % DEVICES]!;
   const kill = (id: string) => {
     devices.get(id)!.kill();
-    broken.push({ id, how: 'kill', at: Date.now(), bound: WILL_GRACE_S * 1000 + TICK_MS });
+    broken.push({ id, how: 'kill', at: Date.now(), phase, bound: WILL_GRACE_S * 1000 + TICK_MS });
   };
   const hang = (id: string) => {
     devices.get(id)!.freeze();
-    broken.push({ id, how: 'hang', at: Date.now(), bound: MISSED * INTERVAL_S * 1000 + TICK_MS });
+    broken.push({ id, how: 'hang', at: Date.now(), phase, bound: MISSED * INTERVAL_S * 1000 + TICK_MS });
   };
   const revive = (id: string) => {
     const old = devices.get(id)!;
@@ -99,12 +102,14 @@ export async function runDetectionBench(): Promise<Record<string, unknown>> {
   for (let i = 0; i < 3; i++) hang(victim());
   await sleep(12_000);
 
+  phase = 'wall clock +1 h';
   log('wall clock steps forward 1 h');
   writeFileSync(offsetFile, String(3_600_000));
   counts.wallSteps++;
   await sleep(6000);
   kill(victim());
   await sleep(6000);
+  phase = 'wall clock stepped back';
   log('wall clock steps back');
   writeFileSync(offsetFile, '0');
   counts.wallSteps++;
@@ -139,10 +144,12 @@ export async function runDetectionBench(): Promise<Record<string, unknown>> {
   daemon = await startDaemon(daemon.dataDir, yaml, ports, env);
   counts.daemonRestarts++;
   await eventually(async () => (await online()) >= DEVICES - broken.length, 120_000, 'herd back after the restart');
+  phase = 'just after a daemon restart';
   log('herd back; kill 2 more, hang 2 more, then a stall with a kill just before it');
   for (let i = 0; i < 2; i++) kill(victim());
   for (let i = 0; i < 2; i++) hang(victim());
   await sleep(12_000);
+  phase = '1 s before an 8 s daemon stall';
   kill(victim());
   await sleep(1000);
   process.kill(daemon.proc.pid!, 'SIGSTOP');
@@ -162,13 +169,16 @@ export async function runDetectionBench(): Promise<Record<string, unknown>> {
   });
   const delays: Record<'kill' | 'hang', number[]> = { kill: [], hang: [] };
   const missed: string[] = [];
+  const each: string[] = [];
   for (const b of broken) {
     const t = tickets.find((x) => x.subject === b.id && x.kind === 'gateway_loss');
     if (!t) {
       missed.push(`${b.id} (${b.how})`);
       continue;
     }
-    delays[b.how].push(Math.max(0, (openedDelivery.get(t.id) ?? Date.parse(t.openedAt)) - b.at));
+    const delay = Math.max(0, (openedDelivery.get(t.id) ?? Date.parse(t.openedAt)) - b.at);
+    delays[b.how].push(delay);
+    each.push(`${b.id} ${b.how} (${b.phase}): paged after ${(delay / 1000).toFixed(1)} s, bound ${(b.bound / 1000).toFixed(1)} s`);
   }
   const summary = (how: 'kill' | 'hang', bound: number) => ({
     n: delays[how].length,
@@ -188,6 +198,7 @@ export async function runDetectionBench(): Promise<Record<string, unknown>> {
     deliveries: helpdesk.deliveries.length,
     delayKill: summary('kill', WILL_GRACE_S * 1000 + TICK_MS),
     delayHang: summary('hang', MISSED * INTERVAL_S * 1000 + TICK_MS),
+    each,
   };
   log(`false tickets: ${result.falseTickets}${falseTickets.length ? ` (${result.falseTicketList.join(', ')})` : ''}`);
   log(`missed losses: ${result.missedLosses}${missed.length ? ` (${missed.join(', ')})` : ''}`);
@@ -199,7 +210,8 @@ export async function runDetectionBench(): Promise<Record<string, unknown>> {
     `detection delay, device hung (silence): p50 ${result.delayHang.p50Ms} ms, p99 ${result.delayHang.p99Ms} ms ` +
       `(missed ${MISSED} x interval ${INTERVAL_S} s + tick = ${result.delayHang.boundMs} ms; n=${result.delayHang.n})`,
   );
-  log('(a loss that overlaps our own stall or restart is found a fresh interval after it, so p99 may exceed the bound)');
+  for (const line of each) log(`  ${line}`);
+  log('(delay = kill/hang to the helpdesk receiving `opened`; a loss overlapping our own stall is found a fresh interval after it)');
 
   await Promise.all([...devices.values()].map((d) => d.stop()));
   await daemon.stop();
