@@ -1,4 +1,7 @@
+import type { Ticket } from './ticket-model.js';
+import type { TicketIndex } from './ticket-index.js';
 import type { TicketKind } from './types.js';
+import type { WorkingSet } from './working-set.js';
 
 /** RULES.md "One ticket per problem": gateway_partial and gateway_loss of one gateway are one ticket. */
 export function ticketFamily(kind: TicketKind): string {
@@ -48,3 +51,45 @@ export function slotMatcher(kind: TicketKind, subject: string): (key: string) =>
 
 /** The UTC day a ticket counts against for fair use (RULES.md "Fair use": per day). */
 export const utcDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+
+/** The highest-level unresolved ticket that covers this subject at the level above this kind, if any. */
+export function coveringParent(idx: TicketIndex, ws: WorkingSet, kind: TicketKind, subject: string, exclude: number | null): number | null {
+  const level = groupLevel(kind);
+  if (level < 0) return null;
+  const candidates = idx.coveringTickets(subject);
+  if (!candidates) return null;
+  let best: Ticket | undefined;
+  for (const id of candidates) {
+    if (id === exclude) continue;
+    const p = ws.get(id);
+    if (!p || p.status === 'resolved') continue;
+    const pl = groupLevel(p.kind);
+    if (pl <= level || childLevelOf(pl) !== level) continue;
+    if (!best || pl > groupLevel(best.kind)) best = p;
+  }
+  return best ? best.id : null;
+}
+
+/** Attach unresolved tickets of the subjects a grouping ticket covers (gateways to customer/fleet, sensors to gateways). */
+export function attachChildren(idx: TicketIndex, ws: WorkingSet, parent: Ticket): void {
+  const level = groupLevel(parent.kind);
+  if (level < 1 || parent.status === 'resolved') return;
+  const childLevel = childLevelOf(level);
+  const attached: { id: number; subject: string }[] = [];
+  for (const subject of parent.covers) {
+    const id = idx.byFamilyKey(childLevel === 1 ? `gateway|${subject}` : `sensor_issue|${subject}`);
+    if (id === undefined || id === parent.id) continue;
+    const child = ws.get(id)!;
+    if (child.status === 'resolved' || child.parentId === parent.id) continue;
+    if (child.parentId !== null) {
+      const current = ws.get(child.parentId);
+      if (current && current.status !== 'resolved' && groupLevel(current.kind) >= level) continue;
+    }
+    child.parentId = parent.id;
+    ws.save(child);
+    ws.event(child, 'updated', { attachedTo: parent.id });
+    attached.push({ id: child.id, subject: child.subject });
+  }
+  // One event for the batch: a fleet-wide ticket may take thousands of children at once.
+  if (attached.length > 0) ws.event(parent, 'child_attached', { children: attached });
+}

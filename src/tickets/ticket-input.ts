@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.js';
+import type { DeviceDirectory } from '../registry/types.js';
 import { CLASSIFICATIONS, SEVERITIES, TICKET_KINDS, type Classification, type ConditionReport, type Severity, type TicketKind } from './types.js';
 
 /** A person's ticket as the API and the CLI take it (RULES.md: raised by a person). */
@@ -56,3 +57,15 @@ export function parseOpenInput(raw: unknown): Required<Omit<OpenTicketInput, 'de
   };
 }
 
+
+/** A person's ticket names a registered device, `customer:<name>` of a known customer, or `fleet`. */
+export function subjectExists(subject: string, directory: DeviceDirectory): boolean {
+  if (subject === 'fleet') return true;
+  if (directory.get(subject)) return true;
+  if (subject.startsWith('customer:')) {
+    const name = subject.slice('customer:'.length);
+    if (directory.gatewaysOf(name).length > 0) return true;
+    for (const d of directory.all()) if (d.customer === name) return true;
+  }
+  return false;
+}

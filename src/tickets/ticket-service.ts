@@ -5,12 +5,13 @@ import type { Config } from '../config/schema.js';
 import { ConflictError, NotFoundError, ValidationError, XcareError } from '../errors.js';
 import type { DeviceDirectory } from '../registry/types.js';
 import { decideRaise, type RaiseState, type TicketFacts } from './decide-raise.js';
-import { childLevelOf, conditionKey, familyKey, groupLevel, slotMatcher, ticketFamily, utcDay } from './grouping.js';
+import { attachChildren, conditionKey, coveringParent, groupLevel, slotMatcher, ticketFamily, utcDay } from './grouping.js';
+import { TicketIndex } from './ticket-index.js';
 import { priority } from './priority.js';
 import { KIND_RANK, moreSevere } from './severity.js';
 import { buildQueue, type QueueFilter, type QueueItem } from './support-queue.js';
 import { nextEligibility, subjectEligibility, type SubjectEligibility } from './ticket-eligibility.js';
-import { parseOpenInput, validateReport, type OpenTicketInput } from './ticket-input.js';
+import { parseOpenInput, subjectExists, validateReport, type OpenTicketInput } from './ticket-input.js';
 import { clone, fromRow, ticketView, type Ticket, type TicketEvent, type TicketEventType, type TicketRow } from './ticket-model.js';
 import type { ConditionReport, ConditionSink, TicketKind, TicketStatus } from './types.js';
 import { Statements, WorkingSet, type OutboxWriter } from './working-set.js';
@@ -48,13 +49,9 @@ export interface TicketServiceDeps {
  * functions elsewhere: `decideRaise` (decide-raise.ts), `nextEligibility` (ticket-eligibility.ts), `buildQueue`.
  */
 export class TicketService implements ConditionSink {
-  private readonly open = new Map<number, Ticket>();
-  /** Automatic tickets only: a person's ticket is never found by a machine condition (RULES.md "People and machines"). */
-  private readonly byFamily = new Map<string, number>();
-  private readonly byCondition = new Map<string, number>();
-  /** subject -> unresolved grouping tickets (level >= 1) listing it in `covers`. */
-  private readonly coveredBy = new Map<string, Set<number>>();
-  private readonly clearing = new Set<number>();
+  private readonly idx = new TicketIndex();
+  private readonly open = this.idx.open;
+  private readonly clearing = this.idx.clearing;
   private readonly holdingListeners = new Set<(kind: TicketKind, subject: string) => void>();
   /** Inside `atomically`: changes wait for the outer commit before they reach the index and the outbox. */
   private batch: { changed: Map<number, Ticket>; events: number } | null = null;
@@ -88,13 +85,9 @@ export class TicketService implements ConditionSink {
 
   /** Rebuild the in-memory index from SQLite (at start, and after a batch whose transaction failed). */
   load(): void {
-    this.open.clear();
-    this.byFamily.clear();
-    this.byCondition.clear();
-    this.coveredBy.clear();
-    this.clearing.clear();
+    this.idx.clear();
     const rows = this.deps.db.prepare(`SELECT * FROM tickets WHERE status != 'resolved'`).all() as TicketRow[];
-    for (const row of rows) this.index(fromRow(row));
+    for (const row of rows) this.idx.add(fromRow(row));
     this.log.info({ open: rows.length }, 'tickets loaded');
   }
 
@@ -150,6 +143,7 @@ export class TicketService implements ConditionSink {
     }
     const batch = this.batch;
     this.batch = null;
+    this.deps.storeHealth?.ok('tickets');
     this.afterCommit(batch.changed.values(), batch.events);
     return result;
   }
@@ -162,7 +156,7 @@ export class TicketService implements ConditionSink {
   raise(report: ConditionReport): void {
     validateReport(report);
     const { kind, subject } = report;
-    const existingId = this.byCondition.get(conditionKey(kind, subject)) ?? this.byFamily.get(familyKey(kind, subject));
+    const existingId = this.idx.forCondition(kind, subject);
     const existing = existingId === undefined ? undefined : this.open.get(existingId);
     // The evaluator may re-raise a holding condition on every tick: no transaction when nothing would change.
     if (existing && decideRaise(this.raiseState(existing), report, this.deps.clock.now(), this.deps.config).action === 'none') return;
@@ -188,7 +182,7 @@ export class TicketService implements ConditionSink {
   }
 
   clear(kind: TicketKind, subject: string, reason: string): void {
-    const id = this.byCondition.get(conditionKey(kind, subject)) ?? this.byFamily.get(familyKey(kind, subject));
+    const id = this.idx.forCondition(kind, subject);
     if (id === undefined) return;
     const inSlot = slotMatcher(kind, subject);
     // Nothing of this condition on the ticket: nothing to clear.
@@ -207,7 +201,7 @@ export class TicketService implements ConditionSink {
 
   hasOpen(kinds: readonly TicketKind[], subject: string): boolean {
     for (const kind of kinds) {
-      const id = this.byCondition.get(conditionKey(kind, subject)) ?? this.byFamily.get(familyKey(kind, subject));
+      const id = this.idx.forCondition(kind, subject);
       if (id !== undefined && this.open.get(id)?.kind === kind) return true;
     }
     return false;
@@ -230,7 +224,7 @@ export class TicketService implements ConditionSink {
 
   openByPerson(input: OpenTicketInput): Ticket {
     const parsed = parseOpenInput(input);
-    if (!this.subjectExists(parsed.subject)) {
+    if (!subjectExists(parsed.subject, this.deps.directory)) {
       throw new ValidationError(`subject: ${parsed.subject} is not a registered device, customer:<name> or fleet`);
     }
     if (parsed.kind !== 'manual') {
@@ -361,7 +355,7 @@ export class TicketService implements ConditionSink {
       // Inside an outer transaction: visible to later reads of this batch, indexed only after its commit.
       for (const t of ws.changed.values()) {
         this.batch.changed.set(t.id, t);
-        this.reindex(t);
+        this.idx.reindex(t);
       }
       this.batch.events += ws.events;
       return;
@@ -371,45 +365,10 @@ export class TicketService implements ConditionSink {
   }
 
   private afterCommit(changed: Iterable<Ticket>, events: number): void {
-    for (const t of changed) this.reindex(t);
+    for (const t of changed) this.idx.reindex(t);
     // Clears are stamped with the current time, so an armed timer is never later than a new one would be.
     if (this.started && !this.timer && this.clearing.size > 0) this.scheduleTick();
     if (events > 0) this.deps.outbox.committed();
-  }
-
-  private reindex(t: Ticket): void {
-    const previous = this.open.get(t.id);
-    if (previous) this.unindex(previous);
-    this.index(t);
-  }
-
-  private index(t: Ticket): void {
-    if (t.status === 'resolved') return;
-    this.open.set(t.id, t);
-    if (t.origin === 'auto') this.byFamily.set(familyKey(t.kind, t.subject), t.id);
-    for (const c of t.conditions) this.byCondition.set(c, t.id);
-    if (groupLevel(t.kind) >= 1) {
-      for (const s of t.covers) {
-        const set = this.coveredBy.get(s) ?? new Set<number>();
-        set.add(t.id);
-        this.coveredBy.set(s, set);
-      }
-    }
-    if (t.clearedAt !== null && t.conditions.length === 0) this.clearing.add(t.id);
-  }
-
-  private unindex(t: Ticket): void {
-    this.open.delete(t.id);
-    const fk = familyKey(t.kind, t.subject);
-    if (this.byFamily.get(fk) === t.id) this.byFamily.delete(fk);
-    for (const c of t.conditions) if (this.byCondition.get(c) === t.id) this.byCondition.delete(c);
-    for (const s of t.covers) {
-      const set = this.coveredBy.get(s);
-      if (!set) continue;
-      set.delete(t.id);
-      if (set.size === 0) this.coveredBy.delete(s);
-    }
-    this.clearing.delete(t.id);
   }
 
   /** The facts `decideRaise` reads when the condition meets an unresolved ticket (memory only). */
@@ -423,7 +382,7 @@ export class TicketService implements ConditionSink {
     let coveringGateway: number | null = null;
     if (kind === 'sensor_issue') {
       const parent = this.deps.directory.get(subject)?.parent;
-      const gwId = parent ? this.byFamily.get(`gateway|${parent}`) : undefined;
+      const gwId = parent ? this.idx.byFamilyKey(`gateway|${parent}`) : undefined;
       const gw = gwId === undefined ? undefined : ws.get(gwId);
       if (gw && (gw.kind === 'gateway_loss' || gw.covers.includes(subject))) coveringGateway = gw.id;
     }
@@ -444,17 +403,6 @@ export class TicketService implements ConditionSink {
     };
   }
 
-  private subjectExists(subject: string): boolean {
-    if (subject === 'fleet') return true;
-    if (this.deps.directory.get(subject)) return true;
-    if (subject.startsWith('customer:')) {
-      const name = subject.slice('customer:'.length);
-      if (this.deps.directory.gatewaysOf(name).length > 0) return true;
-      for (const d of this.deps.directory.all()) if (d.customer === name) return true;
-    }
-    return false;
-  }
-
   /**
    * Judge the ticket's eligibility: `afresh` at open and reopen; otherwise (an update) band and tier only rise,
    * while the reasons are always the latest (RULES.md "Support queue order").
@@ -472,7 +420,7 @@ export class TicketService implements ConditionSink {
     const device = this.deps.directory.get(report.subject);
     const covers = [...new Set(report.covers ?? [])].sort();
     const e = nextEligibility(null, subjectEligibility(report.subject, covers, this.deps.directory, (id) => this.deps.eligibilityOf(id)));
-    const parentId = this.coveringParent(ws, report.kind, report.subject, null);
+    const parentId = coveringParent(this.idx, ws, report.kind, report.subject, null);
     const draft: Omit<Ticket, 'id'> = {
       kind: report.kind,
       family: ticketFamily(report.kind),
@@ -519,7 +467,7 @@ export class TicketService implements ConditionSink {
       ...(parentId !== null ? { parentId } : {}),
     });
     if (parentId !== null) ws.event(ws.get(parentId)!, 'child_attached', { children: [{ id: t.id, subject: t.subject }] });
-    this.attachChildren(ws, t);
+    attachChildren(this.idx, ws, t);
     this.log.info({ ticketId: t.id, kind: t.kind, subject: t.subject, severity: t.severity, band: t.band }, 'ticket opened');
     return t;
   }
@@ -580,12 +528,12 @@ export class TicketService implements ConditionSink {
       this.log.warn({ ticketId: t.id, from, to: { kind: t.kind, severity: t.severity } }, 'ticket escalated');
     }
     if (updated) ws.event(t, 'updated', { ...changes, eligible: t.eligible, tier: t.tier, ineligibleReasons: t.ineligibleReasons });
-    if (changes.coversAdded) this.attachChildren(ws, t);
+    if (changes.coversAdded) attachChildren(this.idx, ws, t);
   }
 
   private alreadyListedOnGateway(sensor: string): boolean {
     const parent = this.deps.directory.get(sensor)?.parent;
-    const id = parent ? this.byFamily.get(`gateway|${parent}`) : undefined;
+    const id = parent ? this.idx.byFamilyKey(`gateway|${parent}`) : undefined;
     return id !== undefined && (this.open.get(id)?.covers.includes(sensor) ?? false);
   }
 
@@ -617,13 +565,13 @@ export class TicketService implements ConditionSink {
     t.summary = report.summary;
     t.details = report.details ?? {};
     t.covers = [...new Set(report.covers ?? [])].sort();
-    t.parentId = this.coveringParent(ws, t.kind, t.subject, null);
+    t.parentId = coveringParent(this.idx, ws, t.kind, t.subject, null);
     this.refreshEligibility(t, true);
     ws.save(t);
     const why = cause === 'resolved_while_holding' ? 'resolved by a person while its condition still held' : 'condition recurred within the reopen window';
     ws.event(t, 'reopened', { previous, cause, reason: why, kind: t.kind, severity: t.severity, summary: t.summary, reopenCount: t.reopenCount });
     if (t.parentId !== null) ws.event(ws.get(t.parentId)!, 'child_attached', { children: [{ id: t.id, subject: t.subject }] });
-    this.attachChildren(ws, t);
+    attachChildren(this.idx, ws, t);
     this.log.info({ ticketId: t.id, kind: t.kind, subject: t.subject, cause }, 'ticket reopened');
   }
 
@@ -661,7 +609,7 @@ export class TicketService implements ConditionSink {
     for (const { id } of children) {
       const child = ws.get(id)!;
       if (child.status === 'resolved' || child.parentId !== t.id) continue;
-      child.parentId = this.coveringParent(ws, child.kind, child.subject, t.id);
+      child.parentId = coveringParent(this.idx, ws, child.kind, child.subject, t.id);
       ws.save(child);
       ws.event(child, 'updated', { detachedFrom: t.id, ...(child.parentId !== null ? { attachedTo: child.parentId } : {}) });
       if (child.parentId !== null) {
@@ -671,48 +619,6 @@ export class TicketService implements ConditionSink {
       }
     }
     for (const [parentId, list] of moved) ws.event(ws.get(parentId)!, 'child_attached', { children: list });
-  }
-
-  /** The highest-level unresolved ticket that covers this subject at the level above this kind, if any. */
-  private coveringParent(ws: WorkingSet, kind: TicketKind, subject: string, exclude: number | null): number | null {
-    const level = groupLevel(kind);
-    if (level < 0) return null;
-    const candidates = this.coveredBy.get(subject);
-    if (!candidates) return null;
-    let best: Ticket | undefined;
-    for (const id of candidates) {
-      if (id === exclude) continue;
-      const p = ws.get(id);
-      if (!p || p.status === 'resolved') continue;
-      const pl = groupLevel(p.kind);
-      if (pl <= level || childLevelOf(pl) !== level) continue;
-      if (!best || pl > groupLevel(best.kind)) best = p;
-    }
-    return best ? best.id : null;
-  }
-
-  /** Attach unresolved tickets of the subjects a grouping ticket covers (gateways to customer/fleet, sensors to gateways). */
-  private attachChildren(ws: WorkingSet, parent: Ticket): void {
-    const level = groupLevel(parent.kind);
-    if (level < 1 || parent.status === 'resolved') return;
-    const childLevel = childLevelOf(level);
-    const attached: { id: number; subject: string }[] = [];
-    for (const subject of parent.covers) {
-      const id = this.byFamily.get(childLevel === 1 ? `gateway|${subject}` : `sensor_issue|${subject}`);
-      if (id === undefined || id === parent.id) continue;
-      const child = ws.get(id)!;
-      if (child.status === 'resolved' || child.parentId === parent.id) continue;
-      if (child.parentId !== null) {
-        const current = ws.get(child.parentId);
-        if (current && current.status !== 'resolved' && groupLevel(current.kind) >= level) continue;
-      }
-      child.parentId = parent.id;
-      ws.save(child);
-      ws.event(child, 'updated', { attachedTo: parent.id });
-      attached.push({ id: child.id, subject: child.subject });
-    }
-    // One event for the batch: a fleet-wide ticket may take thousands of children at once.
-    if (attached.length > 0) ws.event(parent, 'child_attached', { children: attached });
   }
 }
 
