@@ -46,7 +46,8 @@ export interface HealthSnapshot {
 
 export type { DropReason };
 
-const INSTALL_STATES = new Set(['verifying', 'installing', 'installed', 'failed', 'rolled_back']);
+const IN_PROGRESS = new Set(['verifying', 'installing']);
+const FINAL = new Set(['installed', 'failed', 'rolled_back']);
 
 /**
  * Turns heartbeats, Last Wills and security signals into the automatic tickets of RULES.md, through the
@@ -236,6 +237,12 @@ export class HealthEvaluator {
     const at = this.toMono(receivedAt);
     t.ownLastSeen = at;
     t.ownIntervalS = hb.intervalS;
+    // RULES.md "Updates and alerting work together": the first heartbeat after the install's final status closes
+    // the expected-restart grace.
+    if (t.installDone) {
+      t.installAt = null;
+      t.installDone = false;
+    }
     this.signOfLife(t, at);
 
     const faults = (hb.subsystems ?? []).filter((s) => !s.ok).map((s) => ({ source: `subsystem:${s.name}`, detail: s.detail ?? '' }));
@@ -245,9 +252,8 @@ export class HealthEvaluator {
       t.subsystemFaults = faults;
       this.evaluation.dirty.add(t.id);
     }
-    // The heartbeat repeats the latest patch state; only an in-progress install extends the restart grace,
-    // a repeated `installed` must not suppress loss tickets forever.
-    if (hb.patch && (hb.patch.state === 'verifying' || hb.patch.state === 'installing')) t.installAt = at;
+    // The heartbeat repeats the latest patch state: only a transition into an install opens the grace.
+    if (hb.patch) this.patchTransition(t, hb.patch.patchId, hb.patch.state, at);
 
     if (hb.integrity) {
       const integrityKey = `${hb.softwareVersion}|${hb.integrity}`;
@@ -299,9 +305,27 @@ export class HealthEvaluator {
   onPatchStatus(deviceId: string, status: PatchStatus, receivedAt: number = this.deps.clock.now()): void {
     const t = this.devices.get(deviceId);
     if (!t) return this.drop('unknown_device', deviceId);
-    if (INSTALL_STATES.has(status.state)) t.installAt = this.toMono(receivedAt);
+    this.patchTransition(t, status.patchId, status.state, this.toMono(receivedAt));
     if (status.state === 'rejected' && isSignatureOrHashFailure(status.detail)) {
       this.onSecurityEvent({ kind: 'patch_rejected', deviceId, detail: status.detail }, receivedAt);
+    }
+  }
+
+  /**
+   * The evaluator's own install mark (alongside the rollouts/patches predicate `isInstallingOrRestarting`): only a
+   * state not seen before for this device opens or extends the grace (RULES.md: "a patch state repeated after a
+   * reconnect never does"); a final state only carries an install already in progress over its restart.
+   */
+  private patchTransition(t: Tracked, patchId: string, state: string, at: number): void {
+    const key = `${patchId}|${state}`;
+    if (key === t.patchKey) return;
+    t.patchKey = key;
+    if (IN_PROGRESS.has(state)) {
+      t.installAt = at;
+      t.installDone = false;
+    } else if (FINAL.has(state) && t.installAt !== null && !t.installDone) {
+      t.installAt = at;
+      t.installDone = true;
     }
   }
 

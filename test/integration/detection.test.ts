@@ -388,3 +388,30 @@ describe('issue 8, faults 8-10 and customers: tickets against people and time', 
     expect(payload.ticket.successEngineer.name).toBe('Ada Lovelace');
   });
 });
+
+describe('the evaluator\'s own install mark follows RULES.md "Updates and alerting work together"', () => {
+  it('a patch state repeated after a reconnect (`installed`, heartbeat and patch/status) opens no grace: a kill -9 is lost on time', () => {
+    const h = harness({ devices: FOUR.map((id) => ({ id })) });
+    h.beatFor(3, FOUR);
+    // The agent reconnects and repeats its latest patch state.
+    h.health.onPatchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' }, h.clock.now());
+    h.beat('gw-1', { patch: { patchId: 'gw-2.3.2', state: 'installed' } });
+    h.beatFor(1, FOUR);
+    h.beatFor(4, FOUR.slice(1)); // then it dies
+    expect(h.tickets.unresolved().map((t) => t.subject)).toEqual(['gw-1']);
+  });
+
+  it('installing -> installed -> its first heartbeat closes the grace; later silence is lost on time, not 5 min later', () => {
+    const h = harness({ devices: FOUR.map((id) => ({ id })) });
+    h.beatFor(3, FOUR);
+    h.health.onPatchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installing' }, h.clock.now());
+    h.beatFor(20, FOUR.slice(1)); // restarting: silent, no ticket
+    expect(h.tickets.unresolved()).toEqual([]);
+    expect(h.health.snapshot('gw-1')?.state).toBe('restarting');
+    h.health.onPatchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' }, h.clock.now());
+    h.health.onPatchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' }, h.clock.now()); // a repeat: nothing
+    h.beatFor(3, FOUR); // back on the new version: the grace is over
+    h.beatFor(4, FOUR.slice(1));
+    expect(h.tickets.unresolved().map((t) => t.subject)).toEqual(['gw-1']);
+  });
+});
