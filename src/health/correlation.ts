@@ -1,4 +1,4 @@
-import type { ConditionReport } from '../tickets/types.js';
+import { AUTOMATIC_TICKETS, type ConditionReport } from '../tickets/types.js';
 import type { HealthSettings } from './liveness.js';
 
 /** A gateway the evaluator currently judges lost. */
@@ -63,8 +63,7 @@ export function fleetCondition(lost: readonly LostGateway[], fleetGateways: numb
   return {
     kind: 'major_outage',
     subject: 'fleet',
-    severity: 'urgent',
-    classification: 'problem',
+    ...AUTOMATIC_TICKETS.major_outage,
     summary: `${covers.length} of ${fleetGateways} gateways lost`,
     details: { lostGateways: covers.length, fleetGateways, since: new Date(start).toISOString() },
     covers,
@@ -91,8 +90,7 @@ export function customerCondition(
       return {
         kind: 'cloud_loss_complete',
         subject,
-        severity: 'high',
-        classification: 'problem',
+        ...AUTOMATIC_TICKETS.cloud_loss_complete,
         summary: `all ${customerGateways} gateways of customer ${customer} lost`,
         details: { customer, lostGateways: lost.length, customerGateways },
         covers: lost.map((g) => g.id).sort(),
@@ -109,8 +107,7 @@ export function customerCondition(
   return {
     kind: 'cloud_loss_partial',
     subject,
-    severity: 'medium',
-    classification: 'problem',
+    ...AUTOMATIC_TICKETS.cloud_loss_partial,
     summary: `${covers.length} of ${customerGateways} gateways of customer ${customer} lost`,
     details: { customer, lostGateways: covers.length, customerGateways },
     covers,

@@ -1,4 +1,4 @@
-import type { ConditionReport } from '../tickets/types.js';
+import { AUTOMATIC_TICKETS, type ConditionReport } from '../tickets/types.js';
 import type { HealthSettings } from './liveness.js';
 import { reachesShare } from './correlation.js';
 
@@ -37,8 +37,7 @@ export function gatewayCondition(gateway: DeviceView, sensors: readonly DeviceVi
     return {
       kind: 'gateway_loss',
       subject: gateway.id,
-      severity: 'medium',
-      classification: 'problem',
+      ...AUTOMATIC_TICKETS.gateway_loss,
       summary: gateway.lostReason === 'will' ? `gateway ${gateway.id} lost (Last Will, not back within the grace)` : `gateway ${gateway.id} lost (no heartbeat)`,
       details: { reason: gateway.lostReason ?? 'silence', sensors: sensors.length },
       covers: sensors.map((s) => s.id).sort(),
@@ -57,8 +56,7 @@ export function gatewayCondition(gateway: DeviceView, sensors: readonly DeviceVi
   return {
     kind: 'gateway_partial',
     subject: gateway.id,
-    severity: 'low',
-    classification: 'problem',
+    ...AUTOMATIC_TICKETS.gateway_partial,
     summary: `gateway ${gateway.id} degraded: ${reasons.join('; ')}`,
     details: {
       subsystems: subsystems.map((f) => ({ name: f.source.slice('subsystem:'.length), detail: f.detail })),
@@ -89,8 +87,7 @@ export function sensorCondition(sensor: DeviceView, gatewayFine: boolean): Condi
   return {
     kind: 'sensor_issue',
     subject: sensor.id,
-    severity: 'low',
-    classification: 'problem',
+    ...AUTOMATIC_TICKETS.sensor_issue,
     summary: lost ? `sensor ${sensor.id} lost` : `sensor ${sensor.id} reports a fault: ${sensor.faults.map((f) => f.detail || f.source).join('; ')}`,
     details: lost ? { reason: sensor.lostReason ?? 'silence' } : { faults: sensor.faults.map((f) => ({ ...f })) },
   };

@@ -1,4 +1,4 @@
-import type { ConditionReport } from '../tickets/types.js';
+import { AUTOMATIC_TICKETS, type ConditionReport } from '../tickets/types.js';
 import type { HealthSettings } from './liveness.js';
 
 export interface FlappingVerdict {
@@ -26,8 +26,7 @@ export function flappingCondition(deviceId: string, verdict: FlappingVerdict, se
   return {
     kind: 'flapping',
     subject: deviceId,
-    severity: 'low',
-    classification: 'problem',
+    ...AUTOMATIC_TICKETS.flapping,
     summary: `device ${deviceId} flapping: ${verdict.changes} offline/online changes in ${settings.flapping.windowS} s`,
     details: { changes: verdict.changes, windowS: settings.flapping.windowS },
   };

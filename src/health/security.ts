@@ -1,4 +1,4 @@
-import type { ConditionReport } from '../tickets/types.js';
+import { AUTOMATIC_TICKETS, type ConditionReport } from '../tickets/types.js';
 import type { HealthSettings } from './liveness.js';
 
 export type SecuritySignalKind = 'auth_failure' | 'acl_violation' | 'patch_rejected' | 'integrity_mismatch';
@@ -56,8 +56,7 @@ export function securityConditions(w: SecurityWindow, settings: Pick<HealthSetti
     out.push({
       kind: 'security_incident',
       subject: 'fleet',
-      severity: 'urgent',
-      classification: 'problem',
+      ...AUTOMATIC_TICKETS.security_incident,
       summary: `security incident: ${fleetSignals.join('; ')} within ${s.windowS} s`,
       details: { ...fleetDetails, windowS: s.windowS },
       ...(fleetCovers ? { covers: fleetCovers } : {}),
@@ -86,8 +85,7 @@ export function securityConditions(w: SecurityWindow, settings: Pick<HealthSetti
     out.push({
       kind: 'security_incident',
       subject: id,
-      severity: 'urgent',
-      classification: 'problem',
+      ...AUTOMATIC_TICKETS.security_incident,
       summary: `security incident on ${id}: ${e.signals.join('; ')} within ${s.windowS} s`,
       details: { ...e.details, windowS: s.windowS },
     });
