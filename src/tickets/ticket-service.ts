@@ -52,6 +52,8 @@ export class TicketService implements ConditionSink {
   private readonly idx = new TicketIndex();
   private readonly open = this.idx.open;
   private readonly clearing = this.idx.clearing;
+  /** When each clearing ticket cleared, on the monotonic clock: resolveAfter must not jump with the wall clock. */
+  private readonly clearedMono = new Map<number, { wall: number; mono: number }>();
   private readonly holdingListeners = new Set<(kind: TicketKind, subject: string) => void>();
   /** Inside `atomically`: changes wait for the outer commit before they reach the index and the outbox. */
   private batch: { changed: Map<number, Ticket>; events: number } | null = null;
@@ -87,7 +89,9 @@ export class TicketService implements ConditionSink {
   load(): void {
     this.idx.clear();
     const rows = this.deps.db.prepare(`SELECT * FROM tickets WHERE status != 'resolved'`).all() as TicketRow[];
+    this.clearedMono.clear();
     for (const row of rows) this.idx.add(fromRow(row));
+    for (const id of this.clearing) this.clearedSince(this.open.get(id)!);
     this.log.info({ open: rows.length }, 'tickets loaded');
   }
 
@@ -96,8 +100,8 @@ export class TicketService implements ConditionSink {
     const after = this.deps.config.resolveAfterS * 1000;
     let due = Infinity;
     for (const id of this.clearing) {
-      const clearedAt = this.open.get(id)?.clearedAt;
-      if (clearedAt !== null && clearedAt !== undefined) due = Math.min(due, clearedAt + after);
+      const t = this.open.get(id);
+      if (t && t.clearedAt !== null) due = Math.min(due, this.clearedSince(t) + after);
     }
     if (due === Infinity) {
       this.deps.clock.clearTimeout(this.timer);
@@ -106,7 +110,7 @@ export class TicketService implements ConditionSink {
       return;
     }
     // After a failed attempt (storage fault) the same resolution is due at once: wait instead of spinning.
-    if (retryMs !== undefined) due = Math.max(due, this.deps.clock.now() + retryMs);
+    if (retryMs !== undefined) due = Math.max(due, this.deps.clock.monotonicNow() + retryMs);
     if (this.timer && this.timerDue !== null && this.timerDue <= due) return;
     this.deps.clock.clearTimeout(this.timer);
     this.timerDue = due;
@@ -120,7 +124,19 @@ export class TicketService implements ConditionSink {
         this.log.error({ err }, 'ticket auto-resolve failed; retrying');
         this.scheduleTick(1000);
       }
-    }, Math.max(0, due - this.deps.clock.now()));
+    }, Math.max(0, due - this.deps.clock.monotonicNow()));
+  }
+
+  /**
+   * When `t` (clearing) cleared, in monotonic ms: taken from its stored wall time the first time it is seen, so a
+   * wall-clock step afterwards neither resolves it early nor holds it back.
+   */
+  private clearedSince(t: Ticket): number {
+    const known = this.clearedMono.get(t.id);
+    if (known && known.wall === t.clearedAt) return known.mono;
+    const mono = this.deps.clock.monotonicNow() - (this.deps.clock.now() - t.clearedAt!);
+    this.clearedMono.set(t.id, { wall: t.clearedAt!, mono });
+    return mono;
   }
 
   // ---------------------------------------------------------------- ConditionSink
@@ -209,12 +225,13 @@ export class TicketService implements ConditionSink {
 
   /** Resolve tickets whose conditions stayed clear for resolveAfter (exactly at the boundary, not a ms before). */
   tick(): void {
-    const now = this.deps.clock.now();
+    const now = this.deps.clock.monotonicNow();
     const after = this.deps.config.resolveAfterS * 1000;
+    for (const id of this.clearedMono.keys()) if (!this.clearing.has(id)) this.clearedMono.delete(id);
     for (const id of [...this.clearing]) {
       const t = this.open.get(id);
       if (!t || t.clearedAt === null || t.conditions.length > 0) continue;
-      if (now - t.clearedAt < after) continue;
+      if (now - this.clearedSince(t) < after) continue;
       const reason = `condition cleared for ${this.deps.config.resolveAfterS} s${t.clearReason ? `: ${t.clearReason}` : ''}`;
       this.mutate((ws) => this.resolveTicket(ws, ws.get(id)!, reason, 'auto'));
     }
@@ -365,7 +382,10 @@ export class TicketService implements ConditionSink {
   }
 
   private afterCommit(changed: Iterable<Ticket>, events: number): void {
-    for (const t of changed) this.idx.reindex(t);
+    for (const t of changed) {
+      this.idx.reindex(t);
+      if (this.clearing.has(t.id)) this.clearedSince(t);
+    }
     // Clears are stamped with the current time, so an armed timer is never later than a new one would be.
     if (this.started && !this.timer && this.clearing.size > 0) this.scheduleTick();
     if (events > 0) this.deps.outbox.committed();

@@ -415,3 +415,19 @@ describe('the evaluator\'s own install mark follows RULES.md "Updates and alerti
     expect(h.tickets.unresolved().map((t) => t.subject)).toEqual(['gw-1']);
   });
 });
+
+describe('auto-resolve runs on the monotonic clock too', () => {
+  it('a wall-clock step forward an hour neither resolves a cleared ticket early nor loses its resolution', () => {
+    const h = harness({ devices: FOUR.map((id) => ({ id })), config: { health: { tickMs: 100 }, tickets: { resolveAfterS: 60 } } });
+    h.beatFor(3, FOUR);
+    h.beatFor(4, FOUR.slice(1));
+    const [t] = h.tickets.unresolved();
+    expect(t?.subject).toBe('gw-1');
+    h.beatFor(2, FOUR); // back: cleared, resolves 60 s later
+    h.clock.stepWall(3_600_000);
+    h.beatFor(30, FOUR);
+    expect(h.tickets.get(t!.id)?.status).toBe('open');
+    h.beatFor(32, FOUR);
+    expect(h.tickets.get(t!.id)?.status).toBe('resolved');
+  });
+});
