@@ -37,6 +37,8 @@ export interface TicketServiceDeps {
   outbox: OutboxWriter;
   /** The success engineer named on a customer, if any; xcare_pro tickets and their deliveries carry it. */
   successEngineerOf?(customer: string): SuccessEngineer | undefined;
+  /** The person acting in the current request (token name), recorded on ticket events as `actor` (issue 14). */
+  actor?(): string | undefined;
   /** Where the outcome of every ticket write is reported (/readyz, `fleet_store_healthy`). */
   storeHealth?: StoreHealth;
 }
@@ -360,7 +362,9 @@ export class TicketService implements ConditionSink {
   // ---------------------------------------------------------------- internals
 
   private mutate(work: (ws: WorkingSet) => void): void {
-    const ws = new WorkingSet((id) => this.loadForChange(id), this.sql, this.deps.outbox, (t) => this.view(t), this.deps.clock.now());
+    const ws = new WorkingSet((id) => this.loadForChange(id), this.sql, this.deps.outbox, (t) => this.view(t), this.deps.clock.now(), () =>
+      this.deps.actor?.(),
+    );
     try {
       this.deps.db.transaction(() => work(ws))();
     } catch (err) {
