@@ -69,6 +69,8 @@ export class HealthEvaluator {
 
   private herd: HerdProgress = { startedAt: 0, expected: 0, returned: 0, lastReturnAt: null };
   private lastOffset = 0;
+  /** Until then (monotonic), offline/online changes are the aftermath of our own stall and do not count as flapping. */
+  private quietUntil = -Infinity;
   private timer?: TimerHandle;
   private running = false;
   private failing = false;
@@ -216,7 +218,10 @@ export class HealthEvaluator {
   }
 
   private ownOutage(gapMs: number, why: string): void {
-    this.freshInterval(this.mono());
+    const now = this.mono();
+    this.freshInterval(now);
+    // Clients whose keepalive ran out while we stood still reconnect now; their will/online pairs are ours.
+    this.quietUntil = now + this.deps.config.startup.herdQuietS * 1000;
     this.m?.gaps.inc({ cause: 'stall' });
     this.log.warn({ gapMs: Math.round(gapMs), devices: this.devices.size }, `${why}: treating the gap as our own outage, every device gets a fresh interval`);
   }
@@ -512,7 +517,7 @@ export class HealthEvaluator {
   private recordChange(t: Tracked, at: number): void {
     if (restartGraceUntil(t.installAt === null ? null : { at: t.installAt }, at, this.deps.config) !== null) return;
     if (this.isInstalling(t.id, this.toWall(at))) return;
-    if (startupGraceUntil(this.herd, at, this.deps.config) !== null) return;
+    if (startupGraceUntil(this.herd, at, this.deps.config) !== null || at < this.quietUntil) return;
     const windowMs = this.deps.config.flapping.windowS * 1000;
     let drop = 0;
     while (drop < t.changes.length && at - t.changes[drop]! >= windowMs) drop++;

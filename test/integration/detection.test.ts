@@ -433,3 +433,22 @@ describe('auto-resolve runs on the monotonic clock too', () => {
     expect(h.tickets.get(b!.id)?.status).toBe('resolved');
   });
 });
+
+describe('the aftermath of our own stall is not flapping', () => {
+  it('after an 8 s stall, devices dropped by their keepalive reconnect (will, online, will, online): no flapping ticket', async () => {
+    const h = harness({ devices: FOUR.map((id) => ({ id })) });
+    h.beatFor(5, FOUR);
+    h.clock.stall(8 * S);
+    h.clock.advance(0);
+    await yieldToLoop();
+    for (let i = 0; i < 3; i++) {
+      for (const id of FOUR) {
+        h.health.onState(id, false, h.clock.now());
+        h.health.onState(id, true, h.clock.now());
+      }
+      h.beatFor(1, FOUR);
+    }
+    h.beatFor(5, FOUR);
+    expect(h.tickets.unresolved()).toEqual([]);
+  });
+});
