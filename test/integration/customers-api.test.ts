@@ -51,6 +51,21 @@ describe('customers and store readiness through the daemon API', () => {
     expect(listed.customers.map((c) => c.name)).toEqual(['acme']);
   });
 
+  it('lists page by page (limit, cursor) to exactly the whole list', async () => {
+    for (const name of ['delta', 'epsilon', 'zeta']) await call('PUT', `/api/v1/customers/${name}`, { notes: name });
+    const whole = ((await (await call('GET', '/api/v1/customers')).json()) as { customers: { name: string }[] }).customers.map((c) => c.name);
+    const walked: string[] = [];
+    let cursor = '';
+    for (let i = 0; i < 10; i++) {
+      const page = (await (await call('GET', `/api/v1/customers?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json()) as { customers: { name: string }[]; nextCursor: string | null };
+      walked.push(...page.customers.map((c) => c.name));
+      if (!page.nextCursor) break;
+      cursor = page.nextCursor;
+    }
+    expect(walked).toEqual(whole);
+    expect((await call('GET', '/api/v1/customers?limit=0')).status).toBe(400);
+  });
+
   it('an unknown customer is a 404', async () => {
     expect((await call('GET', '/api/v1/customers/nobody')).status).toBe(404);
   });
