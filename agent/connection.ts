@@ -40,6 +40,8 @@ export interface AgentConnectionDeps {
 const CONNACK_BAD_CREDENTIALS = 4;
 const CONNACK_NOT_AUTHORIZED = 5;
 const STOP_PUBLISH_TIMEOUT_MS = 2000;
+/** After a refusal, how often the token source is re-read for a rotated token. */
+const TOKEN_POLL_MS = 2000;
 
 export class AgentConnection {
   private client: MqttClient | undefined;
@@ -47,6 +49,8 @@ export class AgentConnection {
   private attempt = 0;
   private stopped = true;
   private isConnected = false;
+  /** The token the latest attempt presented (compared after a refusal to spot a rotated one). */
+  private presentedToken = '';
 
   constructor(private readonly deps: AgentConnectionDeps) {}
 
@@ -102,7 +106,7 @@ export class AgentConnection {
       protocolVersion: 4, // PROTOCOL.md: aedes 1.x speaks 3.1.1 and refuses MQTT 5 CONNECTs
       clientId: deviceId,
       username: deviceId,
-      password: token(),
+      password: (this.presentedToken = token()),
       clean: true,
       keepalive: this.deps.keepaliveS ?? 30,
       connectTimeout: this.deps.connectTimeoutMs ?? 15_000,
@@ -177,10 +181,28 @@ export class AgentConnection {
     const delay = refused ? maxMs : backoffDelay(this.attempt, minMs, maxMs, this.deps.random);
     this.attempt++;
     this.deps.log.info('reconnecting', { inMs: delay, attempt: this.attempt });
+    if (refused) return this.awaitNewToken(Date.now() + delay);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       if (!this.stopped) this.open();
     }, delay);
+  }
+
+  /**
+   * After a refusal: retry at `deadline`, or as soon as the token source yields a different token
+   * (`xcarectl device rotate-token` written to the tokenFile), whichever comes first.
+   */
+  private awaitNewToken(deadline: number): void {
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.stopped) return;
+      if (Date.now() >= deadline) return this.open();
+      if (this.deps.token() !== this.presentedToken) {
+        this.deps.log.info('device token changed; reconnecting with it');
+        return this.open();
+      }
+      this.awaitNewToken(deadline);
+    }, Math.max(0, Math.min(TOKEN_POLL_MS, deadline - Date.now())));
   }
 }
 

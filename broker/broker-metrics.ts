@@ -5,6 +5,8 @@ export interface BrokerMetrics {
   authFailures: Counter;
   aclDenied: Counter;
   oversizePackets: Counter;
+  /** CONNECTs refused unchecked because their source spent its failure allowance (also in authFailures). */
+  authThrottled: Counter;
 }
 
 /**
@@ -34,6 +36,11 @@ export function createBrokerMetrics(registry: Registry, connectedCount: () => nu
     oversizePackets: new Counter({
       name: 'fleet_mqtt_oversize_packets_total',
       help: 'Connections cut because a packet declared a length above mqtt.maxPacketBytes',
+      registers: [registry],
+    }),
+    authThrottled: new Counter({
+      name: 'fleet_mqtt_auth_throttled_total',
+      help: 'CONNECTs refused without a token check because their source address made too many failed ones (also counted in fleet_mqtt_auth_failures_total)',
       registers: [registry],
     }),
   };

@@ -19,8 +19,11 @@ export interface BrokerDeps {
   config: Config['mqtt'];
   log: Logger;
   metrics: Registry;
-  /** true when the device exists, is not revoked and the token matches (the registry does scrypt + caching). */
-  authenticate(deviceId: string, token: string): Promise<boolean>;
+  /**
+   * The registry's verifyDeviceToken: true/'ok' when the device exists, is not revoked and the token
+   * matches; 'throttled' when `source` spent its allowance of failures (refused without a token check).
+   */
+  authenticate(deviceId: string, token: string, source?: string): Promise<boolean | 'ok' | 'refused' | 'throttled'>;
   /** security signals for the health evaluator (bursts of failed CONNECTs, ACL violations) */
   onSecurityEvent?(e: SecurityEvent): void;
 }
@@ -44,8 +47,9 @@ function refusal(returnCode: number): AuthenticateError {
 }
 
 function remoteOf(client: Client): string | undefined {
-  const conn = client.conn as { remoteAddress?: string };
-  return conn.remoteAddress;
+  // client.conn is our LimitedConnection wrapper, which holds the socket (the wrapper has no address).
+  const conn = client.conn as { socket?: { remoteAddress?: string }; remoteAddress?: string };
+  return conn.socket?.remoteAddress ?? conn.remoteAddress;
 }
 
 /**
@@ -250,14 +254,22 @@ export class FleetBroker {
       throw refusal(NOT_AUTHORIZED);
     }
     const { deviceId, token } = identity;
-    let valid: boolean;
+    let verdict: boolean | 'ok' | 'refused' | 'throttled';
     try {
-      valid = await this.deps.authenticate(deviceId, token);
+      verdict = await this.deps.authenticate(deviceId, token, remote);
     } catch (err) {
       this.deps.log.error({ err, deviceId }, 'device authentication failed with an error');
       throw refusal(SERVER_UNAVAILABLE);
     }
-    if (!valid) {
+    if (verdict === 'throttled') {
+      // A flood from one source: counted and fed to the security signal, but no log line each
+      // (the registry logged once when the source was throttled), so it stays cheap (issue 12).
+      this.metrics?.authFailures.inc();
+      this.metrics?.authThrottled.inc();
+      this.deps.onSecurityEvent?.({ kind: 'auth_failure', ...(remote ? { remote } : {}) });
+      throw refusal(NOT_AUTHORIZED);
+    }
+    if (verdict !== true && verdict !== 'ok') {
       this.authFailure('unknown_revoked_or_wrong_token', deviceId, remote);
       throw refusal(NOT_AUTHORIZED);
     }

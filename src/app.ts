@@ -6,6 +6,7 @@ import type { Logger } from './log.js';
 import { openDatabase, StoreHealth, StoreMonitor, type Database } from './db/database.js';
 import { createMetricsRegistry, createIngestMetrics } from './metrics/metrics.js';
 import { DeviceRegistry } from './registry/device-registry.js';
+import { loadTokenKey } from './registry/device-token.js';
 import type { DeviceRecord } from './registry/types.js';
 import { DeviceStateWriter } from './ingest/device-state-writer.js';
 import { DeviceMessageIngest } from './ingest/device-message-ingest.js';
@@ -114,7 +115,8 @@ export class App {
       clock,
       log: log.child({ module: 'registry' }),
       fiscalYearEnd,
-      authCacheSize: config.mqtt.authCacheSize,
+      tokenKey: loadTokenKey(dataDir, log),
+      authFailures: config.mqtt.authFailures,
     });
 
     this.integrity = new IntegrityRegistry({ db: this.db, clock });
@@ -255,7 +257,7 @@ export class App {
       config: config.mqtt,
       log: log.child({ module: 'broker' }),
       metrics: this.metrics,
-      authenticate: (id, token) => this.registry.authenticate(id, token),
+      authenticate: (id, token, source) => this.registry.verifyDeviceToken(id, token, source),
       onSecurityEvent: (e) => this.health.onSecurityEvent({ kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote }),
     });
     this.broker.onDeviceMessage((id, kind, payload) => this.ingest.handle(id, kind, payload));
@@ -284,6 +286,7 @@ export class App {
       detail: (d) => this.deviceDetail(d),
       onRevoked: (id) => this.broker.disconnectDevice(id),
       stateOf: (d) => this.stateOf(d),
+      onTokenRotated: (id) => this.broker.disconnectDevice(id),
     });
     registerTicketRoutes(router, { tickets: this.tickets, outbox: this.outbox });
     registerSubscriptionRoutes(router, { subscriptions: this.subscriptions, integrity: this.integrity });

@@ -36,8 +36,12 @@ export const configSchema = z.strictObject({
       drainTimeoutMs: z.number().int().positive().default(10_000),
       /** Time a client has to send CONNECT after opening the socket. */
       connectTimeoutMs: z.number().int().positive().default(30_000),
-      /** Successful token verifications cached in memory, so reconnect storms cost no scrypt. */
+      /** No effect since device tokens are HMAC-checked (issue 12); still accepted so old configs load. */
       authCacheSize: z.number().int().min(0).default(100_000),
+      /** Failed device authentications per source address: `burst` at once, `perSecond` regained; then throttled. */
+      authFailures: z
+        .strictObject({ burst: z.number().int().min(0).default(20), perSecond: z.number().positive().default(5) })
+        .prefault({}),
     })
     .prefault({}),
 

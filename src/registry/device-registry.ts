@@ -4,8 +4,28 @@ import type { Logger } from '../log.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { DeviceRecord, DeviceDirectory } from './types.js';
 import type { DeviceInput } from './device-input.js';
-import { generateToken, hashToken, verifyToken, tokenFingerprint } from './device-token.js';
+import { randomBytes } from 'node:crypto';
+import type { Statement } from 'better-sqlite3';
+import {
+  generateToken,
+  hashTokenHmac,
+  storedDigest,
+  digestMatches,
+  isScryptHash,
+  verifyTokenScrypt,
+  type TokenKey,
+} from './device-token.js';
+import { AuthFailureLimiter, type AuthFailureLimits } from './auth-failure-limiter.js';
 import type { Tier } from '../protocol/names.js';
+
+/**
+ * The answer to a device credential check: `ok`; `refused` (unknown or revoked device, wrong token);
+ * `throttled` (the source spent its failure allowance: refused without looking at the token).
+ */
+export type DeviceAuthResult = 'ok' | 'refused' | 'throttled';
+
+/** Default per-source allowance of failed device authentications (see AuthFailureLimiter). */
+export const DEFAULT_AUTH_FAILURE_LIMITS: AuthFailureLimits = { burst: 20, perSecond: 5 };
 
 export interface DeviceRegistryDeps {
   db: Database;
@@ -13,9 +33,19 @@ export interface DeviceRegistryDeps {
   log: Logger;
   /** The June 30 a subscription that starts on this date ends on (RULES.md "Subscriptions"). */
   fiscalYearEnd(startDate: string): string;
-  /** Max cached successful token verifications (reconnects then cost no scrypt). */
-  authCacheSize: number;
+  /**
+   * The server key device-token digests are keyed with (`loadTokenKey(dataDir)`). Without one (unit
+   * tests) the registry makes a random key that lives as long as the process.
+   */
+  tokenKey?: TokenKey;
+  /** Per-source allowance of failed authentications (default DEFAULT_AUTH_FAILURE_LIMITS). */
+  authFailures?: AuthFailureLimits;
+  /** @deprecated No effect since tokens are HMAC-checked (issue 12); kept so old callers compile. */
+  authCacheSize?: number;
 }
+
+// Unit tests build several registries over one database in a process; they must agree on the key.
+let processTokenKey: TokenKey | undefined;
 
 interface DeviceRow {
   id: string;
@@ -67,11 +97,18 @@ export class DeviceRegistry implements DeviceDirectory {
   private readonly hashes = new Map<string, string>();
   private readonly children = new Map<string, DeviceRecord[]>();
   private readonly gatewaysByCustomer = new Map<string, DeviceRecord[]>();
-  private readonly verified = new Map<string, string>();
   private readonly listeners = new Set<(d: DeviceRecord) => void>();
+  private readonly tokenKey: TokenKey;
+  private readonly limiter: AuthFailureLimiter;
+  /** Compared against when the device is unknown, so an unknown id costs what a wrong token does. */
+  private readonly decoyDigest = randomBytes(32);
+  private migrateStatement?: Statement;
   private gateways = 0;
 
-  constructor(private readonly deps: DeviceRegistryDeps) {}
+  constructor(private readonly deps: DeviceRegistryDeps) {
+    this.tokenKey = deps.tokenKey ?? (processTokenKey ??= randomBytes(32));
+    this.limiter = new AuthFailureLimiter(deps.authFailures ?? DEFAULT_AUTH_FAILURE_LIMITS);
+  }
 
   start(): void {
     const rows = this.deps.db.prepare('SELECT * FROM devices').all() as DeviceRow[];
@@ -80,7 +117,7 @@ export class DeviceRegistry implements DeviceDirectory {
   }
 
   stop(): void {
-    this.verified.clear();
+    this.migrateStatement = undefined;
   }
 
   get(id: string): DeviceRecord | undefined {
@@ -154,7 +191,7 @@ export class DeviceRegistry implements DeviceDirectory {
           createdAt: now,
           revokedAt: null,
         };
-        return { record, token, hash: await hashToken(token) };
+        return { record, token, hash: hashTokenHmac(this.tokenKey, token) };
       }),
     );
     const insert = this.deps.db.prepare(
@@ -186,7 +223,6 @@ export class DeviceRegistry implements DeviceDirectory {
       this.deps.db.prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, 'revoked', '{}')`).run(now, id);
     })();
     const updated = { ...device, revokedAt: now };
-    this.verified.delete(id);
     this.index(updated, this.hashes.get(id)!);
     this.emit(updated);
     return updated;
@@ -202,18 +238,85 @@ export class DeviceRegistry implements DeviceDirectory {
     return record;
   }
 
-  /** CONNECT check: the device exists, is not revoked, and the token matches its scrypt hash. */
-  async authenticate(id: string, token: string): Promise<boolean> {
+  /**
+   * A new token for a device (PROTOCOL.md `device rotate-token ID`, issue 10 fault 6): the old token is
+   * refused from the moment this returns, and a revoked device is enabled again. Committed before the
+   * index moves; the caller closes the device's live connection. The token is returned once, never stored.
+   * Throws NotFoundError for an unknown id.
+   */
+  rotateToken(id: string): { device: DeviceRecord; token: string; reenabled: boolean } {
     const device = this.byId.get(id);
-    if (!device || device.revokedAt !== null) return false;
-    const fingerprint = tokenFingerprint(token);
-    if (this.verified.get(id) === fingerprint) return true;
-    const ok = await verifyToken(token, this.hashes.get(id)!);
-    // Re-check: the device may have been revoked while scrypt ran.
-    if (!ok || this.byId.get(id)?.revokedAt !== null) return false;
-    if (this.deps.authCacheSize > 0) {
-      if (this.verified.size >= this.deps.authCacheSize) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(id, fingerprint);
+    if (!device) throw new NotFoundError(`device ${id} not found`);
+    const token = generateToken();
+    const hash = hashTokenHmac(this.tokenKey, token);
+    const now = this.deps.clock.now();
+    const reenabled = device.revokedAt !== null;
+    this.deps.db.transaction(() => {
+      this.deps.db.prepare('UPDATE devices SET token_hash = ?, revoked_at = NULL WHERE id = ?').run(hash, id);
+      this.deps.db
+        .prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, 'token_rotated', ?)`)
+        .run(now, id, JSON.stringify({ reenabled }));
+    })();
+    const updated = { ...device, revokedAt: null };
+    this.index(updated, hash);
+    this.emit(updated);
+    return { device: updated, token, reenabled };
+  }
+
+  /**
+   * The one device credential check (issue 12): the embedded broker's CONNECT, the artifact download's
+   * Basic auth and the external broker's auth hook all call it. `source` is the peer address; failures
+   * are rate-limited per source (a throttled source is refused before its token is hashed).
+   *
+   * Cost: one HMAC-SHA-256 and a constant-time compare, the same for a right token, a wrong one of any
+   * length and an unknown device. A device still stored with a pre-issue-12 scrypt hash is verified with
+   * scrypt once (off the event loop) and its row rewritten as HMAC on that success.
+   */
+  async verifyDeviceToken(id: string, token: string, source?: string): Promise<DeviceAuthResult> {
+    const now = this.deps.clock.now();
+    if (!this.limiter.allows(source, now)) return 'throttled';
+    const stored = this.hashes.get(id);
+    const digest = stored === undefined ? undefined : storedDigest(stored);
+    let ok: boolean;
+    if (digest) ok = digestMatches(this.tokenKey, token, digest);
+    else if (stored !== undefined && isScryptHash(stored)) ok = await this.verifyLegacy(id, token, stored);
+    else {
+      digestMatches(this.tokenKey, token, this.decoyDigest); // unknown device: same work, always refused
+      ok = false;
+    }
+    // Checked after the token (same work either way); re-read, the device may have been revoked meanwhile.
+    if (ok && this.byId.get(id)?.revokedAt === null) return 'ok';
+    if (this.limiter.failed(source, now)) {
+      this.deps.log.warn({ remote: source, limits: this.deps.authFailures ?? DEFAULT_AUTH_FAILURE_LIMITS }, 'too many failed device authentications from one source; throttled');
+    }
+    return 'refused';
+  }
+
+  /** true when the device exists, is not revoked and the token matches: verifyDeviceToken(...) === 'ok'. */
+  async authenticate(id: string, token: string, source?: string): Promise<boolean> {
+    return (await this.verifyDeviceToken(id, token, source)) === 'ok';
+  }
+
+  /** Sources whose failed authentications are being throttled now (for a gauge). */
+  throttledSources(): number {
+    return this.limiter.throttledCount(this.deps.clock.now());
+  }
+
+  /** scrypt once, then the row becomes HMAC (issue 12 "migrate stored scrypt hashes on the next successful CONNECT"). */
+  private async verifyLegacy(id: string, token: string, stored: string): Promise<boolean> {
+    if (!(await verifyTokenScrypt(token, stored))) return false;
+    // Rotated while scrypt ran: the token checked was the old one.
+    if (this.hashes.get(id) !== stored) return false;
+    const migrated = hashTokenHmac(this.tokenKey, token);
+    try {
+      this.migrateStatement ??= this.deps.db.prepare('UPDATE devices SET token_hash = ? WHERE id = ? AND token_hash = ?');
+      if (this.migrateStatement.run(migrated, id, stored).changes === 1) {
+        this.hashes.set(id, migrated);
+        this.deps.log.info({ deviceId: id }, 'device token hash migrated from scrypt to HMAC');
+      }
+    } catch (err) {
+      // The device proved its token; a failed rewrite only means scrypt again next time.
+      this.deps.log.error({ err, deviceId: id }, 'device token hash migration failed');
     }
     return true;
   }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { DeviceRegistry } from '../../src/registry/device-registry.js';
 import { parseDeviceInput, parseDeviceCsv } from '../../src/registry/device-input.js';
-import { generateToken, hashToken, verifyToken } from '../../src/registry/device-token.js';
+import { generateToken, hashTokenScrypt, verifyTokenScrypt } from '../../src/registry/device-token.js';
 import { ManualClock } from '../../src/clock.js';
 import { fiscalYearEnd } from '../../src/subscriptions/fiscal-year.js';
 import { silentLogger } from '../../src/log.js';
@@ -11,18 +11,18 @@ import { tempDir } from '../helpers/temp-dir.js';
 
 
 describe('device tokens', () => {
-  it('are >= 128 bits of randomness and stored only as a salted scrypt hash', async () => {
+  it('are >= 128 bits of randomness; legacy scrypt hashes (rows stored before issue 12) still verify', async () => {
     const token = generateToken();
     expect(Buffer.from(token, 'base64url').length).toBeGreaterThanOrEqual(16);
-    const a = await hashToken(token);
-    const b = await hashToken(token);
+    const a = await hashTokenScrypt(token);
+    const b = await hashTokenScrypt(token);
     expect(a).toMatch(/^scrypt\$\d+\$\d+\$\d+\$/);
     expect(a).not.toContain(token);
     expect(a).not.toEqual(b); // salted
-    expect(await verifyToken(token, a)).toBe(true);
-    expect(await verifyToken(`${token}x`, a)).toBe(false);
-    expect(await verifyToken('', a)).toBe(false);
-    expect(await verifyToken(token, 'garbage')).toBe(false);
+    expect(await verifyTokenScrypt(token, a)).toBe(true);
+    expect(await verifyTokenScrypt(`${token}x`, a)).toBe(false);
+    expect(await verifyTokenScrypt('', a)).toBe(false);
+    expect(await verifyTokenScrypt(token, 'garbage')).toBe(false);
   });
 });
 

@@ -142,4 +142,22 @@ const importCsv: Command = {
   },
 };
 
-export const commands: Command[] = [add, list, show, revoke, importCsv];
+const rotateToken: Command = {
+  name: ['device', 'rotate-token'],
+  summary: 'give a device a new token (the old one stops working at once); also re-enables a revoked device',
+  usage: 'xcarectl device rotate-token ID [--json]',
+  async run(argv, ctx) {
+    const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
+    const id = onePositional(positionals, rotateToken.usage);
+    const res = await ctx.api<{ device: DeviceJson; token: string; reenabled: boolean }>(
+      'POST',
+      `/api/v1/devices/${encodeURIComponent(id)}/rotate-token`,
+    );
+    if (ctx.json) return ctx.printJson(res);
+    ctx.print(`device ${id}: new token${res.reenabled ? ' (device re-enabled)' : ''}; the old token no longer works`);
+    ctx.print(`token: ${res.token}`);
+    ctx.print('The token is shown once: write it to the agent\'s tokenFile (it reconnects with it on its own).');
+  },
+};
+
+export const commands: Command[] = [add, list, show, revoke, importCsv, rotateToken];

@@ -21,6 +21,8 @@ export interface DeviceRouteDeps {
   onRevoked(deviceId: string): void;
   /** Liveness alone, for the `state` filter (defaults to `view(d).state`). */
   stateOf?(device: DeviceRecord): string;
+  /** Called after a token rotation is committed: close the live connection made with the old token. */
+  onTokenRotated(deviceId: string): void;
 }
 
 export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): void {
@@ -63,5 +65,13 @@ export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): voi
     const device = deps.registry.revoke(params.id!);
     deps.onRevoked(device.id);
     return { device };
+  });
+
+  // PROTOCOL.md `device rotate-token ID`: a new token, shown once; the old one is dead at once and the
+  // connection made with it is closed. Also enables a revoked device again (issue 10 fault 6).
+  router.post('/api/v1/devices/:id/rotate-token', 'admin', ({ params }) => {
+    const { device, token, reenabled } = deps.registry.rotateToken(params.id!);
+    deps.onTokenRotated(device.id);
+    return { device, token, reenabled };
   });
 }
