@@ -5,7 +5,7 @@ export interface BrokerMetrics {
   authFailures: Counter;
   aclDenied: Counter;
   oversizePackets: Counter;
-  /** CONNECTs refused unchecked because their source spent its failure allowance (also in authFailures). */
+  /** Connections and CONNECTs refused unchecked because their source spent its failure allowance. */
   authThrottled: Counter;
 }
 
@@ -40,7 +40,7 @@ export function createBrokerMetrics(registry: Registry, connectedCount: () => nu
     }),
     authThrottled: new Counter({
       name: 'fleet_mqtt_auth_throttled_total',
-      help: 'CONNECTs refused without a token check because their source address made too many failed ones (also counted in fleet_mqtt_auth_failures_total)',
+      help: 'Connections closed at accept, or CONNECTs refused unchecked (those also in fleet_mqtt_auth_failures_total), because their source address made too many failed authentications',
       registers: [registry],
     }),
   };

@@ -24,6 +24,11 @@ export interface BrokerDeps {
    * matches; 'throttled' when `source` spent its allowance of failures (refused without a token check).
    */
   authenticate(deviceId: string, token: string, source?: string): Promise<boolean | 'ok' | 'refused' | 'throttled'>;
+  /**
+   * false: close a new connection from this address at once (the registry's admitsSource: a source
+   * throttled for failed authentications). Absent: every source is admitted.
+   */
+  admitSource?(remote: string | undefined): boolean;
   /** security signals for the health evaluator (bursts of failed CONNECTs, ACL violations) */
   onSecurityEvent?(e: SecurityEvent): void;
 }
@@ -47,9 +52,8 @@ function refusal(returnCode: number): AuthenticateError {
 }
 
 function remoteOf(client: Client): string | undefined {
-  // client.conn is our LimitedConnection wrapper, which holds the socket (the wrapper has no address).
-  const conn = client.conn as { socket?: { remoteAddress?: string }; remoteAddress?: string };
-  return conn.socket?.remoteAddress ?? conn.remoteAddress;
+  const conn = client.conn as { remoteAddress?: string };
+  return conn.remoteAddress;
 }
 
 /**
@@ -207,6 +211,12 @@ export class FleetBroker {
 
   private accept(socket: Socket): void {
     if (this.closing || !this.aedes) {
+      socket.destroy();
+      return;
+    }
+    // Issue 12: a source flooding bad passwords is refused here, before aedes builds a client for it.
+    if (this.deps.admitSource && !this.deps.admitSource(socket.remoteAddress)) {
+      this.metrics?.authThrottled.inc();
       socket.destroy();
       return;
     }

@@ -258,6 +258,7 @@ export class App {
       log: log.child({ module: 'broker' }),
       metrics: this.metrics,
       authenticate: (id, token, source) => this.registry.verifyDeviceToken(id, token, source),
+      admitSource: (remote) => this.registry.admitsSource(remote),
       onSecurityEvent: (e) => this.health.onSecurityEvent({ kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote }),
     });
     this.broker.onDeviceMessage((id, kind, payload) => this.ingest.handle(id, kind, payload));

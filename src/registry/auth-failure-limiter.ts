@@ -31,11 +31,14 @@ export class AuthFailureLimiter {
     this.maxSources = limits.maxSources ?? 65_536;
   }
 
-  /** False while `source` has no failures left: refuse without checking anything. */
-  allows(source: string | undefined, now: number): boolean {
+  /**
+   * False while `source` has fewer than `need` failures left (default 1): refuse without checking
+   * anything. `need` > 1 reserves room for checks still running (see DeviceRegistry's legacy path).
+   */
+  allows(source: string | undefined, now: number, need = 1): boolean {
     if (!source || this.limits.burst <= 0) return true;
     const bucket = this.buckets.get(source);
-    return !bucket || this.refill(bucket, now) >= 1;
+    return (bucket ? this.refill(bucket, now) : this.limits.burst) >= need;
   }
 
   /**

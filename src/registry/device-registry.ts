@@ -103,11 +103,15 @@ export class DeviceRegistry implements DeviceDirectory {
   /** Compared against when the device is unknown, so an unknown id costs what a wrong token does. */
   private readonly decoyDigest = randomBytes(32);
   private migrateStatement?: Statement;
+  /** Legacy (scrypt) checks running per source address. */
+  private readonly legacyInFlight = new Map<string, number>();
+  private readonly limits: AuthFailureLimits;
   private gateways = 0;
 
   constructor(private readonly deps: DeviceRegistryDeps) {
     this.tokenKey = deps.tokenKey ?? (processTokenKey ??= randomBytes(32));
-    this.limiter = new AuthFailureLimiter(deps.authFailures ?? DEFAULT_AUTH_FAILURE_LIMITS);
+    this.limits = deps.authFailures ?? DEFAULT_AUTH_FAILURE_LIMITS;
+    this.limiter = new AuthFailureLimiter(this.limits);
   }
 
   start(): void {
@@ -279,22 +283,48 @@ export class DeviceRegistry implements DeviceDirectory {
     const digest = stored === undefined ? undefined : storedDigest(stored);
     let ok: boolean;
     if (digest) ok = digestMatches(this.tokenKey, token, digest);
-    else if (stored !== undefined && isScryptHash(stored)) ok = await this.verifyLegacy(id, token, stored);
-    else {
+    else if (stored !== undefined && isScryptHash(stored)) {
+      // scrypt is slow and asynchronous: concurrent attempts would all pass allows() before the first
+      // one failed. So each running check holds one failure of the source's allowance: a source runs at
+      // most as many at once as it has failures left (successes give theirs back, so a site behind one
+      // NAT address reconnecting after the upgrade still gets in, at scrypt's pace).
+      const inFlight = source ? (this.legacyInFlight.get(source) ?? 0) : 0;
+      if (!this.limiter.allows(source, now, inFlight + 1)) return 'throttled';
+      if (source) this.legacyInFlight.set(source, inFlight + 1);
+      try {
+        ok = await this.verifyLegacy(id, token, stored);
+      } finally {
+        if (source) {
+          const left = (this.legacyInFlight.get(source) ?? 1) - 1;
+          if (left > 0) this.legacyInFlight.set(source, left);
+          else this.legacyInFlight.delete(source);
+        }
+      }
+    } else {
       digestMatches(this.tokenKey, token, this.decoyDigest); // unknown device: same work, always refused
       ok = false;
     }
     // Checked after the token (same work either way); re-read, the device may have been revoked meanwhile.
     if (ok && this.byId.get(id)?.revokedAt === null) return 'ok';
-    if (this.limiter.failed(source, now)) {
-      this.deps.log.warn({ remote: source, limits: this.deps.authFailures ?? DEFAULT_AUTH_FAILURE_LIMITS }, 'too many failed device authentications from one source; throttled');
-    }
+    if (this.limiter.failed(source, now)) this.logThrottled(source);
     return 'refused';
+  }
+
+  private logThrottled(source: string | undefined): void {
+    this.deps.log.warn({ remote: source, limits: this.limits }, 'too many failed device authentications from one source; throttled');
   }
 
   /** true when the device exists, is not revoked and the token matches: verifyDeviceToken(...) === 'ok'. */
   async authenticate(id: string, token: string, source?: string): Promise<boolean> {
     return (await this.verifyDeviceToken(id, token, source)) === 'ok';
+  }
+
+  /**
+   * False while `source` is throttled for failed authentications: the broker closes its new connections
+   * at accept, before a client, a parser or a CONNECT exist (the cheapest refusal there is).
+   */
+  admitsSource(source: string | undefined): boolean {
+    return this.limiter.allows(source, this.deps.clock.now());
   }
 
   /** Sources whose failed authentications are being throttled now (for a gauge). */

@@ -1,274 +1,267 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createServer } from 'node:net';
-import { openDatabase } from '../../src/db/database.js';
-import { hashToken } from '../../src/registry/device-token.js';
 import { LoadClient } from './mqtt-load.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import { procStat, startBareAedes, startMosquitto, startXcared, type BenchTarget } from './bench-targets.js';
 
 /**
- * Ingest benchmark (issue 2): N authenticated devices publish QoS 1 heartbeats at stepped offered
- * rates through the full daemon (auth, ACL, validation, SQLite) and through a bare aedes in the same
- * run. Prints, per step, offered and achieved rate and PUBACK p50/p99; then the highest sustained
- * rate (achieved >= 95 % of offered), daemon RSS per connection and CPU µs per heartbeat.
+ * Ingest benchmark (issue 12): the same N devices on real MQTT 3.1.1 connections, QoS 1 heartbeats of
+ * ~560 bytes at stepped offered rates, against xcared (full daemon), bare aedes + an in-process JSON
+ * subscriber, and Mosquitto + an mqtt.js subscriber, in one run. Per target and round: the
+ * first-connect herd of the N provisioned devices (paced at BENCH_HERD_RATE/s), RSS before and after
+ * (young generation shown apart), then per offered rate PUBACK p50/p99, % acked, CPU µs per heartbeat
+ * and the longest event-loop block. Rounds repeat (BENCH_ROUNDS) to show the noise of a shared box;
+ * the table prints the median over rounds and the spread.
+ *
+ * Environment: BENCH_DEVICES (5000), BENCH_RATES (10000,15000,20000), BENCH_STEP_S (6), BENCH_ROUNDS (2),
+ * BENCH_HERD_RATE (2500), BENCH_TARGETS (xcared,aedes,mosquitto), BENCH_XCARED_ROOT (another build).
  */
 export interface StepResult {
   offered: number;
-  achieved: number;
+  sent: number;
+  ackedPct: number;
   p50: number;
   p99: number;
-  cpuUsPerMsg: number;
+  cpuUsPerHb: number;
+  loopMaxMs: number | null;
 }
 
-export interface TargetResult {
-  name: string;
-  steps: StepResult[];
-  sustained: number;
-  /** Highest step sustained with PUBACK p99 under 100 ms. */
-  sustainedUnder100ms: number;
-  rssBeforeMb: number;
-  rssAfterMb: number;
+export interface RoundResult {
+  target: string;
+  herdS: number;
+  herdConnackP99Ms: number;
+  herdFailed: number;
+  rssIdleMb: number;
+  rssLoadedMb: number;
+  youngMb: number | null;
   rssPerDeviceKb: number;
+  steps: StepResult[];
 }
 
-const root = join(import.meta.dirname, '..', '..', '..');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function procStat(pid: number): { rssKb: number; cpuTicks: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { rssKb, cpuTicks: Number(fields[11]) + Number(fields[12]) };
-}
-
-const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
+const ACK_GRACE_MS = 3000;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function connectAll(clients: LoadClient[], concurrency: number): Promise<void> {
+function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const HB_TAIL = JSON.stringify({
+  bootId: '3f0c9b5e-8a43-4c1e-9d0e-1f2a3b4c5d6e',
+  intervalS: 30,
+  uptimeS: 3600,
+  agentVersion: '1.0.0',
+  softwareVersion: '2.3.1',
+  integrity: `sha256:${'ab'.repeat(32)}`,
+  health: { cpu: 0.12, memUsed: 0.51, diskUsed: 0.4, load1: 0.3 },
+  subsystems: [
+    { name: 'uplink', ok: true, detail: 'lte rssi -67 dBm, rsrq -9 dB' },
+    { name: 'storage', ok: true, detail: '41 % used' },
+    { name: 'modbus', ok: true, detail: '12 slaves answering' },
+    { name: 'clock', ok: true, detail: 'ntp synced, offset 3 ms' },
+  ],
+}).slice(1);
+
+/** A heartbeat of ~560 bytes (PROTOCOL.md "Heartbeat"), cheap to build so the generator stays light. */
+export function heartbeatPayload(seq: number): Buffer {
+  return Buffer.from(`{"seq":${seq},"ts":"${new Date().toISOString()}",${HB_TAIL}`);
+}
+
+/** Connects every client, starting `ratePerS` connections a second; CONNACK latency each. */
+async function herd(clients: LoadClient[], ratePerS: number): Promise<{ seconds: number; p99: number; failed: number }> {
+  const latencies: number[] = [];
+  let failed = 0;
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
   let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < clients.length) await clients[next++]!.connect();
-    }),
-  );
-}
-
-function heartbeat(seq: number): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      seq,
-      ts: new Date().toISOString(),
-      bootId: '3f0c9b5e-8a43-4c1e-9d0e-1f2a3b4c5d6e',
-      intervalS: 30,
-      uptimeS: 3600,
-      agentVersion: '1.0.0',
-      softwareVersion: '2.3.1',
-      integrity: `sha256:${'ab'.repeat(32)}`,
-      health: { cpu: 0.12, memUsed: 0.51, diskUsed: 0.4, load1: 0.3 },
-      subsystems: [{ name: 'uplink', ok: true, detail: '' }],
-    }),
-  );
-}
-
-async function runSteps(clients: LoadClient[], pid: number, rates: number[], stepS: number, log: (s: string) => void): Promise<StepResult[]> {
-  const results: StepResult[] = [];
-  let seq = 0;
-  for (const rate of rates) {
-    const latencies: number[] = [];
-    let acks = 0;
-    for (const c of clients) c.onAck = (ms) => {
-      acks++;
-      latencies.push(ms);
-    };
-    const startStat = procStat(pid);
-    const started = performance.now();
-    let sent = 0;
-    let cursor = 0;
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        const elapsed = (performance.now() - started) / 1000;
-        if (elapsed >= stepS) {
-          clearInterval(timer);
-          resolve();
-          return;
-        }
-        const due = Math.floor(elapsed * rate) - sent;
-        for (let i = 0; i < due; i++) {
-          const c = clients[cursor]!;
-          cursor = (cursor + 1) % clients.length;
-          c.publish(`fleet/v1/${c.id}/heartbeat`, heartbeat(++seq));
-          sent++;
-        }
-      }, 5);
-    });
-    const elapsedS = (performance.now() - started) / 1000;
-    const endStat = procStat(pid);
-    // Let in-flight acks land before the next step, without counting them in this step's rate.
-    const achieved = acks / elapsedS;
-    await new Promise((r) => setTimeout(r, 500));
-    latencies.sort((a, b) => a - b);
-    const step = {
-      offered: rate,
-      achieved: Math.round(achieved),
-      p50: Number(percentile(latencies, 50).toFixed(1)),
-      p99: Number(percentile(latencies, 99).toFixed(1)),
-      cpuUsPerMsg: Number((((endStat.cpuTicks - startStat.cpuTicks) * TICK_US) / Math.max(1, acks)).toFixed(1)),
-    };
-    log(`  offered ${rate}/s -> achieved ${step.achieved}/s, PUBACK p50 ${step.p50} ms p99 ${step.p99} ms, ${step.cpuUsPerMsg} CPU µs/hb`);
-    results.push(step);
-    if (achieved < rate * 0.8) break; // far past saturation: further steps only queue
-  }
-  return results;
-}
-
-function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${pattern}: ${buf.slice(-500)}`)), timeoutMs);
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const m = pattern.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1] ?? m[0]);
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const due = Math.min(clients.length, Math.floor(((performance.now() - started) / 1000) * ratePerS));
+      for (; next < due; next++) {
+        pending.push(
+          clients[next]!.connect(30_000).then(
+            (ms) => void latencies.push(ms),
+            () => void failed++,
+          ),
+        );
       }
-    });
-    child.once('exit', (code) => reject(new Error(`exited ${code}: ${buf.slice(-500)}`)));
+      if (next >= clients.length) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 2);
   });
+  await Promise.all(pending);
+  latencies.sort((a, b) => a - b);
+  return { seconds: (performance.now() - started) / 1000, p99: percentile(latencies, 99), failed };
 }
 
-async function measure(
-  name: string,
-  child: ChildProcess,
-  port: number,
-  ids: string[],
-  token: string,
-  rates: number[],
-  stepS: number,
-  log: (s: string) => void,
-): Promise<TargetResult> {
-  const before = procStat(child.pid!);
-  const clients = ids.map((id) => new LoadClient(id, token, port));
-  const t0 = performance.now();
-  await connectAll(clients, 100);
-  log(`${name}: ${ids.length} devices connected in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  await new Promise((r) => setTimeout(r, 1000));
-  const after = procStat(child.pid!);
-  // Warm-up (not counted): JIT, first flushes after the connection storm.
-  await runSteps(clients, child.pid!, [Math.min(2500, rates[0] ?? 2500)], 3, () => {});
-  const steps = await runSteps(clients, child.pid!, rates, stepS, log);
-  for (const c of clients) c.close();
-  const sustained = Math.max(0, ...steps.filter((s) => s.achieved >= 0.95 * s.offered).map((s) => s.offered));
-  const sustainedUnder100ms = Math.max(0, ...steps.filter((s) => s.achieved >= 0.95 * s.offered && s.p99 < 100).map((s) => s.offered));
+async function runStep(target: BenchTarget, clients: LoadClient[], rate: number, stepS: number, seq: { n: number }): Promise<StepResult> {
+  const latencies: number[] = [];
+  for (const c of clients) {
+    c.resetInflight();
+    c.onAck = (ms) => void latencies.push(ms);
+  }
+  await target.stats(); // resets the event-loop maximum
+  const cpuBefore = target.cpuPids.reduce((sum, pid) => sum + procStat(pid).cpuTicks, 0);
+  const started = performance.now();
+  let sent = 0;
+  let cursor = 0;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const elapsed = (performance.now() - started) / 1000;
+      const due = Math.floor(Math.min(elapsed, stepS) * rate) - sent;
+      for (let i = 0; i < due; i++) {
+        const c = clients[cursor]!;
+        cursor = (cursor + 1) % clients.length;
+        c.publish(`fleet/v1/${c.id}/heartbeat`, heartbeatPayload(++seq.n));
+        sent++;
+      }
+      if (elapsed >= stepS) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 5);
+  });
+  // Acks still in flight count for this step if they land within the grace period.
+  const graceEnd = performance.now() + ACK_GRACE_MS;
+  while (performance.now() < graceEnd && latencies.length < sent) await new Promise((r) => setTimeout(r, 50));
+  const cpuAfter = target.cpuPids.reduce((sum, pid) => sum + procStat(pid).cpuTicks, 0);
+  const { loopMaxMs } = await target.stats();
+  latencies.sort((a, b) => a - b);
   return {
-    name,
-    steps,
-    sustained,
-    sustainedUnder100ms,
-    rssBeforeMb: Math.round(before.rssKb / 1024),
-    rssAfterMb: Math.round(after.rssKb / 1024),
-    rssPerDeviceKb: Number(((after.rssKb - before.rssKb) / ids.length).toFixed(1)),
+    offered: rate,
+    sent,
+    ackedPct: Number(((100 * latencies.length) / Math.max(1, sent)).toFixed(1)),
+    p50: Number(percentile(latencies, 50).toFixed(1)),
+    p99: Number(percentile(latencies, 99).toFixed(1)),
+    cpuUsPerHb: Number((((cpuAfter - cpuBefore) * 1e4) / Math.max(1, latencies.length)).toFixed(1)), // 1 tick = 10 ms
+    loopMaxMs: loopMaxMs === null ? null : Number(loopMaxMs.toFixed(0)),
   };
 }
 
-export async function runIngestBench(opts: { devices?: number; rates?: number[]; stepS?: number; log?: (s: string) => void } = {}) {
-  const devices = opts.devices ?? Number(process.env.BENCH_DEVICES ?? 5000);
-  const rates = opts.rates ?? (process.env.BENCH_RATES ? process.env.BENCH_RATES.split(',').map(Number) : [2500, 5000, 10000, 15000, 20000, 25000, 30000]);
-  const stepS = opts.stepS ?? Number(process.env.BENCH_STEP_S ?? 6);
-  const log = opts.log ?? ((s: string) => process.stdout.write(`${s}\n`));
-  const dir = tempDir('xcare-bench-');
-  const token = 'bench-token-0123456789abcdef';
-  const ids = Array.from({ length: devices }, (_, i) => `bench-${String(i).padStart(6, '0')}`);
-  // Provision straight into SQLite: one scrypt hash shared by all rows (same token); CONNECT still
-  // verifies it per device, as in production.
-  const db = openDatabase(join(dir.path, 'xcare.db'));
-  const hash = await hashToken(token);
-  const insert = db.prepare(
-    `INSERT INTO devices (id, type, customer, installer, tier, tags, token_hash, created_at) VALUES (?, 'gateway', 'bench', 'minnovation', 'xcare', '[]', ?, ?)`,
-  );
-  db.transaction(() => ids.forEach((id) => insert.run(id, hash, Date.now())))();
-  db.close();
-
-  const results: TargetResult[] = [];
+async function runRound(start: () => Promise<BenchTarget>, ids: string[], rates: number[], stepS: number, herdRate: number, log: (s: string) => void): Promise<RoundResult> {
+  const target = await start();
   try {
-    const mqttPort = await freePort();
-    const httpPort = await freePort();
-    writeFileSync(
-      join(dir.path, 'config.yaml'),
-      `dataDir: ${dir.path}\nadminToken: bench-admin-token-0123456789\nlog: { level: warn }\nmqtt: { host: 127.0.0.1, port: ${mqttPort} }\nhttp: { port: ${httpPort} }\n`,
-    );
-    // The daemon runs as bin/xcared.js runs it (its shebang sizes V8's young generation);
-    // BENCH_NODE_ARGS adds flags, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile under load.
-    const nodeArgs = ['--max-semi-space-size=64', ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
-    const daemon = spawn(process.execPath, [...nodeArgs, join(root, 'dist/src/main.js'), '--config', join(dir.path, 'config.yaml')], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    daemon.stdout!.resume();
-    await waitForHttp(`http://127.0.0.1:${httpPort}/readyz`, 30_000);
-    results.push(await measure('xcared (full daemon)', daemon, mqttPort, ids, token, rates, stepS, log));
-    daemon.kill('SIGTERM');
-    await new Promise((r) => daemon.once('exit', r));
-
-    const bare = spawn(process.execPath, [join(root, 'dist/test/bench/bare-aedes.js'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const barePort = Number(await waitForLine(bare, /^(\d+)\n/m, 10_000));
-    results.push(await measure('bare aedes', bare, barePort, ids, token, rates, stepS, log));
-    bare.kill('SIGTERM');
-    await new Promise((r) => bare.once('exit', r));
+    const tokens = await target.provision(ids);
+    await new Promise((r) => setTimeout(r, 1000));
+    const idle = procStat(target.rssPid);
+    const youngIdle = (await target.stats()).youngBytes ?? 0;
+    const clients = ids.map((id) => new LoadClient(id, tokens.get(id)!, target.port));
+    const h = await herd(clients, herdRate);
+    const live = clients.filter((c) => c.isConnected());
+    log(`  ${target.name}: herd of ${ids.length} in ${h.seconds.toFixed(2)} s, CONNACK p99 ${h.p99.toFixed(0)} ms, ${h.failed} failed`);
+    const seq = { n: 0 };
+    await runStep(target, live, Math.min(2500, rates[0] ?? 2500), 3, seq); // warm-up (JIT, first flushes), not reported
+    const steps: StepResult[] = [];
+    for (const rate of rates) {
+      const step = await runStep(target, live, rate, stepS, seq);
+      log(
+        `  ${target.name}: ${rate}/s -> PUBACK p50 ${step.p50} ms p99 ${step.p99} ms, ${step.ackedPct} % acked, ${step.cpuUsPerHb} CPU µs/hb, loop max ${step.loopMaxMs ?? '-'} ms`,
+      );
+      steps.push(step);
+    }
+    const loaded = procStat(target.rssPid);
+    const youngLoaded = (await target.stats()).youngBytes;
+    for (const c of clients) c.close();
+    // Per device: the growth of RSS outside the young generation, whose size V8 fixes by load, not devices.
+    const perDeviceKb = (loaded.rssKb - (youngLoaded ?? 0) / 1024 - (idle.rssKb - youngIdle / 1024)) / ids.length;
+    return {
+      target: target.name,
+      herdS: Number(h.seconds.toFixed(2)),
+      herdConnackP99Ms: Math.round(h.p99),
+      herdFailed: h.failed,
+      rssIdleMb: Math.round(idle.rssKb / 1024),
+      rssLoadedMb: Math.round(loaded.rssKb / 1024),
+      youngMb: youngLoaded === null ? null : Math.round(youngLoaded / 1048576),
+      rssPerDeviceKb: Number(perDeviceKb.toFixed(1)),
+      steps,
+    };
   } finally {
-    dir.cleanup();
+    await target.stop();
   }
-  const [full, bare] = results as [TargetResult, TargetResult];
-  const atSustained = (r: TargetResult) => r.steps.find((s) => s.offered === r.sustained);
-  const summary = {
-    devices,
-    fullSustainedPerS: full.sustained,
-    fullSustainedP99Under100msPerS: full.sustainedUnder100ms,
-    fullP99AtSustainedMs: atSustained(full)?.p99 ?? NaN,
-    fullCpuUsPerHeartbeat: atSustained(full)?.cpuUsPerMsg ?? NaN,
-    fullRssMb: full.rssAfterMb,
-    fullRssPerDeviceKb: full.rssPerDeviceKb,
-    bareSustainedPerS: bare.sustained,
-    bareSustainedP99Under100msPerS: bare.sustainedUnder100ms,
-    bareP99AtSustainedMs: atSustained(bare)?.p99 ?? NaN,
-    bareCpuUsPerHeartbeat: atSustained(bare)?.cpuUsPerMsg ?? NaN,
-    bareRssPerDeviceKb: bare.rssPerDeviceKb,
-    ratioFullToBare: Number((full.sustained / Math.max(1, bare.sustained)).toFixed(2)),
-    ratioFullToBareP99Under100ms: Number((full.sustainedUnder100ms / Math.max(1, bare.sustainedUnder100ms)).toFixed(2)),
-  };
-  log('ingest summary:');
-  for (const [k, v] of Object.entries(summary)) log(`  ${k.padEnd(26)} ${v}`);
-  return summary;
 }
 
-async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return;
-    } catch {
-      /* not up yet */
+const fmt = (x: number | null | undefined, digits = 0) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
+const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-');
+const spread = (xs: number[]) => (xs.length > 1 ? ` (${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)})` : '');
+
+/** The table of issue 12, medians over rounds with min-max in parentheses. */
+export function formatTable(results: RoundResult[], rates: number[]): string {
+  const names = [...new Set(results.map((r) => r.target))];
+  const of = (name: string) => results.filter((r) => r.target === name);
+  const stepOf = (name: string, rate: number) => of(name).map((r) => r.steps.find((s) => s.offered === rate)).filter((s): s is StepResult => !!s);
+  const lines: string[] = [];
+  lines.push('| offered hb/s | target | PUBACK p99 ms | % acked | CPU µs/hb | loop max ms | p99 vs bare | CPU vs bare |');
+  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|');
+  for (const rate of rates) {
+    const bareP99 = median(stepOf('bare aedes+sub', rate).map((s) => s.p99));
+    const bareCpu = median(stepOf('bare aedes+sub', rate).map((s) => s.cpuUsPerHb));
+    for (const name of names) {
+      const steps = stepOf(name, rate);
+      const p99s = steps.map((s) => s.p99);
+      const p99 = median(p99s);
+      const cpu = median(steps.map((s) => s.cpuUsPerHb));
+      lines.push(
+        `| ${rate} | ${name} | ${fmt(p99)}${spread(p99s)} | ${fmt(median(steps.map((s) => s.ackedPct)), 1)} | ${fmt(cpu)}${spread(steps.map((s) => s.cpuUsPerHb))} | ${fmt(median(steps.map((s) => s.loopMaxMs ?? NaN)))} | ${ratio(p99, bareP99)} | ${ratio(cpu, bareCpu)} |`,
+      );
     }
-    await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${url} not ready after ${timeoutMs} ms`);
+  lines.push('');
+  lines.push('| target | herd: all connected s | herd CONNACK p99 ms | failed | RSS idle MB | RSS loaded MB | young gen MB | RSS/device KB (young apart) | per device vs bare |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const barePerDevice = median(of('bare aedes+sub').map((r) => r.rssPerDeviceKb));
+  const bareHerd = median(of('bare aedes+sub').map((r) => r.herdS));
+  for (const name of names) {
+    const rs = of(name);
+    const herdS = median(rs.map((r) => r.herdS));
+    const perDevice = median(rs.map((r) => r.rssPerDeviceKb));
+    lines.push(
+      `| ${name} | ${fmt(herdS, 2)} (${ratio(herdS, bareHerd)} bare) | ${fmt(median(rs.map((r) => r.herdConnackP99Ms)))}${spread(rs.map((r) => r.herdConnackP99Ms))} | ${fmt(median(rs.map((r) => r.herdFailed)))} | ${fmt(median(rs.map((r) => r.rssIdleMb)))} | ${fmt(median(rs.map((r) => r.rssLoadedMb)))}${spread(rs.map((r) => r.rssLoadedMb))} | ${fmt(median(rs.map((r) => r.youngMb ?? NaN)))} | ${fmt(perDevice, 1)} | ${ratio(perDevice, barePerDevice)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export async function runIngestBench(opts: { log?: (s: string) => void } = {}) {
+  const log = opts.log ?? ((s: string) => process.stdout.write(`${s}\n`));
+  const devices = Number(process.env.BENCH_DEVICES ?? 5000);
+  const rates = (process.env.BENCH_RATES ?? '10000,15000,20000').split(',').map(Number);
+  const stepS = Number(process.env.BENCH_STEP_S ?? 6);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
+  const herdRate = Number(process.env.BENCH_HERD_RATE ?? 2500);
+  const starters: Record<string, () => Promise<BenchTarget>> = { xcared: () => startXcared(), aedes: startBareAedes, mosquitto: startMosquitto };
+  const wanted = (process.env.BENCH_TARGETS ?? 'xcared,aedes,mosquitto').split(',').filter((t) => starters[t]);
+  const ids = Array.from({ length: devices }, (_, i) => `bench-${String(i).padStart(6, '0')}`);
+  log(`${devices} devices, ${heartbeatPayload(1).length}-byte QoS 1 heartbeats, rates ${rates.join('/')} per s, ${stepS} s a step, herd at ${herdRate}/s, ${rounds} rounds`);
+  const results: RoundResult[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    log(`round ${round}:`);
+    for (const name of wanted) results.push(await runRound(starters[name]!, ids, rates, stepS, herdRate, log));
+  }
+  log('');
+  log(formatTable(results, rates));
+  // Compact medians for run.ts's JSON summary (the table above has the spreads).
+  const summary: Record<string, unknown> = {};
+  for (const name of new Set(results.map((r) => r.target))) {
+    const rs = results.filter((r) => r.target === name);
+    summary[name] = {
+      herdS: median(rs.map((r) => r.herdS)),
+      herdConnackP99Ms: median(rs.map((r) => r.herdConnackP99Ms)),
+      rssPerDeviceKb: median(rs.map((r) => r.rssPerDeviceKb)),
+      steps: rates.map((rate) => {
+        const steps = rs.map((r) => r.steps.find((s) => s.offered === rate)).filter((s): s is StepResult => !!s);
+        return { offered: rate, p99: median(steps.map((s) => s.p99)), ackedPct: median(steps.map((s) => s.ackedPct)), cpuUsPerHb: median(steps.map((s) => s.cpuUsPerHb)) };
+      }),
+    };
+  }
+  return { devices, rates, rounds, ...summary };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   await runIngestBench();
+  process.exit(0);
 }

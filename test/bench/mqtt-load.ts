@@ -10,6 +10,7 @@ export class LoadClient {
   private buffer: Buffer = Buffer.alloc(0);
   private nextId = 1;
   private readonly inflight = new Map<number, number>();
+  private connected = false;
   onAck?: (latencyMs: number) => void;
 
   constructor(
@@ -18,12 +19,15 @@ export class LoadClient {
     private readonly port: number,
   ) {}
 
-  connect(timeoutMs = 60_000): Promise<void> {
+  /** Opens the socket and sends CONNECT; resolves with the ms until CONNACK 0, rejects on a refusal. */
+  connect(timeoutMs = 60_000): Promise<number> {
     return new Promise((resolve, reject) => {
+      const started = performance.now();
       const socket = connect({ port: this.port, host: '127.0.0.1', noDelay: true });
       this.socket = socket;
       const timer = setTimeout(() => reject(new Error(`${this.id}: CONNACK timeout`)), timeoutMs);
       let connected = false;
+      socket.on('close', () => (this.connected = false));
       socket.on('error', (err) => {
         if (!connected) {
           clearTimeout(timer);
@@ -41,7 +45,8 @@ export class LoadClient {
             const rc = this.buffer[3];
             if (rc === 0) {
               connected = true;
-              resolve();
+              this.connected = true;
+              resolve(performance.now() - started);
             } else reject(new Error(`${this.id}: CONNACK ${rc}`));
           } else if (type === 4) {
             const pid = this.buffer.readUInt16BE(2);
@@ -63,6 +68,16 @@ export class LoadClient {
     this.nextId = this.nextId === 65535 ? 1 : this.nextId + 1;
     this.inflight.set(pid, performance.now());
     this.socket!.write(publishQos1(topic, pid, payload));
+  }
+
+  /** Forget unanswered publishes (between benchmark steps, so late acks are not counted twice). */
+  resetInflight(): void {
+    this.inflight.clear();
+  }
+
+  /** CONNACK 0 received and the socket still open. */
+  isConnected(): boolean {
+    return this.connected && !!this.socket && !this.socket.destroyed;
   }
 
   inflightCount(): number {

@@ -121,6 +121,10 @@ export interface AgentOptions {
   softwareDir?: string;
   versionFile?: string;
   env?: NodeJS.ProcessEnv;
+  /** Read the token from this file (the agent's `tokenFile`) instead of writing `token` into the config. */
+  tokenFile?: string;
+  /** reconnect.maxMs (default 1000: tests retry fast). */
+  reconnectMaxMs?: number;
 }
 
 /** Write an agent.yaml plus a tiny software tree, and start the real agent process. */
@@ -139,7 +143,7 @@ export function startAgent(opts: AgentOptions): RunningProcess & { configFile: s
     [
       `deviceId: ${opts.deviceId}`,
       `deviceType: ${opts.deviceType ?? 'gateway'}`,
-      `token: "${opts.token}"`,
+      opts.tokenFile ? `tokenFile: ${opts.tokenFile}` : `token: "${opts.token}"`,
       `brokerUrl: mqtt://127.0.0.1:${opts.mqttPort}`,
       `daemonUrl: ${opts.httpUrl}`,
       `intervalS: ${opts.intervalS ?? 1}`,
@@ -148,7 +152,7 @@ export function startAgent(opts: AgentOptions): RunningProcess & { configFile: s
       `softwareDir: ${softwareDir}`,
       'reconnect:',
       '  minMs: 100',
-      '  maxMs: 1000',
+      `  maxMs: ${opts.reconnectMaxMs ?? 1000}`,
       opts.extraYaml ?? '',
     ].join('\n'),
   );
