@@ -227,6 +227,7 @@ export class App {
       log: log.child({ module: 'ingest' }),
       flushIntervalMs: config.ingest.flushIntervalMs,
       maxBatch: config.ingest.maxBatch,
+      refreshMs: config.ingest.refreshMs,
       workerFile: dbFile,
     });
     const listeners: IngestListener[] = [

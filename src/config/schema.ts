@@ -52,6 +52,8 @@ export const configSchema = z.strictObject({
       /** Latest heartbeats are coalesced per device and written in one transaction at this period. */
       flushIntervalMs: z.number().int().positive().default(500),
       maxBatch: z.number().int().positive().default(10_000),
+      /** A device's row is rewritten at most this often while its heartbeats only say "still alive". */
+      refreshMs: z.number().int().min(0).default(5000),
       /** A heartbeat payload larger than this is dropped and counted (reason `size`). */
       maxHeartbeatBytes: z.number().int().positive().default(16_384),
     })

@@ -14,6 +14,33 @@ interface Pending {
   connected?: boolean;
 }
 
+/** What a device's row last said beyond "still alive" (compared to decide whether a write can wait). */
+interface Written {
+  at: number;
+  softwareVersion: string;
+  agentVersion: string;
+  integrity: string | undefined;
+  bootId: string | undefined;
+  intervalS: number;
+  patch: string | undefined;
+}
+
+function patchKey(hb: Heartbeat): string | undefined {
+  return hb.patch ? `${hb.patch.rolloutId ?? ''}/${hb.patch.patchId}/${hb.patch.state}` : undefined;
+}
+
+/** Does this heartbeat change what the stored row says, beyond liveness (seq, ts, last seen, health figures)? */
+function changesRow(hb: Heartbeat, w: Written): boolean {
+  return (
+    hb.softwareVersion !== w.softwareVersion ||
+    hb.agentVersion !== w.agentVersion ||
+    hb.integrity !== w.integrity ||
+    hb.bootId !== w.bootId ||
+    hb.intervalS !== w.intervalS ||
+    patchKey(hb) !== w.patch
+  );
+}
+
 export interface DeviceStateWriterDeps {
   db: Database;
   clock: Clock;
@@ -22,6 +49,13 @@ export interface DeviceStateWriterDeps {
   maxBatch: number;
   /** Rows per transaction when a timed flush is large (default 250: a few ms each). */
   chunkRows?: number;
+  /**
+   * A device whose heartbeats only say it is still alive (same versions, integrity, boot, interval and
+   * patch state) has its row rewritten at most this often (default 0: every flush). Issue 12: a chatty
+   * device cost one SQLite upsert per flush for nothing the daemon reads back; its last-seen time in the
+   * database may then lag by this much (the evaluator keeps its own, in memory).
+   */
+  refreshMs?: number;
   /**
    * Write from a worker thread with its own connection to this database file (production), so
    * SQLite never blocks the event loop that acknowledges packets. Without it, writes are chunked
@@ -36,6 +70,8 @@ export interface DeviceStateWriterDeps {
  */
 export class DeviceStateWriter {
   private pending = new Map<string, Pending>();
+  private readonly written = new Map<string, Written>();
+  private lastEarlyFlush = Number.NEGATIVE_INFINITY;
   private timer?: TimerHandle;
   private stopped = false;
   private rowWriter?: DeviceStateRowWriter;
@@ -81,7 +117,15 @@ export class DeviceStateWriter {
     p.heartbeat = heartbeat;
     p.receivedAt = receivedAt;
     p.count++;
-    if (this.pending.size >= this.deps.maxBatch) this.flush(false);
+    if (this.pending.size >= this.deps.maxBatch) {
+      // Deferred liveness-only entries stay pending, so a large fleet can sit above maxBatch: flush
+      // early at most once per flush period, not on every heartbeat.
+      const now = this.deps.clock.now();
+      if (now - this.lastEarlyFlush >= this.deps.flushIntervalMs) {
+        this.lastEarlyFlush = now;
+        this.flush(false);
+      }
+    }
   }
 
   connected(deviceId: string, connected: boolean): void {
@@ -100,14 +144,23 @@ export class DeviceStateWriter {
   flush(sync = true): void {
     if (this.pending.size === 0 || (!this.worker && !this.rowWriter)) return;
     const rows: StateRow[] = [];
+    const now = this.deps.clock.now();
+    const refreshMs = sync ? 0 : (this.deps.refreshMs ?? 0);
     for (const [id, p] of this.pending) {
       const hb = p.heartbeat;
       if (hb) {
+        const w = this.written.get(id);
+        // Only "still alive" since the last write, and written recently: let it wait (issue 12).
+        if (refreshMs > 0 && p.connected === undefined && w && now - w.at < refreshMs && !changesRow(hb, w)) continue;
         rows.push([id, p.receivedAt!, hb.seq, hb.bootId ?? null, hb.intervalS, hb.agentVersion, hb.softwareVersion, hb.integrity ?? null, JSON.stringify(hb), p.count]);
+        if ((this.deps.refreshMs ?? 0) > 0) {
+          this.written.set(id, { at: now, softwareVersion: hb.softwareVersion, agentVersion: hb.agentVersion, integrity: hb.integrity, bootId: hb.bootId, intervalS: hb.intervalS, patch: patchKey(hb) });
+        }
       }
       if (p.connected !== undefined) rows.push([id, p.connected ? 1 : 0]);
+      this.pending.delete(id);
     }
-    this.pending = new Map();
+    if (rows.length === 0) return;
     if (this.worker) {
       this.worker.postMessage({ rows });
       return;

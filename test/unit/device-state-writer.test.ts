@@ -1,0 +1,102 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { join } from 'node:path';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { DeviceRegistry } from '../../src/registry/device-registry.js';
+import { parseDeviceInput } from '../../src/registry/device-input.js';
+import { DeviceStateWriter } from '../../src/ingest/device-state-writer.js';
+import { ManualClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
+import type { Heartbeat } from '../../src/protocol/types.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+const hb = (seq: number, extra: Partial<Heartbeat> = {}): Heartbeat => ({
+  seq,
+  ts: '2026-11-26T17:00:00.000Z',
+  intervalS: 1,
+  agentVersion: '1.0.0',
+  softwareVersion: '2.3.1',
+  ...extra,
+});
+
+/** Issue 12: a row that would only say "still alive" is rewritten at most every refreshMs. */
+describe('DeviceStateWriter refreshMs', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let db: Database;
+  let clock: ManualClock;
+  let writer: DeviceStateWriter;
+  const row = () =>
+    db.prepare('SELECT seq, software_version v, heartbeats n, last_seen, connected FROM device_state WHERE device_id = ?').get('gw-1') as {
+      seq: number;
+      v: string;
+      n: number;
+      last_seen: number;
+      connected: number;
+    };
+
+  beforeEach(async () => {
+    dir = tempDir();
+    db = openDatabase(join(dir.path, 'x.db'));
+    clock = new ManualClock('2026-11-26T17:00:00Z');
+    const registry = new DeviceRegistry({ db, clock, log: silentLogger(), fiscalYearEnd: () => '2027-06-30' });
+    registry.start();
+    await registry.add([parseDeviceInput({ id: 'gw-1', type: 'gateway', customer: 'a', installer: 'i' })]);
+    writer = new DeviceStateWriter({ db, clock, log: silentLogger(), flushIntervalMs: 500, maxBatch: 1000, refreshMs: 5000 });
+    writer.start();
+  });
+  afterEach(async () => {
+    await writer.stop();
+    db.close();
+    dir.cleanup();
+  });
+
+  it('writes the first heartbeat at the next flush, then liveness-only ones at most every refreshMs, counting all', () => {
+    writer.heartbeat('gw-1', hb(1), clock.now());
+    clock.advance(500);
+    expect(row()).toMatchObject({ seq: 1, n: 1 });
+    for (let seq = 2; seq <= 9; seq++) {
+      writer.heartbeat('gw-1', hb(seq), clock.now());
+      clock.advance(500);
+    }
+    // 4 s after the first write: still the first row, the later beats wait (and are counted when written).
+    expect(row()).toMatchObject({ seq: 1, n: 1 });
+    writer.heartbeat('gw-1', hb(10), clock.now());
+    clock.advance(500);
+    writer.heartbeat('gw-1', hb(11), clock.now());
+    clock.advance(500);
+    expect(row()).toMatchObject({ seq: 11, n: 11 });
+  });
+
+  it.each([
+    ['a new software version', { softwareVersion: '2.4.0' }],
+    ['a new agent version', { agentVersion: '1.1.0' }],
+    ['a new integrity digest', { integrity: `sha256:${'b'.repeat(64)}` }],
+    ['a new boot', { bootId: 'boot-2' }],
+    ['a new interval', { intervalS: 30 }],
+    ['a patch state', { patch: { patchId: 'p1', state: 'installing' as const } }],
+  ])('writes %s at the next flush, whatever refreshMs says', (_what, change) => {
+    writer.heartbeat('gw-1', hb(1), clock.now());
+    clock.advance(500);
+    writer.heartbeat('gw-1', hb(2, change), clock.now());
+    clock.advance(500);
+    expect(row()).toMatchObject({ seq: 2, n: 2 });
+  });
+
+  it('writes a connection change at the next flush, with the pending heartbeat', () => {
+    writer.heartbeat('gw-1', hb(1), clock.now());
+    clock.advance(500);
+    writer.heartbeat('gw-1', hb(2), clock.now());
+    writer.connected('gw-1', false);
+    clock.advance(500);
+    expect(row()).toMatchObject({ seq: 2, connected: 0 });
+  });
+
+  it('stop() writes what waits (graceful shutdown loses nothing)', async () => {
+    writer.heartbeat('gw-1', hb(1), clock.now());
+    clock.advance(500);
+    writer.heartbeat('gw-1', hb(2), clock.now());
+    clock.advance(500);
+    expect(row().seq).toBe(1);
+    await writer.stop();
+    expect(row()).toMatchObject({ seq: 2, n: 2 });
+  });
+});
