@@ -107,11 +107,15 @@ export class EdgeAgent {
   /** A patch port that fails to construct must not keep the device from heartbeating. */
   private createPatchPort(factory: PatchPortFactory): PatchPort | undefined {
     const { config, log } = this.deps;
+    const currentToken = () => this.currentToken();
     try {
       return factory({
         deviceId: config.deviceId,
         deviceType: config.deviceType,
-        token: config.token,
+        // Read at each download: a token rotated into the tokenFile is used without a restart.
+        get token() {
+          return currentToken();
+        },
         daemonUrl: config.daemonUrl,
         stateDir: config.stateDir,
         settings: config.patches,

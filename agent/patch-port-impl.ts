@@ -38,7 +38,9 @@ export const createPatchPort: PatchPortFactory = (deps: PatchPortDeps): PatchPor
   const runner = new PatchJobRunner({
     deviceId: deps.deviceId,
     deviceType: deps.deviceType,
-    token: deps.token,
+    get token() {
+      return deps.token; // a getter upstream (the tokenFile, re-read): keep it live
+    },
     daemonUrl: deps.daemonUrl,
     settings,
     pinnedKeys,
