@@ -89,7 +89,7 @@ function stopChild(child: ChildProcess): Promise<void> {
  * The full daemon from `root` (default this checkout; BENCH_XCARED_ROOT points at another build, e.g.
  * the commit before a change, for a before/after comparison in one run).
  */
-export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRoot): Promise<BenchTarget> {
+export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRoot, name = 'xcared'): Promise<BenchTarget> {
   const dir = tempDir('xcare-bench-');
   const mqttPort = await freePort();
   const httpPort = await freePort();
@@ -107,7 +107,7 @@ export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRo
   const http = `http://127.0.0.1:${httpPort}`;
   await waitFor(async () => (await fetch(`${http}/readyz`)).ok, 'xcared', 60_000);
   return {
-    name: 'xcared',
+    name,
     port: mqttPort,
     cpuPids: [child.pid!],
     rssPid: child.pid!,

@@ -11,7 +11,8 @@ import { procStat, startBareAedes, startMosquitto, startXcared, type BenchTarget
  * the table prints the median over rounds and the spread.
  *
  * Environment: BENCH_DEVICES (5000), BENCH_RATES (10000,15000,20000), BENCH_STEP_S (6), BENCH_ROUNDS (2),
- * BENCH_HERD_RATE (2500), BENCH_TARGETS (xcared,aedes,mosquitto), BENCH_XCARED_ROOT (another build).
+ * BENCH_HERD_RATE (2500), BENCH_TARGETS (xcared,aedes,mosquitto), BENCH_XCARED_ROOT (another build),
+ * BENCH_BEFORE_ROOT (another build, e.g. the commit before a change, as a fourth target in the same run).
  */
 export interface StepResult {
   offered: number;
@@ -234,7 +235,10 @@ export async function runIngestBench(opts: { log?: (s: string) => void } = {}) {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
   const herdRate = Number(process.env.BENCH_HERD_RATE ?? 2500);
   const starters: Record<string, () => Promise<BenchTarget>> = { xcared: () => startXcared(), aedes: startBareAedes, mosquitto: startMosquitto };
-  const wanted = (process.env.BENCH_TARGETS ?? 'xcared,aedes,mosquitto').split(',').filter((t) => starters[t]);
+  // BENCH_BEFORE_ROOT: a build of an older commit, driven in the same run as 'xcared (before)'.
+  const beforeRoot = process.env.BENCH_BEFORE_ROOT;
+  if (beforeRoot) starters.before = () => startXcared(beforeRoot, 'xcared (before)');
+  const wanted = (process.env.BENCH_TARGETS ?? `xcared,${beforeRoot ? 'before,' : ''}aedes,mosquitto`).split(',').filter((t) => starters[t]);
   const ids = Array.from({ length: devices }, (_, i) => `bench-${String(i).padStart(6, '0')}`);
   log(`${devices} devices, ${heartbeatPayload(1).length}-byte QoS 1 heartbeats, rates ${rates.join('/')} per s, ${stepS} s a step, herd at ${herdRate}/s, ${rounds} rounds`);
   const results: RoundResult[] = [];
