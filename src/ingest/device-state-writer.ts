@@ -29,6 +29,13 @@ function patchKey(hb: Heartbeat): string | undefined {
   return hb.patch ? `${hb.patch.rolloutId ?? ''}/${hb.patch.patchId}/${hb.patch.state}` : undefined;
 }
 
+/** A stable share of `refreshMs / 2` for this device id (FNV-1a of the id). */
+function spreadMs(id: string, refreshMs: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % Math.max(1, Math.floor(refreshMs / 2));
+}
+
 /** Does this heartbeat change what the stored row says, beyond liveness (seq, ts, last seen, health figures)? */
 function changesRow(hb: Heartbeat, w: Written): boolean {
   return (
@@ -154,7 +161,9 @@ export class DeviceStateWriter {
         if (refreshMs > 0 && p.connected === undefined && w && now - w.at < refreshMs && !changesRow(hb, w)) continue;
         rows.push([id, p.receivedAt!, hb.seq, hb.bootId ?? null, hb.intervalS, hb.agentVersion, hb.softwareVersion, hb.integrity ?? null, JSON.stringify(hb), p.count]);
         if ((this.deps.refreshMs ?? 0) > 0) {
-          this.written.set(id, { at: now, softwareVersion: hb.softwareVersion, agentVersion: hb.agentVersion, integrity: hb.integrity, bootId: hb.bootId, intervalS: hb.intervalS, patch: patchKey(hb) });
+          // Backdated by a per-device share of refreshMs, so a fleet written in one flush does not come
+          // due again all in one later flush (one big flush every refreshMs would block the event loop).
+          this.written.set(id, { at: now - spreadMs(id, this.deps.refreshMs!), softwareVersion: hb.softwareVersion, agentVersion: hb.agentVersion, integrity: hb.integrity, bootId: hb.bootId, intervalS: hb.intervalS, patch: patchKey(hb) });
         }
       }
       if (p.connected !== undefined) rows.push([id, p.connected ? 1 : 0]);
