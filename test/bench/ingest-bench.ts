@@ -10,6 +10,8 @@ import { procStat, startBareAedes, startMosquitto, startXcared, type BenchTarget
  * and the longest event-loop block. Rounds repeat (BENCH_ROUNDS) to show the noise of a shared box;
  * the table prints the median over rounds and the spread.
  *
+ * BENCH_STEADY devices (500) connect first and beat at 1,000/s before and during the herd (their PUBACK
+ * p99 shows whether a reconnect herd disturbs the fleet already connected).
  * Environment: BENCH_DEVICES (5000), BENCH_RATES (10000,15000,20000), BENCH_STEP_S (6), BENCH_ROUNDS (2),
  * BENCH_HERD_RATE (2500), BENCH_TARGETS (xcared,aedes,mosquitto), BENCH_XCARED_ROOT (another build),
  * BENCH_BEFORE_ROOT (another build, e.g. the commit before a change, as a fourth target in the same run).
@@ -29,6 +31,8 @@ export interface RoundResult {
   herdS: number;
   herdConnackP99Ms: number;
   herdFailed: number;
+  steadyP99BeforeMs: number;
+  steadyP99DuringMs: number;
   rssIdleMb: number;
   rssLoadedMb: number;
   youngMb: number | null;
@@ -144,18 +148,40 @@ async function runStep(target: BenchTarget, clients: LoadClient[], rate: number,
   };
 }
 
-async function runRound(start: () => Promise<BenchTarget>, ids: string[], rates: number[], stepS: number, herdRate: number, log: (s: string) => void): Promise<RoundResult> {
+/** Devices already connected before the herd, beating at STEADY_RATE: their PUBACK p99 before and during it. */
+const STEADY_RATE = 1000;
+
+async function runRound(
+  start: () => Promise<BenchTarget>,
+  ids: string[],
+  steadyIds: string[],
+  rates: number[],
+  stepS: number,
+  herdRate: number,
+  log: (s: string) => void,
+): Promise<RoundResult> {
   const target = await start();
   try {
-    const tokens = await target.provision(ids);
+    const tokens = await target.provision([...steadyIds, ...ids]);
     await new Promise((r) => setTimeout(r, 1000));
     const idle = procStat(target.rssPid);
     const youngIdle = (await target.stats()).youngBytes ?? 0;
-    const clients = ids.map((id) => new LoadClient(id, tokens.get(id)!, target.port));
-    const h = await herd(clients, herdRate);
-    const live = clients.filter((c) => c.isConnected());
-    log(`  ${target.name}: herd of ${ids.length} in ${h.seconds.toFixed(2)} s, CONNACK p99 ${h.p99.toFixed(0)} ms, ${h.failed} failed`);
     const seq = { n: 0 };
+    const steady = steadyIds.map((id) => new LoadClient(id, tokens.get(id)!, target.port));
+    await herd(steady, herdRate);
+    const steadyLive = steady.filter((c) => c.isConnected());
+    const quiet = steadyLive.length ? await runStep(target, steadyLive, STEADY_RATE, 3, seq) : undefined;
+    const clients = ids.map((id) => new LoadClient(id, tokens.get(id)!, target.port));
+    // Issue 12: the herd must not disturb the devices already connected.
+    const [h, during] = await Promise.all([
+      herd(clients, herdRate),
+      steadyLive.length ? runStep(target, steadyLive, STEADY_RATE, ids.length / herdRate + 1, seq) : Promise.resolve(undefined),
+    ]);
+    const live = [...steadyLive, ...clients.filter((c) => c.isConnected())];
+    log(
+      `  ${target.name}: herd of ${ids.length} in ${h.seconds.toFixed(2)} s, CONNACK p99 ${h.p99.toFixed(0)} ms, ${h.failed} failed; ` +
+        `${steadyLive.length} connected devices at ${STEADY_RATE}/s: PUBACK p99 ${quiet?.p99 ?? '-'} ms before, ${during?.p99 ?? '-'} ms during`,
+    );
     await runStep(target, live, Math.min(2500, rates[0] ?? 2500), 3, seq); // warm-up (JIT, first flushes), not reported
     const steps: StepResult[] = [];
     for (const rate of rates) {
@@ -167,7 +193,7 @@ async function runRound(start: () => Promise<BenchTarget>, ids: string[], rates:
     }
     const loaded = procStat(target.rssPid);
     const youngLoaded = (await target.stats()).youngBytes;
-    for (const c of clients) c.close();
+    for (const c of [...steady, ...clients]) c.close();
     // Per device: the growth of RSS outside the young generation, whose size V8 fixes by load, not devices.
     const perDeviceKb = (loaded.rssKb - (youngLoaded ?? 0) / 1024 - (idle.rssKb - youngIdle / 1024)) / ids.length;
     return {
@@ -175,6 +201,8 @@ async function runRound(start: () => Promise<BenchTarget>, ids: string[], rates:
       herdS: Number(h.seconds.toFixed(2)),
       herdConnackP99Ms: Math.round(h.p99),
       herdFailed: h.failed,
+      steadyP99BeforeMs: quiet?.p99 ?? NaN,
+      steadyP99DuringMs: during?.p99 ?? NaN,
       rssIdleMb: Math.round(idle.rssKb / 1024),
       rssLoadedMb: Math.round(loaded.rssKb / 1024),
       youngMb: youngLoaded === null ? null : Math.round(youngLoaded / 1048576),
@@ -212,8 +240,8 @@ export function formatTable(results: RoundResult[], rates: number[]): string {
     }
   }
   lines.push('');
-  lines.push('| target | herd: all connected s | herd CONNACK p99 ms | failed | RSS idle MB | RSS loaded MB | young gen MB | RSS/device KB (young apart) | per device vs bare |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| target | herd: all connected s | herd CONNACK p99 ms | failed | connected devices p99 ms before / during herd | RSS idle MB | RSS loaded MB | young gen MB | RSS/device KB (young apart) | per device vs bare |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const barePerDevice = median(of('bare aedes+sub').map((r) => r.rssPerDeviceKb));
   const bareHerd = median(of('bare aedes+sub').map((r) => r.herdS));
   for (const name of names) {
@@ -221,7 +249,7 @@ export function formatTable(results: RoundResult[], rates: number[]): string {
     const herdS = median(rs.map((r) => r.herdS));
     const perDevice = median(rs.map((r) => r.rssPerDeviceKb));
     lines.push(
-      `| ${name} | ${fmt(herdS, 2)} (${ratio(herdS, bareHerd)} bare) | ${fmt(median(rs.map((r) => r.herdConnackP99Ms)))}${spread(rs.map((r) => r.herdConnackP99Ms))} | ${fmt(median(rs.map((r) => r.herdFailed)))} | ${fmt(median(rs.map((r) => r.rssIdleMb)))} | ${fmt(median(rs.map((r) => r.rssLoadedMb)))}${spread(rs.map((r) => r.rssLoadedMb))} | ${fmt(median(rs.map((r) => r.youngMb ?? NaN)))} | ${fmt(perDevice, 1)} | ${ratio(perDevice, barePerDevice)} |`,
+      `| ${name} | ${fmt(herdS, 2)} (${ratio(herdS, bareHerd)} bare) | ${fmt(median(rs.map((r) => r.herdConnackP99Ms)))}${spread(rs.map((r) => r.herdConnackP99Ms))} | ${fmt(median(rs.map((r) => r.herdFailed)))} | ${fmt(median(rs.map((r) => r.steadyP99BeforeMs)))} / ${fmt(median(rs.map((r) => r.steadyP99DuringMs)))} | ${fmt(median(rs.map((r) => r.rssIdleMb)))} | ${fmt(median(rs.map((r) => r.rssLoadedMb)))}${spread(rs.map((r) => r.rssLoadedMb))} | ${fmt(median(rs.map((r) => r.youngMb ?? NaN)))} | ${fmt(perDevice, 1)} | ${ratio(perDevice, barePerDevice)} |`,
     );
   }
   return lines.join('\n');
@@ -240,11 +268,12 @@ export async function runIngestBench(opts: { log?: (s: string) => void } = {}) {
   if (beforeRoot) starters.before = () => startXcared(beforeRoot, 'xcared (before)');
   const wanted = (process.env.BENCH_TARGETS ?? `xcared,${beforeRoot ? 'before,' : ''}aedes,mosquitto`).split(',').filter((t) => starters[t]);
   const ids = Array.from({ length: devices }, (_, i) => `bench-${String(i).padStart(6, '0')}`);
-  log(`${devices} devices, ${heartbeatPayload(1).length}-byte QoS 1 heartbeats, rates ${rates.join('/')} per s, ${stepS} s a step, herd at ${herdRate}/s, ${rounds} rounds`);
+  const steadyIds = Array.from({ length: Number(process.env.BENCH_STEADY ?? 500) }, (_, i) => `steady-${String(i).padStart(6, '0')}`);
+  log(`${devices} devices (+${steadyIds.length} connected before the herd), ${heartbeatPayload(1).length}-byte QoS 1 heartbeats, rates ${rates.join('/')} per s, ${stepS} s a step, herd at ${herdRate}/s, ${rounds} rounds`);
   const results: RoundResult[] = [];
   for (let round = 1; round <= rounds; round++) {
     log(`round ${round}:`);
-    for (const name of wanted) results.push(await runRound(starters[name]!, ids, rates, stepS, herdRate, log));
+    for (const name of wanted) results.push(await runRound(starters[name]!, ids, steadyIds, rates, stepS, herdRate, log));
   }
   log('');
   log(formatTable(results, rates));
