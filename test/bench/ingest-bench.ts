@@ -195,7 +195,7 @@ async function runRound(
     const youngLoaded = (await target.stats()).youngBytes;
     for (const c of [...steady, ...clients]) c.close();
     // Per device: the growth of RSS outside the young generation, whose size V8 fixes by load, not devices.
-    const perDeviceKb = (loaded.rssKb - (youngLoaded ?? 0) / 1024 - (idle.rssKb - youngIdle / 1024)) / ids.length;
+    const perDeviceKb = (loaded.rssKb - (youngLoaded ?? 0) / 1024 - (idle.rssKb - youngIdle / 1024)) / (ids.length + steadyIds.length);
     return {
       target: target.name,
       herdS: Number(h.seconds.toFixed(2)),
