@@ -69,9 +69,11 @@ export class AuthFailureLimiter {
   }
 
   private refill(bucket: Bucket, now: number): number {
-    const elapsedS = Math.max(0, now - bucket.at) / 1000;
-    bucket.tokens = Math.min(this.limits.burst, bucket.tokens + elapsedS * this.limits.perSecond);
-    bucket.at = now;
+    // Never move `at` back: a caller with an older `now` would have the same interval credited twice.
+    if (now > bucket.at) {
+      bucket.tokens = Math.min(this.limits.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.limits.perSecond);
+      bucket.at = now;
+    }
     return bucket.tokens;
   }
 }

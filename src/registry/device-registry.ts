@@ -306,7 +306,8 @@ export class DeviceRegistry implements DeviceDirectory {
     }
     // Checked after the token (same work either way); re-read, the device may have been revoked meanwhile.
     if (ok && this.byId.get(id)?.revokedAt === null) return 'ok';
-    if (this.limiter.failed(source, now)) this.logThrottled(source);
+    // The time now, not at the start: a legacy check awaited scrypt in between.
+    if (this.limiter.failed(source, this.deps.clock.now())) this.logThrottled(source);
     return 'refused';
   }
 

@@ -194,6 +194,17 @@ describe('AuthFailureLimiter', () => {
     expect(got).toEqual(allowedBefore);
   });
 
+  it('credits refill time once even when a slow check reports its failure with an older time', () => {
+    const limiter = new AuthFailureLimiter({ burst: 1, perSecond: 1 });
+    limiter.failed('a', 0);
+    expect(limiter.allows('a', 500)).toBe(false);
+    limiter.failed('a', 100); // a check that started at 100 ms, failed after the call at 500 ms
+    // 0.5 s was credited at 500 ms and spent; since then 0.6 s: not yet a whole failure (crediting again
+    // from 100 ms would make it one).
+    expect(limiter.allows('a', 1100)).toBe(false);
+    expect(limiter.allows('a', 1500)).toBe(true);
+  });
+
   it('reports the failure that spends the allowance once, and never limits an unknown source', () => {
     const limiter = new AuthFailureLimiter({ burst: 2, perSecond: 1 });
     expect([limiter.failed('a', 0), limiter.failed('a', 0), limiter.failed('a', 0)]).toEqual([false, true, false]);
