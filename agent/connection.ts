@@ -135,12 +135,16 @@ export class AgentConnection {
       this.attempt = 0;
       log.info('connected', { brokerUrl: this.deps.brokerUrl });
       const online: StateMessage = { online: true };
-      client.publish(topics.state(deviceId), JSON.stringify(online), { qos: 1, retain: true }, (err) => {
-        if (err) log.warn('could not publish online state', { err });
-      });
+      // PROTOCOL.md "Delivery of daemon -> device commands": `{"online":true}` goes out only after the SUBACK
+      // of cmd/#, so a daemon behind an external broker (which cannot see SUBSCRIBEs) may take a live
+      // (non-retained) online state as "this device can receive commands now".
       client.subscribe(topics.cmdFilter(deviceId), { qos: 1 }, (err, granted) => {
         if (err) log.warn('subscribe failed', { err });
         else if (granted?.some((g) => g.qos === 128)) log.error('broker refused the cmd subscription', { topic: topics.cmdFilter(deviceId) });
+        if (client !== this.client) return;
+        client.publish(topics.state(deviceId), JSON.stringify(online), { qos: 1, retain: true }, (perr) => {
+          if (perr) log.warn('could not publish online state', { err: perr });
+        });
       });
       this.deps.onConnect();
     });

@@ -71,6 +71,9 @@ export class FleetBroker {
   private readonly messageHandlers: DeviceMessageHandler[] = [];
   private readonly connectedHandlers: DeviceHandler[] = [];
   private readonly disconnectedHandlers: DeviceHandler[] = [];
+  private readonly readyHandlers: DeviceHandler[] = [];
+  /** Clients whose subscription to their own `cmd/` topic is in place (in this connection). */
+  private readonly ready = new WeakSet<Client>();
   private boundPorts: { mqtt?: number; mqtts?: number } = {};
   private metrics: BrokerMetrics | undefined;
   private stopping: Promise<void> | undefined;
@@ -103,6 +106,9 @@ export class FleetBroker {
     // that has its CONNACK is always seen as connected ('clientReady' comes a tick after it).
     aedes.on('client', (client) => this.clientRegistered(client));
     aedes.on('clientDisconnect', (client) => this.clientGone(client));
+    // 'subscribe' fires once aedes has added the subscription (after the SUBACK write was queued): from here
+    // on a publish to the device's cmd/ topic reaches it (PROTOCOL.md "Delivery of daemon -> device commands").
+    aedes.on('subscribe', (subs, client) => this.subscribed(subs, client));
     aedes.on('clientError', (client, err) => log.debug({ deviceId: client.id, err: err.message }, 'client error'));
     aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error before CONNECT'));
     // aedes emits 'error' for persistence failures; without a listener it would crash the daemon.
@@ -185,6 +191,21 @@ export class FleetBroker {
 
   isConnected(deviceId: string): boolean {
     return this.clients.has(deviceId);
+  }
+
+  /**
+   * Called when a device can receive commands: its SUBSCRIBE to its own `cmd/` topic is in place in the
+   * current connection (issue 9 fault 1: a command published at CONNECT, before the clean-session SUBSCRIBE,
+   * is dropped by the broker). Fires on every (re)connect.
+   */
+  onDeviceReady(handler: DeviceHandler): void {
+    this.readyHandlers.push(handler);
+  }
+
+  /** Is the device connected and subscribed to its commands, so that a command published now reaches it? */
+  isReady(deviceId: string): boolean {
+    const client = this.clients.get(deviceId);
+    return client !== undefined && this.ready.has(client);
   }
 
   connectedCount(): number {
@@ -347,6 +368,16 @@ export class FleetBroker {
     this.clients.set(client.id, client);
     this.deps.log.debug({ deviceId: client.id, remote: remoteOf(client) }, 'device connected');
     for (const handler of this.connectedHandlers) this.safely(handler, client.id);
+  }
+
+  private subscribed(subs: Subscription[], client: Client | null): void {
+    if (!client || this.clients.get(client.id) !== client || this.ready.has(client)) return;
+    const own = topics.cmdPatch(client.id);
+    const covers = subs.some((s) => s.qos !== 128 && (s.topic === own || s.topic === topics.cmdFilter(client.id)));
+    if (!covers) return;
+    this.ready.add(client);
+    this.deps.log.debug({ deviceId: client.id }, 'device ready for commands');
+    for (const handler of this.readyHandlers) this.safely(handler, client.id);
   }
 
   private clientGone(client: Client): void {

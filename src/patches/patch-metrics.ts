@@ -1,6 +1,6 @@
 import { Counter, type Registry } from 'prom-client';
 
-export const PATCH_RESULTS = ['installed', 'failed', 'rolled_back', 'rejected'] as const;
+export const PATCH_RESULTS = ['installed', 'failed', 'rolled_back', 'rejected', 'cancelled'] as const;
 
 /** `fleet_patch_results_total{result}` (PROTOCOL.md "HTTP" metric families). */
 export function createPatchMetrics(registry: Registry): { results: Counter<'result'> } {

@@ -20,6 +20,16 @@ export interface DevicePatchRow {
   detail: string;
   counted: string;
   updated_at: number;
+  /** A PatchCancel owed to the device (migration 006), null when none. */
+  cancel_requested_at?: number | null;
+}
+
+/** The one record that a device was offered a patch (migration 006: unique per device and patch). */
+export interface OfferRecord {
+  device_id: string;
+  patch_id: string;
+  rollout_id: string | null;
+  offered_at: number;
 }
 
 /** SQL for patches, device_patches and patch_offers (migration 003). Statements prepared once. */
@@ -45,8 +55,15 @@ export class PatchRepository {
          ON CONFLICT (device_id, patch_id) DO UPDATE SET rollout_id = excluded.rollout_id, state = excluded.state,
            detail = excluded.detail, counted = excluded.counted, updated_at = excluded.updated_at`,
       ),
-      offer: db.prepare('INSERT INTO patch_offers (device_id, patch_id, rollout_id, offered_at) VALUES (?, ?, ?, ?)'),
+      offer: db.prepare('INSERT INTO patch_offers (device_id, patch_id, rollout_id, offered_at) VALUES (?, ?, ?, ?) ON CONFLICT (device_id, patch_id) DO NOTHING'),
       hasOffer: db.prepare('SELECT 1 FROM patch_offers WHERE device_id = ? AND patch_id = ? LIMIT 1'),
+      offerOf: db.prepare('SELECT * FROM patch_offers WHERE device_id = ? AND patch_id = ?'),
+      offersOfPatch: db.prepare('SELECT * FROM patch_offers WHERE patch_id = ?'),
+      owed: db.prepare(
+        `SELECT * FROM device_patches WHERE device_id = ? AND (state = 'offered' OR (cancel_requested_at IS NOT NULL AND state NOT IN ('installed','failed','rolled_back','rejected','cancelled')))`,
+      ),
+      installing: db.prepare(`SELECT device_id, updated_at FROM device_patches WHERE state IN ('verifying','installing')`),
+      requestCancel: db.prepare('UPDATE device_patches SET cancel_requested_at = ? WHERE device_id = ? AND patch_id = ?'),
     };
   }
 
@@ -93,8 +110,32 @@ export class PatchRepository {
     this.stmts.upsert.run(row);
   }
 
-  recordOffer(deviceId: string, patchId: string, rolloutId: string | null, at: number): void {
-    this.stmts.offer.run(deviceId, patchId, rolloutId, at);
+  /** Record the offer; false when this device was already offered this patch (by anyone), nothing written. */
+  recordOffer(deviceId: string, patchId: string, rolloutId: string | null, at: number): boolean {
+    return this.stmts.offer.run(deviceId, patchId, rolloutId, at).changes === 1;
+  }
+
+  offerOf(deviceId: string, patchId: string): OfferRecord | undefined {
+    return this.stmts.offerOf.get(deviceId, patchId) as OfferRecord | undefined;
+  }
+
+  /** Every device offered this patch, whoever offered it. */
+  offersOfPatch(patchId: string): OfferRecord[] {
+    return this.stmts.offersOfPatch.all(patchId) as OfferRecord[];
+  }
+
+  /** Commands the daemon still owes a device: offers it has not acted on, cancels of jobs not ended. */
+  owedTo(deviceId: string): DevicePatchRow[] {
+    return this.stmts.owed.all(deviceId) as DevicePatchRow[];
+  }
+
+  /** Devices whose stored patch state is an install in progress (restored into the install grace at start). */
+  installing(): { device_id: string; updated_at: number }[] {
+    return this.stmts.installing.all() as { device_id: string; updated_at: number }[];
+  }
+
+  requestCancel(deviceId: string, patchId: string, at: number): boolean {
+    return this.stmts.requestCancel.run(at, deviceId, patchId).changes === 1;
   }
 
   hasOffer(deviceId: string, patchId: string): boolean {

@@ -4,8 +4,9 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { PatchError } from '../../patches/patch-error.js';
-import type { PatchOffer, PatchStatus } from '../protocol/types.js';
-import type { PatchState } from '../protocol/names.js';
+import type { PatchCancel, PatchOffer, PatchStatus } from '../protocol/types.js';
+import { FINAL_PATCH_STATES, PATCH_STATE_RANK, type PatchState } from '../protocol/names.js';
+import { InstallGrace } from './install-grace.js';
 import { parseManifest, artifactPath, KEY_ID_PATTERN, type Manifest } from '../../patches/manifest.js';
 import { loadPinnedKeys, verifySignatures, type PinnedKey } from '../../patches/signing.js';
 import { ArtifactStore } from './artifact-store.js';
@@ -28,8 +29,16 @@ export interface PatchServiceDeps {
    * integrity of `version`. Called inside the publish transaction; throwing aborts the publish.
    */
   registerIntegrity(version: string, digest: string, source: string): void;
-  /** Publish a PatchOffer JSON on fleet/v1/<id>/cmd/patch. */
+  /** Publish a command JSON (PatchOffer, PatchCancel) on fleet/v1/<id>/cmd/patch. */
   sendToDevice(deviceId: string, payload: string): void | Promise<void>;
+  /**
+   * Can the device receive a command now, i.e. is its subscription to its own `cmd/` topic in place in this
+   * connection (PROTOCOL.md "Delivery of daemon -> device commands")? Commands for a device that cannot are
+   * only recorded; {@link PatchService.onDeviceReady} sends them. Default: always (tests without a broker).
+   */
+  canReceive?(deviceId: string): boolean;
+  /** Install grace settings (RULES.md "Updates and alerting work together"). */
+  installGrace?: { restartGraceMs: number; maxInstallMs: number };
 }
 
 export interface PatchView {
@@ -52,9 +61,9 @@ export interface SignatureInput {
   signature: string;
 }
 
-const TERMINAL: ReadonlySet<string> = new Set(['installed', 'failed', 'rolled_back', 'rejected']);
-/** Progress order: a late or repeated status never moves a device backwards. */
-const RANK: Record<string, number> = { offered: 0, downloading: 1, verifying: 2, installing: 3, installed: 4, failed: 4, rolled_back: 4, rejected: 4 };
+const TERMINAL = FINAL_PATCH_STATES;
+/** Progress order (src/protocol/names.ts): a late or repeated status never moves a device backwards. */
+const RANK: Record<string, number> = PATCH_STATE_RANK;
 
 /**
  * The daemon's patch channel (issue 4 item 3): publish (signatures, size and sha256 verified
@@ -68,11 +77,16 @@ export class PatchService {
    */
   private readonly latest = new Map<string, { patchId: string; state: string }>();
   private readonly listeners: StatusListener[] = [];
+  private readonly grace: InstallGrace;
 
-  constructor(private readonly deps: PatchServiceDeps) {}
+  constructor(private readonly deps: PatchServiceDeps) {
+    this.grace = new InstallGrace(deps.installGrace ?? { restartGraceMs: 300_000, maxInstallMs: 3_600_000 });
+  }
 
   /** Loads the release keys; a missing or non-Ed25519 key file stops the daemon at start. */
   start(): void {
+    // An install in progress when the daemon stopped is still one (its silence stays expected).
+    for (const r of this.deps.repo.installing()) this.grace.restoreInstalling(r.device_id, r.updated_at);
     this.keys = loadPinnedKeys(this.deps.releaseKeys);
     this.deps.log.info({ keyIds: this.keys.map((k) => k.keyId), threshold: this.deps.threshold }, 'release keys loaded');
   }
@@ -224,28 +238,56 @@ export class PatchService {
     return offer;
   }
 
-  /** Offer a patch to one device (issue 4: `POST /api/v1/devices/:id/offer`; the rollout scheduler reuses it). */
+  /**
+   * Offer a patch to one device (issue 4: `POST /api/v1/devices/:id/offer`). One record of "offered" per
+   * device and patch, whoever offers (issue 9 fault 6): a second offer of the same patch to the same device,
+   * manual or by a rollout, is refused (409) and nothing is recorded. The record is committed before the
+   * send; the send happens now only if the device can receive it, else on its next ready signal.
+   */
   async offer(deviceId: string, patchId: string, rolloutId?: string): Promise<PatchOffer> {
     const row = this.deps.repo.get(patchId);
     if (!row) throw new NotFoundError(`patch ${patchId} not found`);
     const now = this.deps.clock.now();
     if (row.expires_at <= now) throw new ConflictError(`patch ${patchId} expired at ${new Date(row.expires_at).toISOString()}`);
-    const offer = this.buildOffer(row, rolloutId);
-    // Record first: the device may fetch the artifact as soon as the message arrives.
-    this.deps.repo.transaction(() => {
-      this.deps.repo.recordOffer(deviceId, patchId, rolloutId ?? null, now);
-      const prev = this.deps.repo.devicePatch(deviceId, patchId);
-      this.deps.repo.upsertDevicePatch({
-        device_id: deviceId,
-        patch_id: patchId,
-        rollout_id: rolloutId ?? null,
-        state: 'offered',
-        detail: '',
-        counted: prev?.counted ?? '',
-        updated_at: now,
-      });
+    this.deps.repo.transaction(() => this.recordOffer(deviceId, patchId, rolloutId ?? null, now));
+    return this.send(deviceId, patchId, rolloutId);
+  }
+
+  /**
+   * The record half of an offer, for callers that commit it inside their own transaction (the rollout
+   * scheduler commits the device's `offered` state and this record together). Throws ConflictError when the
+   * device was already offered this patch, by a person or by any rollout.
+   */
+  recordOffer(deviceId: string, patchId: string, rolloutId: string | null, now: number): void {
+    if (!this.deps.repo.recordOffer(deviceId, patchId, rolloutId, now)) {
+      const prior = this.deps.repo.offerOf(deviceId, patchId);
+      throw new ConflictError(`device ${deviceId} was already offered ${patchId}${prior?.rollout_id ? ` by rollout ${prior.rollout_id}` : ' (manual offer)'}`);
+    }
+    const prev = this.deps.repo.devicePatch(deviceId, patchId);
+    this.deps.repo.upsertDevicePatch({
+      device_id: deviceId,
+      patch_id: patchId,
+      rollout_id: rolloutId,
+      state: 'offered',
+      detail: '',
+      counted: prev?.counted ?? '',
+      updated_at: now,
     });
     this.latest.delete(deviceId); // the stored state is 'offered' again
+  }
+
+  /**
+   * The send half: publish the recorded offer if the device can receive it now (else its ready signal will).
+   * A repeat of the same offer is harmless: the agent handles a repeated offer idempotently.
+   */
+  async send(deviceId: string, patchId: string, rolloutId?: string): Promise<PatchOffer> {
+    const row = this.deps.repo.get(patchId);
+    if (!row) throw new NotFoundError(`patch ${patchId} not found`);
+    const offer = this.buildOffer(row, rolloutId);
+    if (!this.canReceive(deviceId)) {
+      this.deps.log.info({ deviceId, patchId, rolloutId }, 'patch offer recorded; sent once the device has subscribed');
+      return offer;
+    }
     await this.deps.sendToDevice(deviceId, JSON.stringify(offer));
     this.deps.log.info({ deviceId, patchId, rolloutId }, 'patch offered');
     return offer;
@@ -261,8 +303,79 @@ export class PatchService {
     if (!row || !this.deps.repo.hasOffer(deviceId, patchId)) return false;
     if (this.deps.repo.devicePatch(deviceId, patchId)?.state !== 'offered') return false;
     if (row.expires_at <= this.deps.clock.now()) return false;
+    if (!this.canReceive(deviceId)) return false;
     await this.deps.sendToDevice(deviceId, JSON.stringify(this.buildOffer(row, rolloutId)));
     return true;
+  }
+
+  /**
+   * Ask the device to cancel its job of `patchId` (PROTOCOL.md "PatchCancel"): recorded first, sent now if the
+   * device can receive it, and re-sent on every ready signal until the job ends. False when the device has
+   * no unfinished job of this patch.
+   */
+  async cancel(deviceId: string, patchId: string, rolloutId?: string): Promise<boolean> {
+    const prev = this.deps.repo.devicePatch(deviceId, patchId);
+    if (!prev || TERMINAL.has(prev.state)) return false;
+    this.deps.repo.requestCancel(deviceId, patchId, this.deps.clock.now());
+    if (this.canReceive(deviceId)) await this.sendCancel(deviceId, patchId, rolloutId ?? prev.rollout_id ?? undefined);
+    return true;
+  }
+
+  private async sendCancel(deviceId: string, patchId: string, rolloutId: string | undefined): Promise<void> {
+    const cancel: PatchCancel = { action: 'cancel', patchId, ...(rolloutId ? { rolloutId } : {}) };
+    await this.deps.sendToDevice(deviceId, JSON.stringify(cancel));
+    this.deps.log.info({ deviceId, patchId, rolloutId }, 'patch cancel sent');
+  }
+
+  /**
+   * The device's subscription to its own `cmd/` topic is in place (PROTOCOL.md "Delivery of daemon -> device
+   * commands"): send every command still owed to it, offers it has not acted on and cancels of jobs not
+   * ended. Called on each (re)connect once the device can receive; never records anything new.
+   */
+  async onDeviceReady(deviceId: string): Promise<number> {
+    let sent = 0;
+    const now = this.deps.clock.now();
+    for (const owed of this.deps.repo.owedTo(deviceId)) {
+      try {
+        if (owed.cancel_requested_at != null) {
+          await this.sendCancel(deviceId, owed.patch_id, owed.rollout_id ?? undefined);
+          sent++;
+          continue;
+        }
+        const row = this.deps.repo.get(owed.patch_id);
+        if (!row || row.expires_at <= now) continue;
+        await this.deps.sendToDevice(deviceId, JSON.stringify(this.buildOffer(row, owed.rollout_id ?? undefined)));
+        this.deps.log.info({ deviceId, patchId: owed.patch_id, rolloutId: owed.rollout_id }, 'pending patch offer sent on ready');
+        sent++;
+      } catch (err) {
+        this.deps.log.warn({ err, deviceId, patchId: owed.patch_id }, 'pending command not sent; sent again at the next ready signal');
+      }
+    }
+    return sent;
+  }
+
+  private canReceive(deviceId: string): boolean {
+    return this.deps.canReceive ? this.deps.canReceive(deviceId) : true;
+  }
+
+  /** Was this device offered this patch, by anyone (the one record, issue 9 fault 6)? */
+  wasOffered(deviceId: string, patchId: string): boolean {
+    return this.deps.repo.hasOffer(deviceId, patchId);
+  }
+
+  /** Devices offered this patch and by what (rollout id, or null for a manual offer). */
+  offeredDevices(patchId: string): Map<string, string | null> {
+    return new Map(this.deps.repo.offersOfPatch(patchId).map((o) => [o.device_id, o.rollout_id]));
+  }
+
+  /** The install-grace predicate (src/patches/install-grace.ts) for the health evaluator. */
+  isInstallingOrRestarting(deviceId: string, now: number): boolean {
+    return this.grace.isInstallingOrRestarting(deviceId, now);
+  }
+
+  /** Every heartbeat (after its `patch` field was recorded): the first one after an install's final status ends the grace. */
+  noteHeartbeat(deviceId: string, at: number): void {
+    this.grace.onHeartbeat(deviceId, at);
   }
 
   /** May this device download this patch's artifact? Only with an offer (issue 4 item 3). */
@@ -309,6 +422,8 @@ export class PatchService {
     };
     this.deps.repo.upsertDevicePatch(row);
     this.latest.set(deviceId, { patchId: status.patchId, state });
+    // A stored state that moved forward: the only input that may open the install grace.
+    this.grace.onTransition(deviceId, state, now);
     if (countNow) this.deps.results.inc({ result: state });
     for (const l of this.listeners) {
       try {

@@ -15,9 +15,34 @@ export const PATCH_STATES = [
   'failed',
   'rolled_back',
   'rejected',
+  // PROTOCOL.md "PatchCancel": the agent stopped a download or an install before its point of no return.
+  'cancelled',
 ] as const;
 export type PatchState = (typeof PATCH_STATES)[number];
 
 export function isDeviceId(value: unknown): value is string {
   return typeof value === 'string' && DEVICE_ID_PATTERN.test(value);
 }
+
+/**
+ * Progress rank of each PatchStatus state, the one place patch-status order is defined (STYLE.md "Each fact
+ * once"): a late or repeated status of a lower rank never moves a device backwards. Final states share the
+ * top rank; `offered` (daemon-side only, before any status) is below everything a device reports.
+ */
+export const PATCH_STATE_RANK: Readonly<Record<PatchState | 'offered', number>> = {
+  offered: 0,
+  downloading: 1,
+  verifying: 2,
+  installing: 3,
+  installed: 4,
+  failed: 4,
+  rolled_back: 4,
+  rejected: 4,
+  cancelled: 4,
+};
+
+/** Final PatchStatus states: the job on the device has ended (PROTOCOL.md "PatchStatus"). */
+export const FINAL_PATCH_STATES: ReadonlySet<string> = new Set(['installed', 'failed', 'rolled_back', 'rejected', 'cancelled']);
+
+/** States during which the device may restart on its own (install, or the check of the new version). */
+export const INSTALLING_PATCH_STATES: ReadonlySet<string> = new Set(['verifying', 'installing']);

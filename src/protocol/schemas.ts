@@ -46,6 +46,7 @@ export const patchStatusSchema = z.object({
   patchId: z.string().min(1).max(128),
   state: z.enum(PATCH_STATES),
   detail: shortText.optional(),
+  retryable: z.boolean().optional(),
 }) satisfies z.ZodType<PatchStatus>;
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: 'json' | 'schema'; message: string };

@@ -52,4 +52,16 @@ export interface PatchStatus {
   patchId: string;
   state: PatchState;
   detail?: string;
+  /**
+   * Set with `failed` when the failure is transient (download timeout, an install that exited 75,
+   * EX_TEMPFAIL): the daemon may offer the same patch again (RULES.md "Retries"). Absent = not retryable.
+   */
+  retryable?: boolean;
+}
+
+/** PROTOCOL.md "PatchCancel" (daemon -> device, on `cmd/patch`). Agents that do not know `action` ignore it. */
+export interface PatchCancel {
+  action: 'cancel';
+  rolloutId?: string;
+  patchId: string;
 }

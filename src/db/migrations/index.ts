@@ -3,6 +3,7 @@ import { tickets } from './002-tickets.js';
 import { patches } from './003-patches.js';
 import { rollouts } from './004-rollouts.js';
 import { customers } from './005-customers.js';
+import { rolloutPromises } from './006-rollout-promises.js';
 import { access } from './011-access.js';
 
 export interface Migration {
@@ -12,4 +13,4 @@ export interface Migration {
 }
 
 /** Versioned migrations, applied in order at start. Never edit one that has shipped: add the next. */
-export const migrations: readonly Migration[] = [foundation, tickets, patches, rollouts, customers, access];
+export const migrations: readonly Migration[] = [foundation, tickets, patches, rollouts, customers, rolloutPromises, access];
