@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, wr
 import { dirname, join } from 'node:path';
 import { PatchError } from '../patches/patch-error.js';
 import type { PatchOffer } from '../src/protocol/types.js';
-import { compare, valid } from '../patches/semver-lite.js';
+import { compareVersions as compare, parseVersion } from '../patches/version-match.js';
 import { FINISHED_STATES, JOB_STATES, assertTransition, type JobState } from './patch-job-states.js';
 
 /** The persisted job: enough to resume it after a crash or reboot. */
@@ -64,7 +64,7 @@ function validate(raw: unknown, file: string): PatchStateFile {
   const s = raw as PatchStateFile;
   if (s.version !== 1) throw bad('unknown version');
   if (!Array.isArray(s.finished) || !s.finished.every((x) => typeof x === 'string')) throw bad('finished: expected strings');
-  if (s.highestInstalled !== null && (typeof s.highestInstalled !== 'string' || !valid(s.highestInstalled))) throw bad('highestInstalled: invalid');
+  if (s.highestInstalled !== null && (typeof s.highestInstalled !== 'string' || parseVersion(s.highestInstalled) === null)) throw bad('highestInstalled: invalid');
   if (s.job !== null) {
     const j = s.job;
     if (typeof j !== 'object' || typeof j.patchId !== 'string' || typeof j.version !== 'string' || !JOB_STATES.includes(j.state)) {

@@ -6,7 +6,7 @@ import { parseManifest, artifactPath, type Manifest } from '../patches/manifest.
 import { verifySignatures, type PinnedKey } from '../patches/signing.js';
 import { parseOffer, type ParsedOffer } from '../patches/offer.js';
 import { hashFile } from '../patches/artifact-hash.js';
-import { compare, satisfies, valid } from '../patches/semver-lite.js';
+import { compareVersions as compare, parseVersion, versionSatisfies as satisfies } from '../patches/version-match.js';
 import type { AgentLogger } from './log.js';
 import { FINISHED_STATES, isTerminal, wireState, type JobState } from './patch-job-states.js';
 import { PatchJobStore, type JobRecord } from './patch-job-store.js';
@@ -62,7 +62,7 @@ export function checkOffer(offer: ParsedOffer, ctx: OfferCheckContext): OfferVer
   if (!manifest.appliesTo.types.includes(ctx.deviceType)) {
     return { ok: false, manifest, reason: `type ${ctx.deviceType} not in appliesTo.types [${manifest.appliesTo.types.join(',')}]` };
   }
-  if (!valid(ctx.currentVersion)) return { ok: false, manifest, reason: `current software version '${ctx.currentVersion}' is not semver` };
+  if (parseVersion(ctx.currentVersion) === null) return { ok: false, manifest, reason: `current software version '${ctx.currentVersion}' is not semver` };
   if (!satisfies(ctx.currentVersion, manifest.appliesTo.software)) {
     return { ok: false, manifest, reason: `current version ${ctx.currentVersion} outside appliesTo.software '${manifest.appliesTo.software}'` };
   }

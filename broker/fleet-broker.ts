@@ -373,7 +373,7 @@ export class FleetBroker {
   private subscribed(subs: Subscription[], client: Client | null): void {
     if (!client || this.clients.get(client.id) !== client || this.ready.has(client)) return;
     const own = topics.cmdPatch(client.id);
-    const covers = subs.some((s) => s.qos !== 128 && (s.topic === own || s.topic === topics.cmdFilter(client.id)));
+    const covers = subs.some((s) => (s.qos as number) !== 128 && (s.topic === own || s.topic === topics.cmdFilter(client.id)));
     if (!covers) return;
     this.ready.add(client);
     this.deps.log.debug({ deviceId: client.id }, 'device ready for commands');

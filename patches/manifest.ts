@@ -1,6 +1,8 @@
 import { PatchError } from './patch-error.js';
 import { DEVICE_TYPES, type DeviceType } from '../src/protocol/names.js';
-import { valid as validVersion, validRange } from './semver-lite.js';
+import { isValidRange as validRange, parseVersion } from './version-match.js';
+
+const validVersion = (v: string): boolean => parseVersion(v) !== null;
 
 /**
  * The signed patch manifest of PROTOCOL.md "PatchOffer". It travels as bytes and is signed as

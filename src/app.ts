@@ -167,7 +167,7 @@ export class App {
       sink: this.tickets,
       metrics: this.metrics,
       expectedIntegrity: (version) => this.integrity.expected(version),
-      isInstallingOrRestarting: (id, now) => this.rollouts.isInstallingOrRestarting(id, now),
+      isInstallingOrRestarting: (id, now) => this.patches.isInstallingOrRestarting(id, now),
       storeHealth: this.storeHealth,
     });
 
@@ -182,6 +182,8 @@ export class App {
       maxArtifactBytes: config.patches.maxArtifactBytes,
       registerIntegrity: (version, digest, source) => void this.integrity.register(version, digest, source),
       sendToDevice: (id, payload) => this.broker.publishToDevice(id, payload),
+      canReceive: (id) => this.broker.isReady(id),
+      installGrace: { restartGraceMs: config.health.expectedRestartGraceS * 1000, maxInstallMs: 3_600_000 },
     });
 
     const rolloutMetrics = registerRolloutMetrics(this.metrics, { db: this.db, clock });
@@ -189,7 +191,7 @@ export class App {
       db: this.db,
       clock,
       log: log.child({ module: 'rollouts' }),
-      config: { ...config.rollouts, expectedRestartGraceS: config.health.expectedRestartGraceS },
+      config: { ...config.rollouts, missedHeartbeats: config.health.missedHeartbeats },
       directory: this.registry,
       onOffered: (n) => rolloutMetrics.offers.inc(n),
       ports: {
@@ -197,13 +199,17 @@ export class App {
           const p = this.patches.find(id);
           return p && { id: p.id, version: p.version, types: p.appliesTo.types, appliesTo: p.appliesTo.software, expiresAt: p.expiresAt };
         },
+        recordOffer: (id, patchId, rolloutId, now, retry) =>
+          retry ? this.patches.recordRetry(id, patchId, rolloutId, now) : this.patches.recordOffer(id, patchId, rolloutId, now),
         offer: async (id, patchId, rolloutId) => {
-          await this.patches.offer(id, patchId, rolloutId);
+          await this.patches.send(id, patchId, rolloutId);
         },
-        redeliver: async (id, patchId, rolloutId) => {
-          await this.patches.redeliver(id, patchId, rolloutId);
+        cancel: async (id, patchId, rolloutId) => {
+          await this.patches.cancel(id, patchId, rolloutId);
         },
-        isConnected: (id) => this.broker.isConnected(id),
+        offeredDevices: (patchId) => this.patches.offeredDevices(patchId),
+        // Issue 9 fault 1: "connected" for offers means subscribed to its cmd/ topic in this connection.
+        isConnected: (id) => this.broker.isReady(id),
         eligibility: (id) => {
           const e = this.subscriptions.eligibilityOf(id);
           return e ? { eligible: e.eligible, reasons: e.reasons } : { eligible: false, reasons: ['unknown device'] };
@@ -215,7 +221,7 @@ export class App {
     // Rollout completion and abort reach the helpdesk too, through the same durable outbox. They belong to
     // no ticket: ticket id 0 keeps them in order among themselves.
     this.rollouts.onRolloutEvent((e) => {
-      if (e.type !== 'rollout.completed' && e.type !== 'rollout.aborted') return;
+      if (e.type !== 'rollout.completed' && e.type !== 'rollout.aborted' && e.type !== 'rollout.failed') return;
       this.db.transaction(() => this.outbox.enqueue(0, e.type, { event: e }, `${e.type}:${e.rolloutId}`))();
       this.outbox.committed();
     });
@@ -240,6 +246,8 @@ export class App {
         onPatchStatus: (id, status, at) => void this.patches.recordStatus(id, status, at),
         onHeartbeat: (id, hb, at) => {
           if (hb.patch) this.patches.recordStatus(id, hb.patch, at);
+          // After the patch field: a heartbeat after an install's final status ends the install grace.
+          this.patches.noteHeartbeat(id, at);
         },
       },
     ];
@@ -263,10 +271,8 @@ export class App {
       onSecurityEvent: (e) => this.health.onSecurityEvent({ kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote }),
     });
     this.broker.onDeviceMessage((id, kind, payload) => this.ingest.handle(id, kind, payload));
-    this.broker.onClientConnected((id) => {
-      this.ingest.connected(id, true);
-      this.rollouts.onDeviceConnected(id);
-    });
+    this.broker.onClientConnected((id) => this.ingest.connected(id, true));
+    this.broker.onDeviceReady((id) => this.deviceReady(id));
     this.broker.onClientDisconnected((id) => this.ingest.connected(id, false));
 
     registerDeviceMetrics(this.metrics, () => this.registry.all(), (d) => this.stateOf(d));
@@ -341,6 +347,18 @@ export class App {
       { name: 'scheduler', start: () => this.rollouts.start(), stop: () => this.rollouts.stop() },
       { name: 'http', start: () => this.http.start(), stop: () => this.http.stop() },
     );
+  }
+
+  /**
+   * The one daemon-side entry point for "this device can receive commands now" (PROTOCOL.md "Delivery of
+   * daemon -> device commands", issue 9 fault 1): the embedded broker calls it when the device's SUBSCRIBE to
+   * its own cmd/ topic is in place; behind an external broker, call it on a live (non-retained)
+   * `{"online":true}` state, which agents publish only after their SUBACK. Sends every command still owed to
+   * the device (offers not acted on, cancels of jobs not ended) and lets a waiting rollout offer it now.
+   */
+  deviceReady(deviceId: string): void {
+    this.patches.onDeviceReady(deviceId).catch((err: unknown) => this.deps.log.warn({ err, deviceId }, 'owed commands not sent'));
+    this.rollouts.onDeviceReady(deviceId);
   }
 
   async start(): Promise<void> {

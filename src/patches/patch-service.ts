@@ -277,6 +277,22 @@ export class PatchService {
   }
 
   /**
+   * A retry of an offer already recorded (RULES.md "Retries"): the one offer record stands; the device's patch
+   * state goes back to `offered`, so its statuses for the new try are recorded and a lost retry is re-sent.
+   */
+  recordRetry(deviceId: string, patchId: string, rolloutId: string | null, now: number): void {
+    if (!this.deps.repo.hasOffer(deviceId, patchId)) {
+      this.recordOffer(deviceId, patchId, rolloutId, now);
+      return;
+    }
+    const prev = this.deps.repo.devicePatch(deviceId, patchId);
+    this.deps.repo.upsertDevicePatch({
+      device_id: deviceId, patch_id: patchId, rollout_id: rolloutId, state: 'offered', detail: '', counted: prev?.counted ?? '', updated_at: now,
+    });
+    this.latest.delete(deviceId);
+  }
+
+  /**
    * The send half: publish the recorded offer if the device can receive it now (else its ready signal will).
    * A repeat of the same offer is harmless: the agent handles a repeated offer idempotently.
    */

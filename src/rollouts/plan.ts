@@ -1,4 +1,4 @@
-import semver from 'semver';
+import { compareVersions, parseVersion, versionSatisfies } from '../../patches/version-match.js';
 import type { DeviceRecord } from '../registry/types.js';
 import type { PublishedPatch, RolloutPorts } from './ports.js';
 import type { TargetSpec, WaveSize } from './rollout-spec.js';
@@ -44,20 +44,20 @@ export function liveMismatch(deviceId: string, target: TargetSpec, patch: Publis
   if (!elig.eligible) return `ineligible: ${elig.reasons.join('; ') || 'no reason given'}`;
   const version = ports.softwareVersion(deviceId);
   if (!version) return 'software version unknown (no heartbeat yet)';
-  const current = semver.valid(version) ?? semver.coerce(version)?.version ?? null;
-  if (!current) return `software version "${version}" is not semver`;
+  // One definition of version matching with the agent (patches/version-match.ts, issue 9 fault 4): a version
+  // the agent could not parse would be rejected there, so it is left out here with that reason.
+  const current = parseVersion(version);
+  if (!current) return `software version "${version}" does not parse as semver`;
   // The agent never installs a version lower than or equal to the one it runs (RULES.md), so do not offer it.
-  if (!semver.gt(patch.version, current)) return `already runs ${version} (patch is ${patch.version})`;
-  if (target.software && !semver.satisfies(current, target.software, { includePrerelease: true })) {
-    return `software ${version} outside target ${target.software}`;
-  }
-  if (!semver.satisfies(current, patch.appliesTo, { includePrerelease: true })) return `software ${version} outside patch range ${patch.appliesTo}`;
+  if (compareVersions(patch.version, current) <= 0) return `already runs ${version} (patch is ${patch.version})`;
+  if (target.software && !versionSatisfies(current, target.software)) return `software ${version} outside target ${target.software}`;
+  if (!versionSatisfies(current, patch.appliesTo)) return `software ${version} outside patch range ${patch.appliesTo}`;
   return undefined;
 }
 
 /**
  * Split the fleet into targeted and excluded devices. `busy` names devices already in another active
- * rollout or already offered this patch (no device is offered the same patch twice, RULES.md).
+ * rollout or already offered this patch by anyone (no device is offered the same patch twice, RULES.md).
  */
 export function selectTargets(
   devices: Iterable<DeviceRecord>,

@@ -19,21 +19,33 @@ export interface PublishedPatch {
 export interface RolloutPorts {
   /** A published patch, or undefined. */
   patch(patchId: string): PublishedPatch | undefined;
-  /** Send the signed PatchOffer to a device (MQTT QoS 1); resolves when handed to the broker, rejects when it was not. */
-  offer(deviceId: string, patchId: string, rolloutId: string): Promise<void>;
   /**
-   * Send the offer already recorded for this device once more, unchanged (PROTOCOL.md: desired state
-   * lives in the daemon and agents reconcile on every reconnect; a QoS 1 message to a device that
-   * dropped off is lost with its clean session). Not a new offer: nothing new is recorded, and the
-   * agent treats a repeated offer idempotently.
+   * Record that this device is offered this patch: the ONE record of "offered" per device and patch, whoever
+   * offers (issue 9 fault 6). Called inside the scheduler's transaction, so the device's `offered` state and
+   * this record commit together, before anything is sent. Throws (ConflictError) when the device was already
+   * offered this patch and `retry` is false; with `retry` the existing record stands and the device's patch
+   * state is reset to `offered` for another try.
    */
-  redeliver?(deviceId: string, patchId: string, rolloutId: string): Promise<void>;
-  /** Is the device connected right now (offline devices get their offer when they come back). */
+  recordOffer(deviceId: string, patchId: string, rolloutId: string, now: number, retry: boolean): void;
+  /**
+   * Send the recorded PatchOffer (MQTT QoS 1) if the device can receive it now; otherwise it is sent when the
+   * device's subscription is in place (PROTOCOL.md "Delivery of daemon -> device commands"). Rejects when the
+   * broker refused it; the offer stays recorded and is re-sent at the device's next ready signal.
+   */
+  offer(deviceId: string, patchId: string, rolloutId: string): Promise<void>;
+  /** Ask the device to cancel its job (PROTOCOL.md "PatchCancel"), recorded and re-sent until it ends. */
+  cancel?(deviceId: string, patchId: string, rolloutId: string): Promise<void>;
+  /** Devices already offered this patch (by a person or any rollout) -> the rollout that did, or null. */
+  offeredDevices(patchId: string): ReadonlyMap<string, string | null>;
+  /**
+   * Can the device receive a command right now: connected AND subscribed to its own `cmd/` topic in this
+   * connection (issue 9 fault 1). Devices that cannot get their offer at their next ready signal.
+   */
   isConnected(deviceId: string): boolean;
   /** RULES.md eligibility incl. an active xcare/xcare_pro subscription; reasons when not. */
   eligibility(deviceId: string, now: number): { eligible: boolean; reasons: string[] };
   /** Current software version from the latest heartbeat, or undefined. */
   softwareVersion(deviceId: string): string | undefined;
-  /** Ticket sink for an aborted rollout (src/tickets/types.ts). */
+  /** Ticket sink for an aborted or failed rollout, and to ask whether a device has an open loss ticket (soak). */
   sink: ConditionSink;
 }

@@ -1,35 +1,32 @@
-import semver from 'semver';
 import type { Database } from '../db/database.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
 import type { DeviceDirectory, DeviceRecord } from '../registry/types.js';
 import type { Heartbeat, PatchStatus } from '../protocol/types.js';
-import type { PatchState } from '../protocol/names.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import { compareVersions, parseVersion, rangesIntersect } from '../../patches/version-match.js';
 import type { PublishedPatch, RolloutPorts } from './ports.js';
-import { parseRolloutSpec, type RolloutSpec } from './rollout-spec.js';
+import { normalizeSpec, parseRolloutSpec, type RolloutSpec } from './rollout-spec.js';
 import { assignWaves, liveMismatch, selectTargets, staticMismatch } from './plan.js';
 import { windowStateAt, type WindowState } from './window.js';
 import { jitterOffset } from './jitter.js';
 import { groupOf, pickWithinCaps, type CapCandidate } from './caps.js';
-import { abortSeverity, gateDecision, heartbeatWithinSoak, judgeDevice, type DeviceProgress } from './gate.js';
+import { abortSeverity } from './gate.js';
 import {
-  IN_FLIGHT,
-  PROGRESS_RANK,
-  TERMINAL,
-  assertDeviceTransition,
-  assertRolloutTransition,
-  canTransitionDevice,
-  deviceStateForPatchState,
-  type DeviceRolloutState,
-  type RolloutState,
+  afterFailure, applyHeartbeat, applyStatus, gateDecision, isActivePending, judgeInFlight, judgeSoak,
+  type DeviceRules, type GateDevice,
+} from './next-step.js';
+import {
+  IN_FLIGHT, assertDeviceTransition, assertRolloutTransition, canTransitionDevice, deviceStateForPatchState,
+  type DeviceRolloutState, type RolloutState,
 } from './rollout-states.js';
 import { RolloutStore, type RolloutDeviceRow, type RolloutRow } from './rollout-store.js';
+import { buildView, emptyCounts, summarize, type RolloutSummary, type RolloutView } from './rollout-view.js';
 
-/** What the scheduler announces; the lead wires it to the helpdesk webhook (completion and abort). */
+/** What the scheduler announces; the lead wires it to the helpdesk webhook (completion, abort, failure). */
 export interface RolloutEvent {
-  type: 'rollout.started' | 'rollout.paused' | 'rollout.resumed' | 'rollout.completed' | 'rollout.aborted';
+  type: 'rollout.started' | 'rollout.paused' | 'rollout.resumed' | 'rollout.completed' | 'rollout.aborted' | 'rollout.failed';
   rolloutId: string;
   patchId: string;
   at: string;
@@ -41,7 +38,8 @@ export interface RolloutSchedulerDeps {
   db: Database;
   clock: Clock;
   log: Logger;
-  config: Config['rollouts'] & { expectedRestartGraceS: number };
+  /** `missedHeartbeats` (health config): a done device silent this many of its intervals fails its soak. */
+  config: Config['rollouts'] & { missedHeartbeats?: number; expectedRestartGraceS?: number };
   directory: DeviceDirectory;
   ports: RolloutPorts;
   /** Counts offers handed to the broker; optional. */
@@ -52,33 +50,34 @@ interface ActiveRollout {
   row: RolloutRow;
   devices: Map<string, RolloutDeviceRow>;
   patch: PublishedPatch | undefined;
-}
-
-interface RestartInfo {
-  installingSince: number | null;
-  installedAt: number | null;
+  /** The current wave's soak end while it bakes (for the view), else null. */
+  soakEndsAt: number | null;
 }
 
 /** Publishing a batch of offers: this many at once, so 10 000 offers do not queue 10 000 promises on the broker. */
 const OFFER_CONCURRENCY = 1000;
 
 /**
- * Runs rollouts (issue 5, RULES.md "Remote patching"). Every tick: judge in-flight devices (silence after install,
- * no progress), apply the health gate of the current wave (wait / advance / abort), then, inside the maintenance
- * window, offer due devices within the caps. Every transition is committed to SQLite before it is acted on
- * (a device is `offered` on disk before the MQTT publish), so a restart resumes without double offers.
+ * Runs rollouts (RULES.md "Remote patching"): the I/O shell around the pure decisions of next-step.ts. Every
+ * tick, for each rollout on its own (one that throws is failed, the others go on): judge devices by time
+ * (progress, time allowed to report, soak health, retries), apply the gate of the current wave (wait / advance
+ * / abort), then, inside the maintenance window, offer due devices that can receive now, within the caps.
+ * Every transition is committed to SQLite before it is acted on (a device is `offered`, and the one offer
+ * record written, before the MQTT publish), so a restart resumes without double offers.
  */
 export class RolloutScheduler {
   private readonly store: RolloutStore;
   private readonly active = new Map<string, ActiveRollout>();
   /** Device -> the active rollout it takes part in (not excluded). A device is in at most one. */
   private readonly byDevice = new Map<string, ActiveRollout>();
-  private readonly restart = new Map<string, RestartInfo>();
+  /** Latest heartbeat per device in a rollout: receive time and the interval it announced (soak health). */
+  private readonly beats = new Map<string, { at: number; intervalMs: number }>();
   private readonly listeners = new Set<(event: RolloutEvent) => void>();
   private timer: TimerHandle | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
   private stopped = true;
+  private startedAt = 0;
   private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly deps: RolloutSchedulerDeps) {
@@ -87,11 +86,8 @@ export class RolloutScheduler {
 
   start(): void {
     this.stopped = false;
-    const now = this.deps.clock.now();
+    this.startedAt = this.deps.clock.now();
     for (const row of this.store.active()) this.load(row);
-    for (const r of this.store.restarting(now - this.deps.config.expectedRestartGraceS * 1000)) {
-      this.restart.set(r.deviceId, { installingSince: r.state === 'installing' ? (r.progressAt ?? now) : null, installedAt: r.installedAt });
-    }
     this.unsubscribe = this.deps.directory.onChange((device) => this.onDeviceChanged(device));
     this.deps.log.info({ active: this.active.size }, 'rollout scheduler started');
     this.schedule();
@@ -114,7 +110,7 @@ export class RolloutScheduler {
     this.byDevice.clear();
   }
 
-  /** Hook for completion/abort (and start/pause/resume) events: the helpdesk webhook, tests. Returns unsubscribe. */
+  /** Hook for completion/abort/failure (and start/pause/resume) events: the helpdesk webhook, tests. Returns unsubscribe. */
   onRolloutEvent(listener: (event: RolloutEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -133,10 +129,12 @@ export class RolloutScheduler {
     if (spec.target.types.length > 0 && patch.types.length > 0 && !spec.target.types.some((t) => patch.types.includes(t))) {
       throw new ValidationError(`target.types: patch "${patch.id}" applies to ${patch.types.join(', ')} only`);
     }
-    if (spec.target.software && !semver.intersects(spec.target.software, patch.appliesTo, { includePrerelease: true })) {
+    if (spec.target.software && !rangesIntersect(spec.target.software, patch.appliesTo)) {
       throw new ValidationError(`target.software: "${spec.target.software}" does not overlap the range the patch applies to (${patch.appliesTo})`);
     }
-    const busy = this.store.busyDevices(patch.id);
+    // Busy: in another active rollout, or already offered this patch by anyone (the one offer record).
+    const busy = this.store.busyDevices();
+    for (const [deviceId, by] of ports.offeredDevices(patch.id)) busy.set(deviceId, `already offered ${patch.id}${by ? ` in rollout ${by}` : ' (manual offer)'}`);
     const selection = selectTargets(this.deps.directory.all(), spec.target, patch, ports, now, busy);
     if (selection.included.length === 0) {
       const reasons = new Map<string, number>();
@@ -147,12 +145,7 @@ export class RolloutScheduler {
     let created: RolloutRow | undefined;
     this.store.transaction(() => {
       const id = this.store.nextId(now);
-      const waves = assignWaves(
-        selection.included.map((d) => d.id),
-        spec.waves.map((w) => w.size),
-        id,
-        (d) => ports.isConnected(d),
-      );
+      const waves = assignWaves(selection.included.map((d) => d.id), spec.waves.map((w) => w.size), id, (d) => ports.isConnected(d));
       const row: RolloutRow = {
         id, patchId: patch.id, spec, state: 'scheduled', currentWave: 0, waveStartedAt: null,
         createdAt: now, updatedAt: now, startedAt: null, endedAt: null, reason: null,
@@ -189,31 +182,48 @@ export class RolloutScheduler {
     return this.view(id);
   }
 
-  /** Operator abort: stops offering; no ticket (the operator knows), but the event is announced. */
-  abort(id: string, reason = 'aborted by operator'): RolloutView {
+  /**
+   * Operator abort: stops offering; no ticket (the operator knows), but the event is announced. With `force`
+   * (RULES.md "A person can cancel a rollout by force"), every device in flight is also sent a PatchCancel
+   * (recorded first, re-sent on each reconnect until its job ends); those not past their point of no return
+   * stop and report `cancelled`, which is recorded on the ended rollout.
+   */
+  abort(id: string, reason = 'aborted by operator', force = false): RolloutView {
     const r = this.requireActive(id);
-    this.endRollout(r, 'aborted', reason);
+    const cancelled: RolloutDeviceRow[] = [];
+    if (force) {
+      const now = this.deps.clock.now();
+      for (const d of r.devices.values()) {
+        if (d.state === 'offered' || d.state === 'downloading' || d.state === 'installing') cancelled.push({ ...d, cancelRequestedAt: now });
+      }
+      this.transitionDevices(r, cancelled, now, () => 'cancel_requested');
+    }
+    this.endRollout(r, 'aborted', force ? `${reason} (forced: cancel sent to ${cancelled.length} devices)` : reason);
+    for (const d of cancelled) {
+      this.deps.ports.cancel?.(d.deviceId, r.row.patchId, r.row.id).catch((err: unknown) =>
+        this.deps.log.warn({ err, deviceId: d.deviceId, rolloutId: r.row.id }, 'cancel not sent now; sent at the next reconnect'),
+      );
+    }
     return this.view(id);
   }
 
-  // ---------------------------------------------------------------- inputs from ingest
+  // ---------------------------------------------------------------- inputs from ingest and the broker
 
   /** A validated PatchStatus (PROTOCOL.md) from a device. */
   onPatchStatus(deviceId: string, status: PatchStatus, at: number): void {
-    this.notePatchState(deviceId, status.state, at);
     const r = this.byDevice.get(deviceId);
     if (r && r.row.patchId === status.patchId && (!status.rolloutId || status.rolloutId === r.row.id)) {
-      this.applyStatus(r, deviceId, status.state, at, status.detail);
+      this.applyDeviceStatus(r, deviceId, status.state, at, status.detail, status.retryable);
       return;
     }
-    // A status for a rollout that has ended (in flight when it was aborted): record it on its row.
+    // A status for a rollout that has ended (in flight when it was aborted, or cancelled by force): record it.
     if (status.rolloutId && !this.active.has(status.rolloutId)) {
       const row = this.store.endedInFlight(deviceId, status.rolloutId);
-      if (!row) return;
+      if (!row || !IN_FLIGHT.has(row.state)) return;
       const to = deviceStateForPatchState(status.state);
-      if (!canTransitionDevice(row.state, to) || PROGRESS_RANK[to] <= PROGRESS_RANK[row.state]) return;
-      const next = { ...row, state: to, progressAt: at, installedAt: to === 'installed' ? at : row.installedAt, detail: status.detail || row.detail };
-      this.store.updateDevice(status.rolloutId, next);
+      if (to === row.state || !canTransitionDevice(row.state, to) || to === 'done' || to === 'pending') return;
+      const detail = status.detail ? `${status.state}: ${status.detail}` : status.state;
+      this.store.updateDevice(status.rolloutId, { ...row, state: to, progressAt: at, installedAt: to === 'installed' ? at : row.installedAt, detail });
     }
   }
 
@@ -221,100 +231,39 @@ export class RolloutScheduler {
   onHeartbeat(deviceId: string, hb: Heartbeat, at: number): void {
     const r = this.byDevice.get(deviceId);
     if (!r) return;
-    if (hb.patch && hb.patch.patchId === r.row.patchId && (!hb.patch.rolloutId || hb.patch.rolloutId === r.row.id)) {
-      this.notePatchState(deviceId, hb.patch.state, at);
-      this.applyStatus(r, deviceId, hb.patch.state, at, undefined);
-    }
+    this.beats.set(deviceId, { at, intervalMs: hb.intervalS * 1000 });
+    const ours = hb.patch && hb.patch.patchId === r.row.patchId && (!hb.patch.rolloutId || hb.patch.rolloutId === r.row.id) ? hb.patch : undefined;
+    if (ours) this.applyDeviceStatus(r, deviceId, ours.state, at, undefined, undefined);
     const d = r.devices.get(deviceId);
-    if (!d || !IN_FLIGHT.has(d.state) || !r.patch) return;
-    const version = semver.valid(hb.softwareVersion);
-    if (!version || !semver.eq(version, r.patch.version)) return;
-    const wave = r.row.spec.waves[d.wave ?? 0] ?? r.row.spec.waves[r.row.spec.waves.length - 1]!;
-    if (d.state === 'installed' && !heartbeatWithinSoak(d.installedAt, at, wave.soakMs)) {
-      this.transitionDevices(r, [{ ...d, state: 'failed', detail: 'new version heard only after the soak time' }], at);
-      return;
-    }
-    this.transitionDevices(r, [{ ...d, state: 'done', installedAt: d.installedAt ?? at, doneAt: at, progressAt: at, detail: d.detail }], at);
+    if (!d || !r.patch) return;
+    const version = parseVersion(hb.softwareVersion);
+    const onNewVersion = version !== null && compareVersions(version, r.patch.version) === 0;
+    const next = applyHeartbeat(d, { at, onNewVersion, softwareVersion: hb.softwareVersion, patchState: ours?.state }, this.gateOpen(r, d));
+    if (!next) return;
+    this.transitionDevices(r, [next], at);
     this.kick();
   }
 
-  /** A device connected: if it waits for an offer in a running rollout, offer it now (inside the window). */
-  onDeviceConnected(deviceId: string): void {
+  /**
+   * The device can receive commands now (its SUBSCRIBE to its own cmd/ topic is in place, or, behind an
+   * external broker, its live online state after SUBACK). If it waits for an offer in a running rollout,
+   * offer it at once (inside the window). Offers and cancels already recorded are re-sent by the patch
+   * service's own ready handler (PatchService.onDeviceReady).
+   */
+  onDeviceReady(deviceId: string): void {
     const r = this.byDevice.get(deviceId);
     if (!r || r.row.state !== 'running') return;
-    const state = r.devices.get(deviceId)?.state;
-    if (state === 'pending') this.kick();
-    // Offered but nothing heard since: the offer may have been lost with the old connection.
-    else if (state === 'offered' && this.deps.ports.redeliver) {
-      this.deps.ports.redeliver(deviceId, r.row.patchId, r.row.id).then(
-        () => this.deps.log.info({ deviceId, rolloutId: r.row.id }, 'offer redelivered on reconnect'),
-        (err) => this.deps.log.warn({ err, deviceId, rolloutId: r.row.id }, 'offer redelivery failed'),
-      );
-    }
-  }
-
-  /**
-   * For the health evaluator (RULES.md "Updates and alerting work together"): true while the device is
-   * installing, and for `expectedRestartGraceS` after it installed; its silence then opens no loss ticket.
-   */
-  isInstallingOrRestarting(deviceId: string, now: number): boolean {
-    const info = this.restart.get(deviceId);
-    if (!info) return false;
-    if (info.installingSince !== null) {
-      // A device stuck installing past the progress timeout is failed by the gate; do not hide it forever.
-      const timeout = this.byDevice.get(deviceId)?.row.spec.progressTimeoutMs ?? 3_600_000;
-      if (now <= info.installingSince + timeout) return true;
-    }
-    const restarting = info.installedAt !== null && now >= info.installedAt && now <= info.installedAt + this.deps.config.expectedRestartGraceS * 1000;
-    // Forget devices whose grace is over, so the map holds only the few devices updating now.
-    if (!restarting && info.installingSince === null && info.installedAt !== null && now > info.installedAt) this.restart.delete(deviceId);
-    return restarting;
+    if (r.devices.get(deviceId)?.state === 'pending') this.kick();
   }
 
   // ---------------------------------------------------------------- queries
 
   list(): RolloutSummary[] {
-    return this.store.list().map((row) => {
-      const counts = emptyCounts();
-      for (const c of this.store.waveCounts(row.id)) counts[c.state] += c.n;
-      return { id: row.id, patchId: row.patchId, state: row.state, currentWave: row.currentWave, waves: row.spec.waves.length, createdAt: iso(row.createdAt)!, startedAt: iso(row.startedAt), endedAt: iso(row.endedAt), reason: row.reason, counts };
-    });
+    return this.store.list().map((row) => summarize(this.store, row));
   }
 
   view(id: string, excludedLimit = 1000): RolloutView {
-    const row = this.store.get(id);
-    if (!row) throw new NotFoundError(`rollout ${id} not found`);
-    const now = this.deps.clock.now();
-    const waves = row.spec.waves.map((w, index) => ({ index, size: 0, soakMs: w.soakMs, planned: w.size, counts: emptyCounts() }));
-    const total = emptyCounts();
-    let excludedAtPlanning = 0;
-    for (const c of this.store.waveCounts(id)) {
-      total[c.state] += c.n;
-      if (c.wave === null) excludedAtPlanning += c.n;
-      else if (waves[c.wave]) {
-        waves[c.wave]!.counts[c.state] += c.n;
-        waves[c.wave]!.size += c.n;
-      }
-    }
-    const ended = row.state === 'completed' || row.state === 'aborted';
-    const win = ended ? undefined : windowStateAt(row.spec.window, now);
-    return {
-      id: row.id,
-      patchId: row.patchId,
-      state: row.state,
-      currentWave: row.currentWave,
-      reason: row.reason,
-      createdAt: iso(row.createdAt)!,
-      startedAt: iso(row.startedAt),
-      endedAt: iso(row.endedAt),
-      spec: row.spec,
-      window: win ? { open: win.open, openedAt: iso(win.openedAt ?? null), closesAt: iso(win.closesAt ?? null), opensAt: iso(win.opensAt ?? null) } : null,
-      counts: total,
-      waves,
-      excludedAtPlanning,
-      excluded: this.store.excluded(id, excludedLimit),
-      events: this.store.events(id, 50).map((e) => ({ at: iso(e.ts)!, kind: e.kind, deviceId: e.deviceId, ...e.data })),
-    };
+    return buildView(this.store, id, this.deps.clock.now(), { excludedLimit, soakEndsAt: this.active.get(id)?.soakEndsAt ?? null });
   }
 
   /** Run one tick now (also what the timer does). Concurrent calls share the running tick, which then runs once more. */
@@ -359,7 +308,7 @@ export class RolloutScheduler {
 
   private load(row: RolloutRow): void {
     const devices = new Map(this.store.devices(row.id).map((d) => [d.deviceId, d]));
-    const r: ActiveRollout = { row, devices, patch: this.deps.ports.patch(row.patchId) };
+    const r: ActiveRollout = { row: { ...row, spec: normalizeSpec(row.spec) }, devices, patch: this.deps.ports.patch(row.patchId), soakEndsAt: null };
     this.active.set(row.id, r);
     for (const d of devices.values()) if (d.state !== 'excluded') this.byDevice.set(d.deviceId, r);
   }
@@ -370,6 +319,17 @@ export class RolloutScheduler {
     const row = this.store.get(id);
     if (!row) throw new NotFoundError(`rollout ${id} not found`);
     throw new ConflictError(`rollout ${id} is ${row.state}`);
+  }
+
+  private rules(r: ActiveRollout, d: RolloutDeviceRow): DeviceRules {
+    const spec = r.row.spec;
+    const wave = spec.waves[d.wave ?? 0] ?? spec.waves[spec.waves.length - 1]!;
+    return { soakMs: wave.soakMs, reportTimeoutMs: spec.reportTimeoutMs, progressTimeoutMs: spec.progressTimeoutMs, retries: spec.retries, retryBackoffMs: spec.retryBackoffMs };
+  }
+
+  /** Is the device's wave gate still open (its wave is the current one or later)? Then a done device can still fail. */
+  private gateOpen(r: ActiveRollout, d: RolloutDeviceRow): boolean {
+    return d.wave !== null && d.wave >= r.row.currentWave;
   }
 
   private setRolloutState(r: ActiveRollout, to: RolloutState, reason: string | null, extra: Partial<RolloutRow> = {}): void {
@@ -395,7 +355,7 @@ export class RolloutScheduler {
     this.store.transaction(() => {
       for (const d of next) {
         this.store.updateDevice(r.row.id, d);
-        const kind = eventKind?.(d) ?? (d.state === 'failed' || d.state === 'excluded' || d.state === 'done' ? d.state : undefined);
+        const kind = eventKind?.(d) ?? defaultEventKind(r.devices.get(d.deviceId)!, d);
         if (kind) this.store.event(r.row.id, at, kind, d.deviceId, d.detail ? { detail: d.detail } : {});
       }
     });
@@ -405,40 +365,19 @@ export class RolloutScheduler {
     }
   }
 
-  private notePatchState(deviceId: string, state: PatchState, at: number): void {
-    const info = this.restart.get(deviceId) ?? { installingSince: null, installedAt: null };
-    if (state === 'installing') info.installingSince ??= at;
-    else if (state === 'installed') {
-      info.installingSince = null;
-      if (info.installedAt === null || info.installedAt < at - this.deps.config.expectedRestartGraceS * 1000) info.installedAt = at;
-    } else if (state === 'failed' || state === 'rejected') info.installingSince = null;
-    else if (state === 'rolled_back') {
-      // A rollback restarts the device into its old version: the same grace applies.
-      info.installingSince = null;
-      info.installedAt = at;
-    }
-    this.restart.set(deviceId, info);
-  }
-
-  private applyStatus(r: ActiveRollout, deviceId: string, state: PatchState, at: number, detail: string | undefined): void {
+  private applyDeviceStatus(r: ActiveRollout, deviceId: string, state: PatchStatus['state'], at: number, detail: string | undefined, retryable: boolean | undefined): void {
     const d = r.devices.get(deviceId);
     if (!d) return;
-    const to = deviceStateForPatchState(state);
-    if (TERMINAL.has(d.state) || d.state === 'pending') {
-      // pending: a status for an offer this daemon has no record of sending; terminal: too late. Neither moves it.
-      if (d.state === 'pending') this.deps.log.warn({ rolloutId: r.row.id, deviceId, state }, 'patch status for a device not offered yet; ignored');
+    if (d.state === 'pending') {
+      // A status for an offer this daemon has no record of sending (or of a try that ended): it moves nothing.
+      if (d.retryAt === null) this.deps.log.warn({ rolloutId: r.row.id, deviceId, state }, 'patch status for a device not offered yet; ignored');
       return;
     }
-    if (to === d.state) {
-      // Repeated status (heartbeats repeat the latest one): only the progress clock moves, in memory and on disk.
-      if (to !== 'installed') this.transitionDevices(r, [{ ...d, progressAt: at }], at, () => undefined);
-      return;
-    }
-    if (to !== 'failed' && PROGRESS_RANK[to] < PROGRESS_RANK[d.state]) return; // out of order: older than what we know
-    const next: RolloutDeviceRow = { ...d, state: to, progressAt: at, detail: detail ? `${state}: ${detail}` : to === 'failed' ? state : d.detail };
-    if (to === 'installed') next.installedAt = at;
-    this.transitionDevices(r, [next], at);
-    if (to === 'failed') this.kick();
+    const next = applyStatus(d, { state, at, detail, retryable }, this.gateOpen(r, d), this.rules(r, d), r.row.id);
+    if (!next) return;
+    // A repeat only moves the progress clock: no event.
+    this.transitionDevices(r, [next], at, next.state === d.state ? () => undefined : undefined);
+    if (next.state === 'failed' || next.state === 'pending') this.kick();
   }
 
   private onDeviceChanged(device: DeviceRecord): void {
@@ -453,9 +392,8 @@ export class RolloutScheduler {
     // (RULES.md); eligibility and version are checked at offer time, once the device has heartbeated.
     for (const r of this.active.values()) {
       if (r.devices.has(device.id) || this.byDevice.has(device.id) || !r.patch) continue;
-      if (r.row.state !== 'scheduled' && r.row.state !== 'running' && r.row.state !== 'paused') continue;
       if (staticMismatch(device, r.row.spec.target, r.patch)) continue;
-      if (this.store.wasOffered(device.id, r.row.patchId)) continue;
+      if (this.deps.ports.offeredDevices(r.row.patchId).has(device.id)) continue;
       const wave = Math.max(r.row.currentWave, r.row.spec.waves.length - 1);
       const row = newDevice(device.id, wave, 'pending', null);
       row.joinedAt = now;
@@ -475,13 +413,18 @@ export class RolloutScheduler {
     const offers: { r: ActiveRollout; ids: string[] }[] = [];
     for (const r of [...this.active.values()]) {
       if (this.stopped) return;
-      const ids = this.step(r, now);
-      if (ids.length > 0) offers.push({ r, ids });
+      try {
+        const ids = this.step(r, now);
+        if (ids.length > 0) offers.push({ r, ids });
+      } catch (err) {
+        // Issue 9 fault 8: one rollout that cannot run must not stop the others.
+        this.failRollout(r, err);
+      }
     }
     for (const { r, ids } of offers) await this.publish(r, ids);
   }
 
-  /** One rollout's tick: start, gate, and pick (and commit) the offers to send. Returns the device ids to offer. */
+  /** One rollout's tick: start, judge, gate, and pick (and commit) the offers to send. Returns the device ids to offer. */
   private step(r: ActiveRollout, now: number): string[] {
     if (r.row.state === 'paused') return [];
     r.patch ??= this.deps.ports.patch(r.row.patchId);
@@ -489,45 +432,65 @@ export class RolloutScheduler {
       this.endRollout(r, 'aborted', r.patch ? `patch ${r.row.patchId} expired at ${r.patch.expiresAt}` : `patch ${r.row.patchId} is no longer published`, true);
       return [];
     }
-    const spec = r.row.spec;
-    const win = windowStateAt(spec.window, now);
+    const win = windowStateAt(r.row.spec.window, now);
     if (r.row.state === 'scheduled') {
       if (!win.open) return [];
       this.setRolloutState(r, 'running', null, { startedAt: now, waveStartedAt: now });
       this.emit(r, 'rollout.started');
     }
+    this.judge(r, now);
     if (!this.gate(r, now)) return [];
     if (!win.open) return [];
     return this.pickOffers(r, win, now);
   }
 
-  /** Judge in-flight devices and apply the wave gate. Returns false when the rollout ended. */
+  /** Judge devices by time: in flight (progress, time to report), and done devices whose wave still bakes. */
+  private judge(r: ActiveRollout, now: number): void {
+    const next: RolloutDeviceRow[] = [];
+    const missed = this.deps.config.missedHeartbeats ?? 3;
+    for (const d of r.devices.values()) {
+      const rules = this.rules(r, d);
+      if (IN_FLIGHT.has(d.state)) {
+        const failure = judgeInFlight(d, now, rules);
+        if (failure) next.push(afterFailure(d, failure, now, rules, r.row.id));
+      } else if (d.state === 'done' && this.gateOpen(r, d)) {
+        const beat = this.beats.get(d.deviceId);
+        const failure = judgeSoak(
+          d,
+          now,
+          {
+            lastHeartbeatAt: beat?.at ?? null,
+            // Without a heartbeat since our start the interval is unknown: only a loss ticket judges it then.
+            silenceMs: beat ? missed * beat.intervalMs + 1000 : Number.POSITIVE_INFINITY,
+            lossTicket: this.deps.ports.sink.hasOpen(['gateway_loss'], d.deviceId),
+          },
+          Math.max(d.doneAt ?? now, this.startedAt),
+        );
+        if (failure) next.push({ ...d, state: 'failed', detail: failure.reason });
+      }
+    }
+    this.transitionDevices(r, next, now);
+  }
+
+  /** Apply the wave gate. Returns false when the rollout ended. */
   private gate(r: ActiveRollout, now: number): boolean {
     const spec = r.row.spec;
-    // Judge every in-flight device (late offers of earlier waves too) with its own wave's soak.
-    const failed: RolloutDeviceRow[] = [];
-    for (const d of r.devices.values()) {
-      if (!IN_FLIGHT.has(d.state)) continue;
-      const soakMs = spec.waves[d.wave ?? 0]?.soakMs ?? spec.waves[spec.waves.length - 1]!.soakMs;
-      const reason = judgeDevice(progressOf(d, false), now, { soakMs, progressTimeoutMs: spec.progressTimeoutMs });
-      if (reason) failed.push({ ...d, state: 'failed', detail: reason });
-    }
-    this.transitionDevices(r, failed, now);
-
     for (;;) {
       const byWave = this.devicesByWave(r);
+      r.soakEndsAt = null;
       // A wave already passed can still exceed the threshold through late failures: check them all.
       for (let w = 0; w <= r.row.currentWave; w++) {
-        const soakMs = spec.waves[w]!.soakMs;
-        const result = gateDecision(byWave[w] ?? [], now, { soakMs, abortThreshold: spec.abortThreshold, progressTimeoutMs: spec.progressTimeoutMs });
+        const result = gateDecision(byWave[w] ?? [], now, { soakMs: spec.waves[w]!.soakMs, abortThreshold: spec.abortThreshold });
         if (result.decision === 'abort') {
           const reason = `wave ${w + 1}: ${result.tally.failed} of ${result.tally.size} devices failed (${(result.failedShare * 100).toFixed(1)} % > ${(spec.abortThreshold * 100).toFixed(1)} %)`;
           this.endRollout(r, 'aborted', reason, true);
           return false;
         }
         if (w < r.row.currentWave) continue;
-        if (result.decision === 'wait') return true;
-        // advance
+        if (result.decision === 'wait') {
+          r.soakEndsAt = result.soakEndsAt;
+          return true;
+        }
         if (r.row.currentWave >= spec.waves.length - 1) {
           this.endRollout(r, 'completed', `all ${spec.waves.length} waves passed their health gate`);
           return false;
@@ -545,11 +508,11 @@ export class RolloutScheduler {
     }
   }
 
-  private devicesByWave(r: ActiveRollout): DeviceProgress[][] {
-    const byWave: DeviceProgress[][] = r.row.spec.waves.map(() => []);
+  private devicesByWave(r: ActiveRollout): GateDevice[][] {
+    const byWave: GateDevice[][] = r.row.spec.waves.map(() => []);
     for (const d of r.devices.values()) {
       if (d.wave === null) continue;
-      byWave[d.wave]?.push(progressOf(d, d.state === 'pending' && this.deps.ports.isConnected(d.deviceId)));
+      byWave[d.wave]?.push({ state: d.state, doneAt: d.doneAt, active: isActivePending(d, d.state === 'pending' && this.deps.ports.isConnected(d.deviceId)) });
     }
     return byWave;
   }
@@ -564,9 +527,13 @@ export class RolloutScheduler {
     for (const d of r.devices.values()) {
       if (d.state !== 'pending' || d.wave === null || d.wave > r.row.currentWave) continue;
       if (!ports.isConnected(d.deviceId)) continue;
-      // Spread the wave's offers over [base, base + jitter), clamped to what is left of the window.
-      const base = d.wave === r.row.currentWave ? Math.max(openedAt, r.row.waveStartedAt ?? openedAt) : openedAt;
-      const at = base + jitterOffset(d.deviceId, r.row.id, Math.min(spec.jitterMs, closesAt - base));
+      // A retry waits for its backoff; a first offer is spread over [base, base + jitter), clamped to the window.
+      let at: number;
+      if (d.retryAt !== null) at = d.retryAt;
+      else {
+        const base = d.wave === r.row.currentWave ? Math.max(openedAt, r.row.waveStartedAt ?? openedAt) : openedAt;
+        at = base + jitterOffset(d.deviceId, r.row.id, Math.min(spec.jitterMs, closesAt - base));
+      }
       if (at > now) continue;
       const device = directory.get(d.deviceId);
       if (!device || device.revokedAt !== null) {
@@ -576,10 +543,9 @@ export class RolloutScheduler {
       due.push({ deviceId: d.deviceId, group: groupOf(device), wave: d.wave, at });
     }
     due.sort((a, b) => a.wave - b.wave || a.at - b.at || (a.deviceId < b.deviceId ? -1 : 1));
-    const caps = { maxConcurrent: spec.maxConcurrent, maxPerGateway: spec.maxPerGateway };
-    const { picked } = pickWithinCaps(due, this.inFlight(), caps, (c) => {
+    const { picked } = pickWithinCaps(due, this.inFlight(), { maxConcurrent: spec.maxConcurrent, maxPerGateway: spec.maxPerGateway }, (c) => {
       // Offer-time guard, only for devices that fit the caps: eligibility and software may have changed since
-      // planning (or were never known, for a device that joined later).
+      // planning (or were never known, for a device that joined later). A retry runs the old version again.
       const mismatch = liveMismatch(c.deviceId, spec.target, r.patch!, ports, now);
       if (!mismatch) return true;
       excluded.push({ ...r.devices.get(c.deviceId)!, state: 'excluded', detail: mismatch });
@@ -587,14 +553,41 @@ export class RolloutScheduler {
     });
     this.transitionDevices(r, excluded, now);
     if (picked.length === 0) return [];
-    // Committed before the publish: after a crash between the two, the device is `offered` and never offered again.
-    this.transitionDevices(
-      r,
-      picked.map((id) => ({ ...r.devices.get(id)!, state: 'offered' as const, offeredAt: now, progressAt: now })),
-      now,
-      () => undefined,
-    );
-    return picked;
+    return this.commitOffers(r, picked, now);
+  }
+
+  /**
+   * Commit `offered` and the one offer record together, before anything is sent: after a crash between the
+   * two the device is `offered` and its offer is re-sent at its next ready signal, never recorded twice. A
+   * device someone else offered this patch meanwhile (a manual offer) is left out with that reason.
+   */
+  private commitOffers(r: ActiveRollout, picked: readonly string[], now: number): string[] {
+    const sent: string[] = [];
+    const rows: RolloutDeviceRow[] = [];
+    this.store.transaction(() => {
+      for (const id of picked) {
+        const d = r.devices.get(id)!;
+        let next: RolloutDeviceRow;
+        try {
+          this.deps.ports.recordOffer(id, r.row.patchId, r.row.id, now, d.attempts > 0);
+          next = { ...d, state: 'offered', offeredAt: now, progressAt: now, attempts: d.attempts + 1, retryAt: null };
+          sent.push(id);
+        } catch (err) {
+          if (!(err instanceof ConflictError)) throw err;
+          next = { ...d, state: 'excluded', detail: err.message };
+        }
+        assertDeviceTransition(d.state, next.state, `device ${id} in ${r.row.id}`);
+        this.store.updateDevice(r.row.id, next);
+        if (next.state === 'excluded') this.store.event(r.row.id, now, 'excluded', id, { detail: next.detail });
+        else if (next.attempts > 1) this.store.event(r.row.id, now, 'retry', id, { attempt: next.attempts });
+        rows.push(next);
+      }
+    });
+    for (const d of rows) {
+      r.devices.set(d.deviceId, d);
+      if (d.state === 'excluded') this.byDevice.delete(d.deviceId);
+    }
+    return sent;
   }
 
   private inFlight(): { fleet: number; groups: Map<string, number> } {
@@ -617,25 +610,31 @@ export class RolloutScheduler {
     for (let i = 0; i < ids.length; i += OFFER_CONCURRENCY) {
       const chunk = ids.slice(i, i + OFFER_CONCURRENCY);
       const results = await Promise.allSettled(chunk.map((id) => this.deps.ports.offer(id, r.row.patchId, r.row.id)));
-      const undelivered: RolloutDeviceRow[] = [];
       results.forEach((res, j) => {
-        const id = chunk[j]!;
-        if (res.status === 'fulfilled') {
-          sent++;
-          return;
-        }
-        this.deps.log.warn({ rolloutId: r.row.id, deviceId: id, err: res.reason }, 'offer not handed to the broker; will retry');
-        const d = r.devices.get(id);
-        // Only if nothing else happened meanwhile: the port said it sent nothing, so this is not a second offer.
-        if (d?.state === 'offered') undelivered.push({ ...d, state: 'pending', offeredAt: null, progressAt: null, detail: `offer failed: ${String((res.reason as Error)?.message ?? res.reason)}` });
+        if (res.status === 'fulfilled') sent++;
+        // The offer stays recorded: the patch service re-sends it at the device's next ready signal.
+        else this.deps.log.warn({ rolloutId: r.row.id, deviceId: chunk[j], err: res.reason }, 'offer not handed to the broker; re-sent at the next reconnect');
       });
-      if (this.active.has(r.row.id)) this.transitionDevices(r, undelivered, this.deps.clock.now(), () => 'offer_failed');
     }
     if (sent > 0) this.deps.onOffered?.(sent);
     this.deps.log.debug({ rolloutId: r.row.id, sent, attempted: ids.length }, 'offers sent');
   }
 
-  private endRollout(r: ActiveRollout, to: 'completed' | 'aborted', reason: string, automatic = false): void {
+  /** Issue 9 fault 8: a rollout that throws at run time is failed with the reason, an event and a ticket. */
+  private failRollout(r: ActiveRollout, err: unknown): void {
+    const reason = `failed at run time: ${(err as Error)?.message ?? String(err)}`;
+    this.deps.log.error({ err, rolloutId: r.row.id }, 'rollout failed at run time; the others go on');
+    try {
+      this.endRollout(r, 'failed', reason, true);
+    } catch (endErr) {
+      // Even recording it failed (storage): take it out of this process's ticks so the others still run.
+      this.deps.log.error({ err: endErr, rolloutId: r.row.id }, 'could not record the rollout failure; it is skipped until restart');
+      this.active.delete(r.row.id);
+      for (const [deviceId, owner] of this.byDevice) if (owner === r) this.byDevice.delete(deviceId);
+    }
+  }
+
+  private endRollout(r: ActiveRollout, to: 'completed' | 'aborted' | 'failed', reason: string, automatic = false): void {
     const now = this.deps.clock.now();
     assertRolloutTransition(r.row.state, to, `rollout ${r.row.id}`);
     // Completed: devices that stayed offline through the whole rollout are recorded as left out, with why.
@@ -646,30 +645,32 @@ export class RolloutScheduler {
     this.setRolloutState(r, to, reason, { endedAt: now });
     this.active.delete(r.row.id);
     for (const [deviceId, owner] of this.byDevice) if (owner === r) this.byDevice.delete(deviceId);
-    if (to === 'aborted' && automatic) {
-      const counts = countStates(r);
-      const targeted = r.devices.size - counts.excluded;
-      try {
-        this.deps.ports.sink.raise({
-          kind: 'rollout_aborted',
-          subject: `rollout:${r.row.id}`,
-          classification: 'problem',
-          severity: abortSeverity(counts.failed, targeted),
-          summary: `Rollout ${r.row.id} of ${r.row.patchId} aborted: ${reason}`,
-          details: {
-            rolloutId: r.row.id,
-            patchId: r.row.patchId,
-            wave: r.row.currentWave + 1,
-            failed: counts.failed,
-            targeted,
-            failedDevices: [...r.devices.values()].filter((d) => d.state === 'failed').slice(0, 100).map((d) => ({ deviceId: d.deviceId, detail: d.detail })),
-          },
-        });
-      } catch (err) {
-        this.deps.log.error({ err, rolloutId: r.row.id }, 'could not raise the rollout_aborted ticket');
-      }
+    if (to !== 'completed' && automatic) this.raiseTicket(r, reason);
+    this.emit(r, to === 'completed' ? 'rollout.completed' : to === 'failed' ? 'rollout.failed' : 'rollout.aborted', reason);
+  }
+
+  private raiseTicket(r: ActiveRollout, reason: string): void {
+    const counts = countStates(r);
+    const targeted = r.devices.size - counts.excluded;
+    try {
+      this.deps.ports.sink.raise({
+        kind: 'rollout_aborted',
+        subject: `rollout:${r.row.id}`,
+        classification: 'problem',
+        severity: abortSeverity(counts.failed, targeted),
+        summary: `Rollout ${r.row.id} of ${r.row.patchId} ${r.row.state === 'failed' ? 'failed' : 'aborted'}: ${reason}`,
+        details: {
+          rolloutId: r.row.id,
+          patchId: r.row.patchId,
+          wave: r.row.currentWave + 1,
+          failed: counts.failed,
+          targeted,
+          failedDevices: [...r.devices.values()].filter((d) => d.state === 'failed').slice(0, 100).map((d) => ({ deviceId: d.deviceId, detail: d.detail })),
+        },
+      });
+    } catch (err) {
+      this.deps.log.error({ err, rolloutId: r.row.id }, 'could not raise the rollout_aborted ticket');
     }
-    this.emit(r, to === 'completed' ? 'rollout.completed' : 'rollout.aborted', reason);
   }
 
   private emit(r: ActiveRollout, type: RolloutEvent['type'], reason?: string): void {
@@ -685,58 +686,22 @@ export class RolloutScheduler {
   }
 }
 
-export interface RolloutSummary {
-  id: string;
-  patchId: string;
-  state: RolloutState;
-  currentWave: number;
-  waves: number;
-  createdAt: string;
-  startedAt: string | null;
-  endedAt: string | null;
-  reason: string | null;
-  counts: Record<DeviceRolloutState, number>;
-}
+export type { RolloutSummary, RolloutView };
 
-export interface RolloutView {
-  id: string;
-  patchId: string;
-  state: RolloutState;
-  /** 0-based index of the wave being gated. */
-  currentWave: number;
-  reason: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  endedAt: string | null;
-  spec: RolloutSpec;
-  window: { open: boolean; openedAt: string | null; closesAt: string | null; opensAt: string | null } | null;
-  counts: Record<DeviceRolloutState, number>;
-  waves: { index: number; size: number; soakMs: number; planned: RolloutSpec['waves'][number]['size']; counts: Record<DeviceRolloutState, number> }[];
-  excludedAtPlanning: number;
-  excluded: { deviceId: string; wave: number | null; reason: string }[];
-  events: Record<string, unknown>[];
+function defaultEventKind(before: RolloutDeviceRow, after: RolloutDeviceRow): string | undefined {
+  if (after.state === before.state) return undefined;
+  if (after.state === 'pending' && after.retryAt !== null) return 'retry_scheduled';
+  return after.state === 'failed' || after.state === 'excluded' || after.state === 'done' ? after.state : undefined;
 }
 
 function newDevice(deviceId: string, wave: number | null, state: DeviceRolloutState, detail: string | null): RolloutDeviceRow {
-  return { deviceId, wave, state, offeredAt: null, installedAt: null, doneAt: null, progressAt: null, joinedAt: null, detail };
-}
-
-function progressOf(d: RolloutDeviceRow, connected: boolean): DeviceProgress {
-  return { deviceId: d.deviceId, state: d.state, connected, installedAt: d.installedAt, lastProgressAt: d.progressAt ?? d.offeredAt };
-}
-
-function emptyCounts(): Record<DeviceRolloutState, number> {
-  return { pending: 0, offered: 0, downloading: 0, installing: 0, installed: 0, done: 0, failed: 0, excluded: 0 };
+  return { deviceId, wave, state, offeredAt: null, installedAt: null, doneAt: null, progressAt: null, joinedAt: null, detail, attempts: 0, retryAt: null, cancelRequestedAt: null };
 }
 
 function countStates(r: ActiveRollout): Record<DeviceRolloutState, number> {
   const counts = emptyCounts();
   for (const d of r.devices.values()) counts[d.state]++;
   return counts;
-}
-
-function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
 }
 
 export type { RolloutSpec };

@@ -1,4 +1,4 @@
-import semver from 'semver';
+import { isValidRange } from '../../patches/version-match.js';
 import { ValidationError } from '../errors.js';
 import { DEVICE_TYPES } from '../protocol/names.js';
 import { cronError, isValidTimezone, type MaintenanceWindow } from './window.js';
@@ -12,7 +12,10 @@ export type WaveSize = { count: number } | { percent: number };
 
 export interface WaveSpec {
   size: WaveSize;
-  /** After install, how long a device has to heartbeat the new version before it counts as failed. */
+  /**
+   * Bake time (RULES.md "Soak is bake time"): the wave passes its gate only once this much time has passed
+   * since the last of its devices was done, with every one still healthy.
+   */
   soakMs: number;
 }
 
@@ -42,7 +45,27 @@ export interface RolloutSpec {
   jitterMs: number;
   /** An offered device that reports no progress for this long counts as failed. */
   progressTimeoutMs: number;
+  /** After its final `installed`, how long a device has to heartbeat the new version (time allowed to report). */
+  reportTimeoutMs: number;
+  /** Offers after the first one for a transient failure (RULES.md "Retries"); 0 = none. */
+  retries: number;
+  /** Base of the per-device retry backoff (doubles per try, capped at 16 x). */
+  retryBackoffMs: number;
 }
+
+/**
+ * Upper bounds of every number a rollout takes (issue 9 fault 8: a window of `300000000d` was stored and then
+ * broke every tick). Anything above is refused at validation with 400, before anything is stored.
+ */
+export const LIMITS = {
+  durationMs: 366 * 86_400_000,
+  windowMs: 31 * 86_400_000,
+  waves: 100,
+  waveCount: 10_000_000,
+  maxConcurrent: 1_000_000,
+  maxPerGateway: 100_000,
+  retries: 10,
+} as const;
 
 export interface SpecDefaults {
   abortThreshold: number;
@@ -52,11 +75,19 @@ export interface SpecDefaults {
 
 export const DEFAULT_SOAK_MS = 30 * 60_000;
 export const DEFAULT_PROGRESS_TIMEOUT_MS = 60 * 60_000;
+export const DEFAULT_REPORT_TIMEOUT_MS = 15 * 60_000;
+export const DEFAULT_RETRY_BACKOFF_MS = 60_000;
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** `90s`, `30m`, `4h`, `1h30m`, `2d`, `500ms`; a bare number is seconds. */
-export function parseDuration(value: unknown, field: string): number {
+/** `90s`, `30m`, `4h`, `1h30m`, `2d`, `500ms`; a bare number is seconds. At most `maxMs` (default 366 days). */
+export function parseDuration(value: unknown, field: string, maxMs: number = LIMITS.durationMs): number {
+  const ms = parseDurationUnbounded(value, field);
+  if (!(ms <= maxMs)) throw new ValidationError(`${field}: at most ${formatDuration(maxMs)}`);
+  return ms;
+}
+
+function parseDurationUnbounded(value: unknown, field: string): number {
   if (typeof value === 'number') {
     if (!Number.isFinite(value) || value < 0) throw new ValidationError(`${field}: expected a non-negative duration`);
     return Math.round(value * 1000);
@@ -93,6 +124,7 @@ export function formatDuration(ms: number): string {
 export function parseWaveSize(value: unknown, field: string): WaveSize {
   if (typeof value === 'number') {
     if (!Number.isInteger(value) || value < 1) throw new ValidationError(`${field}: a count must be a positive integer`);
+    if (value > LIMITS.waveCount) throw new ValidationError(`${field}: a count must be at most ${LIMITS.waveCount}`);
     return { count: value };
   }
   if (typeof value === 'string') {
@@ -134,9 +166,11 @@ function rejectUnknown(obj: Record<string, unknown>, allowed: readonly string[],
   }
 }
 
-function positiveInt(value: unknown, field: string, fallback: number): number {
+function boundedInt(value: unknown, field: string, fallback: number, min: number, max: number): number {
   if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new ValidationError(`${field}: expected a positive integer`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ValidationError(`${field}: expected an integer from ${min} to ${max}`);
+  }
   return value;
 }
 
@@ -148,14 +182,15 @@ function positiveInt(value: unknown, field: string, fallback: number): number {
  *   "waves": [ { "size": 5, "soak": "30m" }, { "size": "10%" }, { "size": "100%" } ],
  *   "soak": "30m",
  *   "window": { "cron": "0 2 * * *", "duration": "4h", "timezone": "Europe/Berlin" },
- *   "abortThreshold": 0.1, "maxConcurrent": 500, "maxPerGateway": 1, "jitter": "10m", "progressTimeout": "1h" }
+ *   "abortThreshold": 0.1, "maxConcurrent": 500, "maxPerGateway": 1, "jitter": "10m", "progressTimeout": "1h",
+ *   "reportTimeout": "15m", "retries": 2, "retryBackoff": "1m" }
  * ```
  */
 export function parseRolloutSpec(input: unknown, defaults: SpecDefaults): RolloutSpec {
   if (!isObject(input)) throw new ValidationError('body: expected a JSON object');
   rejectUnknown(
     input,
-    ['patchId', 'target', 'waves', 'soak', 'window', 'abortThreshold', 'maxConcurrent', 'maxPerGateway', 'jitter', 'progressTimeout'],
+    ['patchId', 'target', 'waves', 'soak', 'window', 'abortThreshold', 'maxConcurrent', 'maxPerGateway', 'jitter', 'progressTimeout', 'reportTimeout', 'retries', 'retryBackoff'],
     '',
   );
   if (typeof input.patchId !== 'string' || input.patchId.trim() === '') throw new ValidationError('patchId: required');
@@ -169,7 +204,7 @@ export function parseRolloutSpec(input: unknown, defaults: SpecDefaults): Rollou
   }
   let software: string | null = null;
   if (targetIn.software !== undefined && targetIn.software !== null && targetIn.software !== '') {
-    if (typeof targetIn.software !== 'string' || semver.validRange(targetIn.software) === null) {
+    if (typeof targetIn.software !== 'string' || !isValidRange(targetIn.software)) {
       throw new ValidationError(`target.software: "${String(targetIn.software)}" is not a semver range`);
     }
     software = targetIn.software.trim();
@@ -178,7 +213,7 @@ export function parseRolloutSpec(input: unknown, defaults: SpecDefaults): Rollou
 
   const defaultSoakMs = input.soak === undefined ? DEFAULT_SOAK_MS : parseDuration(input.soak, 'soak');
   if (!Array.isArray(input.waves) || input.waves.length === 0) throw new ValidationError('waves: at least one wave is required');
-  if (input.waves.length > 100) throw new ValidationError('waves: at most 100 waves');
+  if (input.waves.length > LIMITS.waves) throw new ValidationError(`waves: at most ${LIMITS.waves} waves`);
   const waves: WaveSpec[] = input.waves.map((w, i) => {
     const field = `waves.${i}`;
     if (!isObject(w)) return { size: parseWaveSize(w, `${field}`), soakMs: defaultSoakMs };
@@ -192,7 +227,7 @@ export function parseRolloutSpec(input: unknown, defaults: SpecDefaults): Rollou
   if (typeof cron !== 'string' || cron.trim() === '') throw new ValidationError('window.cron: required');
   const cronProblem = cronError(cron.trim());
   if (cronProblem) throw new ValidationError(`window.cron: "${cron}" is not a valid cron expression (${cronProblem})`);
-  const durationMs = parseDuration(input.window.duration, 'window.duration');
+  const durationMs = parseDuration(input.window.duration, 'window.duration', LIMITS.windowMs);
   if (durationMs < 60_000) throw new ValidationError('window.duration: must be at least 1m');
   const timezone = input.window.timezone;
   if (typeof timezone !== 'string' || !isValidTimezone(timezone)) {
@@ -206,9 +241,13 @@ export function parseRolloutSpec(input: unknown, defaults: SpecDefaults): Rollou
     }
     abortThreshold = input.abortThreshold;
   }
-  const jitterMs = input.jitter === undefined ? 0 : parseDuration(input.jitter, 'jitter');
-  const progressTimeoutMs = input.progressTimeout === undefined ? DEFAULT_PROGRESS_TIMEOUT_MS : parseDuration(input.progressTimeout, 'progressTimeout');
+  const jitterMs = input.jitter === undefined ? 0 : parseDuration(input.jitter, 'jitter', LIMITS.windowMs);
+  const progressTimeoutMs = input.progressTimeout === undefined ? DEFAULT_PROGRESS_TIMEOUT_MS : parseDuration(input.progressTimeout, 'progressTimeout', LIMITS.windowMs);
   if (progressTimeoutMs < 1000) throw new ValidationError('progressTimeout: must be at least 1s');
+  const reportTimeoutMs = input.reportTimeout === undefined ? DEFAULT_REPORT_TIMEOUT_MS : parseDuration(input.reportTimeout, 'reportTimeout', LIMITS.windowMs);
+  if (reportTimeoutMs < 1000) throw new ValidationError('reportTimeout: must be at least 1s');
+  const retryBackoffMs = input.retryBackoff === undefined ? DEFAULT_RETRY_BACKOFF_MS : parseDuration(input.retryBackoff, 'retryBackoff', 86_400_000);
+  if (retryBackoffMs < 100) throw new ValidationError('retryBackoff: must be at least 100ms');
 
   return {
     patchId: input.patchId.trim(),
@@ -216,9 +255,22 @@ export function parseRolloutSpec(input: unknown, defaults: SpecDefaults): Rollou
     waves,
     window: { cron: cron.trim(), durationMs, timezone },
     abortThreshold,
-    maxConcurrent: positiveInt(input.maxConcurrent, 'maxConcurrent', defaults.maxConcurrent),
-    maxPerGateway: positiveInt(input.maxPerGateway, 'maxPerGateway', defaults.maxPerGateway),
+    maxConcurrent: boundedInt(input.maxConcurrent, 'maxConcurrent', defaults.maxConcurrent, 1, LIMITS.maxConcurrent),
+    maxPerGateway: boundedInt(input.maxPerGateway, 'maxPerGateway', defaults.maxPerGateway, 1, LIMITS.maxPerGateway),
     jitterMs,
     progressTimeoutMs,
+    reportTimeoutMs,
+    retries: boundedInt(input.retries, 'retries', 0, 0, LIMITS.retries),
+    retryBackoffMs,
+  };
+}
+
+/** A stored spec with the fields added later (issue 9: reportTimeout, retries) filled with their defaults. */
+export function normalizeSpec(spec: RolloutSpec): RolloutSpec {
+  return {
+    ...spec,
+    reportTimeoutMs: spec.reportTimeoutMs ?? DEFAULT_REPORT_TIMEOUT_MS,
+    retries: spec.retries ?? 0,
+    retryBackoffMs: spec.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS,
   };
 }

@@ -5,17 +5,19 @@ import type { PatchState } from '../protocol/names.js';
  * The rollout and per-device state machines as tables (STYLE.md "State machines are tables").
  * The scheduler persists every transition before acting on it; an illegal transition throws.
  */
-export const ROLLOUT_STATES = ['scheduled', 'running', 'paused', 'completed', 'aborted'] as const;
+export const ROLLOUT_STATES = ['scheduled', 'running', 'paused', 'completed', 'aborted', 'failed'] as const;
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
 
 export const ROLLOUT_TRANSITIONS: Readonly<Record<RolloutState, readonly RolloutState[]>> = {
   // scheduled: created, waiting for its first window to open.
-  scheduled: ['running', 'paused', 'aborted'],
-  running: ['paused', 'completed', 'aborted'],
+  // failed: the scheduler could not execute the rollout at run time (issue 9 fault 8); the others go on.
+  scheduled: ['running', 'paused', 'aborted', 'failed'],
+  running: ['paused', 'completed', 'aborted', 'failed'],
   // Resume goes back to scheduled when the rollout had not started yet.
-  paused: ['running', 'scheduled', 'aborted'],
+  paused: ['running', 'scheduled', 'aborted', 'failed'],
   completed: [],
   aborted: [],
+  failed: [],
 };
 
 export const DEVICE_STATES = ['pending', 'offered', 'downloading', 'installing', 'installed', 'done', 'failed', 'excluded'] as const;
@@ -27,11 +29,14 @@ export const DEVICE_TRANSITIONS: Readonly<Record<DeviceRolloutState, readonly De
   // offered -> pending only when the port reports the offer was NOT handed to the broker (nothing was sent,
   // so re-offering later is not a second offer). Any status may be the first one heard (QoS 1 messages can be
   // lost; the heartbeat `patch` field repeats the latest state, PROTOCOL.md "Heartbeat").
-  offered: ['pending', 'downloading', 'installing', 'installed', 'done', 'failed'],
-  downloading: ['installing', 'installed', 'done', 'failed'],
-  installing: ['installed', 'done', 'failed'],
+  // -> pending: a transient failure with tries left (RULES.md "Retries"); offered again after a backoff.
+  offered: ['pending', 'downloading', 'installing', 'installed', 'failed'],
+  downloading: ['pending', 'installing', 'installed', 'failed'],
+  installing: ['pending', 'installed', 'failed'],
+  // installed -> done only on a heartbeat on the new version after the final `installed` (RULES.md "Health gate").
   installed: ['done', 'failed'],
-  done: [],
+  // done -> failed: a rollback, a revert or silence before the wave's gate closes (soak is bake time).
+  done: ['failed'],
   failed: [],
   excluded: [],
 };
@@ -75,18 +80,7 @@ export function deviceStateForPatchState(state: PatchState): DeviceRolloutState 
     case 'failed':
     case 'rolled_back':
     case 'rejected':
+    case 'cancelled':
       return 'failed';
   }
 }
-
-/** Rank along the happy path, so an out-of-order (older) status never moves a device back. */
-export const PROGRESS_RANK: Readonly<Record<DeviceRolloutState, number>> = {
-  pending: 0,
-  offered: 1,
-  downloading: 2,
-  installing: 3,
-  installed: 4,
-  done: 5,
-  failed: 5,
-  excluded: 5,
-};

@@ -27,6 +27,12 @@ export interface RolloutDeviceRow {
   progressAt: number | null;
   joinedAt: number | null;
   detail: string | null;
+  /** Offers sent to this device in this rollout (first offer + retries). */
+  attempts: number;
+  /** Pending for a retry: not offered again before this. */
+  retryAt: number | null;
+  /** `abort --force` asked this device to cancel (the PatchCancel itself is owed by the patch service). */
+  cancelRequestedAt: number | null;
 }
 
 export interface RolloutEventRow {
@@ -61,6 +67,9 @@ interface RawDevice {
   progress_at: number | null;
   joined_at: number | null;
   detail: string | null;
+  attempts: number;
+  retry_at: number | null;
+  cancel_requested_at: number | null;
 }
 
 const ACTIVE = "('scheduled','running','paused')";
@@ -92,6 +101,9 @@ function toDevice(r: RawDevice): RolloutDeviceRow {
     progressAt: r.progress_at,
     joinedAt: r.joined_at,
     detail: r.detail,
+    attempts: r.attempts,
+    retryAt: r.retry_at,
+    cancelRequestedAt: r.cancel_requested_at,
   };
 }
 
@@ -119,19 +131,19 @@ export class RolloutStore {
       )
       .run(row.id, row.patchId, JSON.stringify(row.spec), row.state, row.currentWave, row.waveStartedAt, row.createdAt, row.updatedAt, row.startedAt, row.endedAt, row.reason);
     const insert = this.db.prepare(
-      `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, offered_at, installed_at, done_at, progress_at, joined_at, detail)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, offered_at, installed_at, done_at, progress_at, joined_at, detail, attempts, retry_at, cancel_requested_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    for (const d of devices) insert.run(row.id, d.deviceId, d.wave, d.state, d.offeredAt, d.installedAt, d.doneAt, d.progressAt, d.joinedAt, d.detail);
+    for (const d of devices) insert.run(row.id, d.deviceId, d.wave, d.state, d.offeredAt, d.installedAt, d.doneAt, d.progressAt, d.joinedAt, d.detail, d.attempts, d.retryAt, d.cancelRequestedAt);
   }
 
   insertDevice(rolloutId: string, d: RolloutDeviceRow): void {
     this.db
       .prepare(
-        `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, offered_at, installed_at, done_at, progress_at, joined_at, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, offered_at, installed_at, done_at, progress_at, joined_at, detail, attempts, retry_at, cancel_requested_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(rolloutId, d.deviceId, d.wave, d.state, d.offeredAt, d.installedAt, d.doneAt, d.progressAt, d.joinedAt, d.detail);
+      .run(rolloutId, d.deviceId, d.wave, d.state, d.offeredAt, d.installedAt, d.doneAt, d.progressAt, d.joinedAt, d.detail, d.attempts, d.retryAt, d.cancelRequestedAt);
   }
 
   updateRollout(row: RolloutRow): void {
@@ -145,10 +157,11 @@ export class RolloutStore {
   updateDevice(rolloutId: string, d: RolloutDeviceRow): void {
     this.db
       .prepare(
-        `UPDATE rollout_devices SET wave = ?, state = ?, offered_at = ?, installed_at = ?, done_at = ?, progress_at = ?, detail = ?
+        `UPDATE rollout_devices SET wave = ?, state = ?, offered_at = ?, installed_at = ?, done_at = ?, progress_at = ?, detail = ?,
+           attempts = ?, retry_at = ?, cancel_requested_at = ?
          WHERE rollout_id = ? AND device_id = ?`,
       )
-      .run(d.wave, d.state, d.offeredAt, d.installedAt, d.doneAt, d.progressAt, d.detail, rolloutId, d.deviceId);
+      .run(d.wave, d.state, d.offeredAt, d.installedAt, d.doneAt, d.progressAt, d.detail, d.attempts, d.retryAt, d.cancelRequestedAt, rolloutId, d.deviceId);
   }
 
   event(rolloutId: string, ts: number, kind: string, deviceId: string | null = null, data: Record<string, unknown> = {}): void {
@@ -202,19 +215,9 @@ export class RolloutStore {
       .map((r) => ({ id: r.id, ts: r.ts, kind: r.kind, deviceId: r.device_id, data: JSON.parse(r.data) as Record<string, unknown> }));
   }
 
-  /**
-   * Devices that may not join a new rollout of `patchId`: those in another active rollout, and those already
-   * offered this patch by any rollout (RULES.md: no device is offered the same patch twice).
-   */
-  busyDevices(patchId: string): Map<string, string> {
+  /** Devices in an active rollout (any patch): a device takes part in at most one at a time. */
+  busyDevices(): Map<string, string> {
     const busy = new Map<string, string>();
-    const offered = this.db
-      .prepare(
-        `SELECT d.device_id, d.rollout_id FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
-         WHERE r.patch_id = ? AND d.offered_at IS NOT NULL`,
-      )
-      .all(patchId) as { device_id: string; rollout_id: string }[];
-    for (const r of offered) busy.set(r.device_id, `already offered ${patchId} in rollout ${r.rollout_id}`);
     const active = this.db
       .prepare(
         `SELECT d.device_id, d.rollout_id FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
@@ -225,16 +228,13 @@ export class RolloutStore {
     return busy;
   }
 
-  /** Was this device offered this patch by any rollout? */
-  wasOffered(deviceId: string, patchId: string): boolean {
+  /** Failed devices of a rollout with their reasons (the detail holds the tail of the failing command's output). */
+  failed(rolloutId: string, limit: number): { deviceId: string; wave: number | null; reason: string; attempts: number }[] {
     return (
       this.db
-        .prepare(
-          `SELECT 1 FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
-           WHERE d.device_id = ? AND r.patch_id = ? AND d.offered_at IS NOT NULL LIMIT 1`,
-        )
-        .get(deviceId, patchId) !== undefined
-    );
+        .prepare(`SELECT device_id, wave, detail, attempts FROM rollout_devices WHERE rollout_id = ? AND state = 'failed' ORDER BY device_id LIMIT ?`)
+        .all(rolloutId, limit) as { device_id: string; wave: number | null; detail: string | null; attempts: number }[]
+    ).map((r) => ({ deviceId: r.device_id, wave: r.wave, reason: r.detail ?? '', attempts: r.attempts }));
   }
 
   /** The latest rollout row of a device whose rollout has ended but which is still in flight (status after abort). */
@@ -246,14 +246,5 @@ export class RolloutStore {
       )
       .get(deviceId, rolloutId) as RawDevice | undefined;
     return r && toDevice(r);
-  }
-
-  /** Devices installing, or installed after `since`: the evaluator must not read their silence as a loss. */
-  restarting(since: number): { deviceId: string; state: DeviceRolloutState; installedAt: number | null; progressAt: number | null }[] {
-    return (
-      this.db
-        .prepare(`SELECT device_id, state, installed_at, progress_at FROM rollout_devices WHERE state = 'installing' OR installed_at >= ?`)
-        .all(since) as { device_id: string; state: DeviceRolloutState; installed_at: number | null; progress_at: number | null }[]
-    ).map((r) => ({ deviceId: r.device_id, state: r.state, installedAt: r.installed_at, progressAt: r.progress_at }));
   }
 }

@@ -1,6 +1,7 @@
 import type { DeviceDirectory, DeviceRecord } from '../../src/registry/types.js';
 import type { PublishedPatch, RolloutPorts } from '../../src/rollouts/ports.js';
 import type { ConditionReport, ConditionSink, TicketKind } from '../../src/tickets/types.js';
+import { ConflictError } from '../../src/errors.js';
 
 /**
  * Real, small implementations of the scheduler's ports for tests and the bench: an in-memory device
@@ -57,21 +58,42 @@ export class RecordingPorts implements RolloutPorts {
   readonly connected = new Set<string>();
   readonly versions = new Map<string, string>();
   readonly ineligible = new Map<string, string>();
+  /** Every send (first offers, retries, and sends of recorded offers). */
   readonly offers: { deviceId: string; patchId: string; rolloutId: string }[] = [];
+  /** The one offer record per (device, patch), as the patch service keeps it: `device|patch` -> rollout or null. */
+  readonly records = new Map<string, string | null>();
+  readonly retries: { deviceId: string; patchId: string; rolloutId: string }[] = [];
+  readonly cancels: { deviceId: string; patchId: string; rolloutId: string }[] = [];
   readonly sink = new RecordingSink();
-  /** Replace to make offers fail or hang (crash simulation). */
+  /** Replace to make sends fail or hang (crash simulation). */
   send: (deviceId: string, patchId: string, rolloutId: string) => Promise<void> = async () => {};
 
   patch(id: string) {
     return this.patches.get(id);
   }
+  recordOffer(deviceId: string, patchId: string, rolloutId: string | null, _now: number, retry: boolean): void {
+    const key = `${deviceId}|${patchId}`;
+    if (retry && this.records.has(key)) {
+      this.retries.push({ deviceId, patchId, rolloutId: rolloutId ?? '' });
+      return;
+    }
+    if (this.records.has(key)) throw new ConflictError(`device ${deviceId} was already offered ${patchId}`);
+    this.records.set(key, rolloutId);
+  }
   async offer(deviceId: string, patchId: string, rolloutId: string): Promise<void> {
     await this.send(deviceId, patchId, rolloutId);
     this.offers.push({ deviceId, patchId, rolloutId });
   }
-  readonly redelivered: { deviceId: string; patchId: string; rolloutId: string }[] = [];
-  async redeliver(deviceId: string, patchId: string, rolloutId: string): Promise<void> {
-    this.redelivered.push({ deviceId, patchId, rolloutId });
+  async cancel(deviceId: string, patchId: string, rolloutId: string): Promise<void> {
+    this.cancels.push({ deviceId, patchId, rolloutId });
+  }
+  offeredDevices(patchId: string): Map<string, string | null> {
+    const out = new Map<string, string | null>();
+    for (const [key, by] of this.records) {
+      const [deviceId, p] = key.split('|');
+      if (p === patchId) out.set(deviceId!, by);
+    }
+    return out;
   }
   isConnected(id: string) {
     return this.connected.has(id);

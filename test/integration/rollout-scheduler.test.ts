@@ -55,8 +55,9 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
   };
   const status = (id: string, state: PatchState, rolloutId: string, s = scheduler) =>
     s.onPatchStatus(id, { rolloutId, patchId: examplePatch.id, state }, clock.now());
-  const heartbeat = (id: string, softwareVersion: string, s = scheduler, patch?: Heartbeat['patch']) =>
-    s.onHeartbeat(id, { seq: 1, ts: new Date(clock.now()).toISOString(), intervalS: 30, agentVersion: '1.0.0', softwareVersion, ...(patch ? { patch } : {}) }, clock.now());
+  // A long interval by default, so tests that tick sparsely do not read silence into it (the soak tests set 30 s).
+  const heartbeat = (id: string, softwareVersion: string, s = scheduler, patch?: Heartbeat['patch'], intervalS = 3600) =>
+    s.onHeartbeat(id, { seq: 1, ts: new Date(clock.now()).toISOString(), intervalS, agentVersion: '1.0.0', softwareVersion, ...(patch ? { patch } : {}) }, clock.now());
   /** The device installs and comes back with the new version. */
   const succeed = (id: string, rolloutId: string, s = scheduler) => {
     status(id, 'downloading', rolloutId, s);
@@ -65,7 +66,8 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     ports.versions.set(id, '2.3.2');
     heartbeat(id, '2.3.2', s);
   };
-  const spec = (over: Record<string, unknown> = {}) => ({ patchId: examplePatch.id, waves: [2, '100%'], soak: '30m', window: WINDOW, maxConcurrent: 100, ...over });
+  // Soak 0 unless a test is about bake time (then it says so).
+  const spec = (over: Record<string, unknown> = {}) => ({ patchId: examplePatch.id, waves: [2, '100%'], soak: '0s', window: WINDOW, maxConcurrent: 100, ...over });
   const rowCount = (table: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
 
   beforeEach(() => {
@@ -159,9 +161,9 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     expect(ports.offers).toHaveLength(5);
   });
 
-  it('counts a device that goes silent after installing as failed once the soak time is over', async () => {
+  it('counts a device that never reports the new version after installing as failed once the time allowed to report is over', async () => {
     fleet(4);
-    const r = scheduler.create(spec({ waves: [2, '100%'], soak: '10m' }));
+    const r = scheduler.create(spec({ waves: [2, '100%'], reportTimeout: '10m' }));
     await tickAt(WINDOW_OPEN);
     const [a, b] = ports.offeredIds();
     succeed(a!, r.id);
@@ -172,7 +174,82 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     await tickAt(Date.parse(WINDOW_OPEN) + 10 * MIN + 1);
     const v = scheduler.view(r.id);
     expect(v.state).toBe('aborted');
-    expect(v.events.some((e) => e.kind === 'failed' && String(e.detail).includes('silent after install'))).toBe(true);
+    expect(v.failed).toEqual([expect.objectContaining({ deviceId: b, reason: expect.stringMatching(/did not report the new version/) })]);
+  });
+
+  it('soak is bake time: the next wave starts only once the soak passed since the last device was done', async () => {
+    fleet(4);
+    const r = scheduler.create(spec({ waves: [2, '100%'], soak: '20m' }));
+    await tickAt(WINDOW_OPEN);
+    const [a, b] = ports.offeredIds();
+    succeed(a!, r.id);
+    await tickAt(Date.parse(WINDOW_OPEN) + 5 * MIN);
+    succeed(b!, r.id); // the last one done at +5 min: the soak ends at +25 min
+    for (const t of [6, 15, 24]) {
+      heartbeat(a!, '2.3.2');
+      heartbeat(b!, '2.3.2');
+      await tickAt(Date.parse(WINDOW_OPEN) + t * MIN);
+      expect(scheduler.view(r.id).currentWave).toBe(0);
+    }
+    expect(scheduler.view(r.id).waves[0]!.soakEndsAt).toBe(new Date(Date.parse(WINDOW_OPEN) + 25 * MIN).toISOString());
+    heartbeat(a!, '2.3.2');
+    heartbeat(b!, '2.3.2');
+    await tickAt(Date.parse(WINDOW_OPEN) + 25 * MIN);
+    expect(scheduler.view(r.id).currentWave).toBe(1);
+    expect(ports.offers).toHaveLength(4);
+  });
+
+  it('a device that goes silent or reverts within the soak counts as failed', async () => {
+    fleet(4);
+    const r = scheduler.create(spec({ waves: [2, '100%'], soak: '20m', abortThreshold: 0.5 }));
+    await tickAt(WINDOW_OPEN);
+    const [a, b] = ports.offeredIds();
+    succeed(a!, r.id);
+    succeed(b!, r.id);
+    heartbeat(b!, '2.3.2', scheduler, undefined, 30);
+    // a keeps heartbeating but reverts to the old version; b (30 s interval) sends nothing more
+    await tickAt(Date.parse(WINDOW_OPEN) + 60_000);
+    heartbeat(a!, '2.3.1');
+    await tickAt(Date.parse(WINDOW_OPEN) + 2 * MIN);
+    const v = scheduler.view(r.id);
+    expect(v.state).toBe('aborted');
+    expect(v.failed.map((f) => [f.deviceId, f.reason])).toEqual(
+      [[a, 'reverted to 2.3.1 during the soak'], [b, expect.stringMatching(/silent during the soak/)]].sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
+    );
+  });
+
+  it('issue 9 fault 2: a heartbeat on the new version while the check runs is not done; the rollback fails it', async () => {
+    fleet(1);
+    const r = scheduler.create(spec({ waves: ['100%'] }));
+    await tickAt(WINDOW_OPEN);
+    status('gw-01', 'installing', r.id);
+    heartbeat('gw-01', '2.3.2', scheduler, { rolloutId: r.id, patchId: examplePatch.id, state: 'installing' });
+    expect(scheduler.view(r.id).counts).toMatchObject({ installing: 1, done: 0 });
+    status('gw-01', 'rolled_back', r.id);
+    await tickAt('2026-11-26T01:01:00.000Z');
+    expect(scheduler.view(r.id)).toMatchObject({ state: 'aborted', counts: { failed: 1, done: 0 } });
+  });
+
+  it('retries a transient failure with backoff inside the window, and counts it failed only after the last try', async () => {
+    fleet(1);
+    const r = scheduler.create(spec({ waves: ['100%'], retries: 2, retryBackoff: '1m', progressTimeout: '5m' }));
+    await tickAt(WINDOW_OPEN);
+    expect(ports.offers).toHaveLength(1);
+    scheduler.onPatchStatus('gw-01', { rolloutId: r.id, patchId: examplePatch.id, state: 'failed', detail: 'download timed out', retryable: true }, clock.now());
+    expect(scheduler.view(r.id).counts).toMatchObject({ pending: 1, failed: 0 });
+    await tickAt(Date.parse(WINDOW_OPEN) + 20_000);
+    expect(ports.offers).toHaveLength(1); // backoff not over yet
+    await tickAt(Date.parse(WINDOW_OPEN) + 2 * MIN);
+    expect(ports.offers).toHaveLength(2);
+    expect(ports.retries).toHaveLength(1); // the same offer record, a new try
+    // second try: the offer is never acted on (lost offer) -> transient -> third try
+    await tickAt(Date.parse(WINDOW_OPEN) + 8 * MIN);
+    await tickAt(Date.parse(WINDOW_OPEN) + 14 * MIN);
+    expect(ports.offers).toHaveLength(3);
+    scheduler.onPatchStatus('gw-01', { rolloutId: r.id, patchId: examplePatch.id, state: 'failed', detail: 'download timed out', retryable: true }, clock.now());
+    const v = scheduler.view(r.id);
+    expect(v.counts).toMatchObject({ failed: 1 });
+    expect(v.failed[0]).toMatchObject({ deviceId: 'gw-01', attempts: 3, reason: expect.stringMatching(/after 3 tries/) });
   });
 
   it('pause holds the rollout and resume continues it', async () => {
@@ -263,19 +340,52 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     await stopNow(scheduler);
   });
 
-  it('an offer the port could not hand to the broker is retried (nothing was sent)', async () => {
+  it('an offer the broker refused stays recorded (one record) and is not offered anew by the scheduler', async () => {
     fleet(2);
-    let fail = true;
     ports.send = async () => {
-      if (fail) throw new Error('broker not ready');
+      throw new Error('broker not ready');
     };
     const r = scheduler.create(spec({ waves: ['100%'] }));
     await tickAt(WINDOW_OPEN);
-    expect(ports.offers).toHaveLength(0);
-    expect(scheduler.view(r.id).counts.pending).toBe(2);
-    fail = false;
     await tickAt('2026-11-26T01:00:01.000Z');
-    expect(ports.offeredIds().sort()).toEqual(['gw-01', 'gw-02']);
+    // The patch service re-sends recorded offers at the device's next ready signal (patch-delivery tests).
+    expect(scheduler.view(r.id).counts.offered).toBe(2);
+    expect([...ports.records.keys()].sort()).toEqual(['gw-01|gw-2.3.2', 'gw-02|gw-2.3.2']);
+  });
+
+  it('issue 9 fault 6: a device offered the patch by hand is not offered again by a rollout', async () => {
+    fleet(3);
+    ports.recordOffer('gw-02', examplePatch.id, null, clock.now(), false);
+    const r = scheduler.create(spec({ waves: ['100%'] }));
+    expect(r.excluded).toContainEqual({ deviceId: 'gw-02', wave: null, reason: `already offered ${examplePatch.id} (manual offer)` });
+    // and one offered by hand after planning is left out at offer time
+    ports.recordOffer('gw-03', examplePatch.id, null, clock.now(), false);
+    await tickAt(WINDOW_OPEN);
+    expect(ports.offeredIds()).toEqual(['gw-01']);
+    expect(scheduler.view(r.id).excluded).toContainEqual({ deviceId: 'gw-03', wave: 0, reason: `device gw-03 was already offered ${examplePatch.id}` });
+  });
+
+  it('issue 9 fault 8: a rollout that throws at run time is failed with a reason, an event and a ticket; the others go on', async () => {
+    fleet(2);
+    directory.add(device('gw-x', { customer: 'globex' }));
+    ports.versions.set('gw-x', '2.3.1');
+    ports.connected.add('gw-x');
+    const bad = scheduler.create(spec({ target: { customers: ['acme'] }, waves: ['100%'] }));
+    // A row stored by an older version without bounds: its window cannot be computed.
+    db.prepare(`UPDATE rollouts SET spec = json_set(spec, '$.window.durationMs', 2.6e16) WHERE id = ?`).run(bad.id);
+    // GET of the bad one still answers (the window carries the error)
+    expect(scheduler.view(bad.id).window).toMatchObject({ error: expect.any(String) });
+    await stopNow(scheduler);
+    scheduler = make(db);
+    scheduler.start();
+    const good = scheduler.create(spec({ target: { customers: ['globex'] }, waves: ['100%'] }));
+
+    await tickAt(WINDOW_OPEN);
+    expect(scheduler.view(bad.id)).toMatchObject({ state: 'failed', reason: expect.stringMatching(/^failed at run time: /) });
+    expect(scheduler.view(good.id).state).toBe('running');
+    expect(ports.offeredIds()).toEqual(['gw-x']);
+    expect(ports.sink.raised).toContainEqual(expect.objectContaining({ kind: 'rollout_aborted', subject: `rollout:${bad.id}` }));
+    expect(events.some((e) => e.type === 'rollout.failed' && e.rolloutId === bad.id)).toBe(true);
   });
 
   it('a single-wave rollout completes without a device that stays offline, and records why it was left out', async () => {
@@ -303,23 +413,10 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     // offline devices were put last: they are in wave 2, still pending
     expect(scheduler.view(r.id).waves[1]!.counts.pending).toBe(2);
     ports.connected.add('gw-05');
-    scheduler.onDeviceConnected('gw-05');
+    scheduler.onDeviceReady('gw-05');
     await scheduler.idle();
     expect(ports.offeredIds()).toContain('gw-05');
     expect(ports.offeredIds()).not.toContain('gw-02');
-  });
-
-  it('redelivers the same offer to a device that reconnects before reporting anything, recording no new offer', async () => {
-    fleet(2);
-    const r = scheduler.create(spec({ waves: ['100%'] }));
-    await tickAt(WINDOW_OPEN);
-    const [reporting, lost] = ports.offeredIds().sort() as [string, string];
-    succeed(reporting, r.id); // one reports; the other's offer was lost with its connection
-    scheduler.onDeviceConnected(reporting);
-    scheduler.onDeviceConnected(lost);
-    await new Promise((res) => setImmediate(res));
-    expect(ports.redelivered).toEqual([{ deviceId: lost, patchId: examplePatch.id, rolloutId: r.id }]);
-    expect(ports.offers).toHaveLength(2);
   });
 
   it('a device that connects while the window is closed waits for the window', async () => {
@@ -332,7 +429,7 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     // wave 2 holds only the offline gw-02: no evidence yet, the rollout waits for it
     expect(scheduler.view(r.id)).toMatchObject({ state: 'running', currentWave: 1 });
     ports.connected.add('gw-02');
-    scheduler.onDeviceConnected('gw-02');
+    scheduler.onDeviceReady('gw-02');
     await tickAt('2026-11-26T05:30:01.000Z');
     expect(ports.offeredIds()).toEqual(['gw-01']);
     await tickAt('2026-11-27T01:00:00.000Z');
@@ -406,9 +503,9 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     heartbeat('gw-01', '2.3.1', scheduler, { rolloutId: r.id, patchId: examplePatch.id, state: 'installed' });
     expect(scheduler.view(r.id).counts.installed).toBe(1);
     heartbeat('gw-01', '2.3.2');
-    // No status at all, only the new version:
+    // No final `installed` at all, only the new version: not done (RULES.md "Health gate").
     heartbeat('gw-02', '2.3.2');
-    expect(scheduler.view(r.id).counts.done).toBe(2);
+    expect(scheduler.view(r.id).counts).toMatchObject({ done: 1, offered: 1 });
   });
 
   it('ignores out-of-order and foreign statuses', async () => {
@@ -419,20 +516,6 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     status('gw-01', 'downloading', r.id);
     scheduler.onPatchStatus('gw-01', { rolloutId: r.id, patchId: 'other-1.0.0', state: 'failed' }, clock.now());
     expect(scheduler.view(r.id).counts).toMatchObject({ installing: 1, failed: 0 });
-  });
-
-  it('tells the evaluator a device is installing or restarting', async () => {
-    fleet(1);
-    const r = scheduler.create(spec({ waves: ['100%'] }));
-    await tickAt(WINDOW_OPEN);
-    const t = Date.parse(WINDOW_OPEN);
-    expect(scheduler.isInstallingOrRestarting('gw-01', t)).toBe(false);
-    status('gw-01', 'installing', r.id);
-    expect(scheduler.isInstallingOrRestarting('gw-01', t + MIN)).toBe(true);
-    status('gw-01', 'installed', r.id);
-    expect(scheduler.isInstallingOrRestarting('gw-01', t + 300_000)).toBe(true);
-    expect(scheduler.isInstallingOrRestarting('gw-01', t + 300_001)).toBe(false);
-    expect(scheduler.isInstallingOrRestarting('gw-unknown', t)).toBe(false);
   });
 
   it('does not put a device into a second rollout of the same patch', async () => {
@@ -458,6 +541,21 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
       ['bad cron', { window: { ...WINDOW, cron: '0 2 * *' } }, /^window\.cron:/],
       ['bad timezone', { window: { ...WINDOW, timezone: 'Europe/Berln' } }, /^window\.timezone:/],
       ['bad wave', { waves: ['0%'] }, /^waves\.0:/],
+      // issue 9 fault 8: every duration, count and percentage is bounded at validation
+      ['a window of 300000000d', { window: { ...WINDOW, duration: '300000000d' } }, /^window\.duration: at most 31d/],
+      ['a window of 1e308 (number of seconds)', { window: { ...WINDOW, duration: 1e308 } }, /^window\.duration: at most 31d/],
+      ['a soak of 1e308', { soak: 1e308 }, /^soak: at most 366d/],
+      ['a wave soak of 10000d', { waves: [{ size: 1, soak: '10000d' }] }, /^waves\.0\.soak: at most 366d/],
+      ['a progress timeout of 1e12s', { progressTimeout: 1e12 }, /^progressTimeout: at most/],
+      ['a jitter of 9999d', { jitter: '9999d' }, /^jitter: at most/],
+      ['a report timeout of 99999d', { reportTimeout: '99999d' }, /^reportTimeout: at most/],
+      ['a wave count of 1e20', { waves: [1e20] }, /^waves\.0: a count must be at most/],
+      ['a percentage of 101 %', { waves: ['101%'] }, /^waves\.0: a percentage must be in/],
+      ['maxConcurrent 1e9', { maxConcurrent: 1e9 }, /^maxConcurrent: expected an integer from 1 to/],
+      ['maxPerGateway 0', { maxPerGateway: 0 }, /^maxPerGateway: expected an integer from 1 to/],
+      ['retries 11', { retries: 11 }, /^retries: expected an integer from 0 to 10/],
+      ['retries -1', { retries: -1 }, /^retries: expected an integer from 0 to 10/],
+      ['abortThreshold NaN-like', { abortThreshold: 2 }, /^abortThreshold:/],
     ];
     for (const [name, over, message] of cases) {
       it(name, () => {
