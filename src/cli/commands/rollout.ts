@@ -22,13 +22,26 @@ export interface RolloutViewJson {
     maxConcurrent: number;
     maxPerGateway: number;
     jitterMs: number;
+    progressTimeoutMs?: number;
+    reportTimeoutMs?: number;
+    retries?: number;
+    retryBackoffMs?: number;
   };
-  window: { open: boolean; openedAt: string | null; closesAt: string | null; opensAt: string | null } | null;
+  window: { open: boolean; openedAt: string | null; closesAt: string | null; opensAt: string | null; error?: string } | null;
+  /** Earliest the rollout can complete (a lower bound), or null when it has ended. */
+  eta?: string | null;
   counts: StateCounts;
-  waves: { index: number; size: number; soakMs: number; counts: StateCounts }[];
+  waves: { index: number; size: number; soakMs: number; counts: StateCounts; status?: string; soakEndsAt?: string | null }[];
   excludedAtPlanning: number;
   excluded: { deviceId: string; wave: number | null; reason: string }[];
+  failed?: { deviceId: string; wave: number | null; reason: string; attempts: number }[];
 }
+
+/**
+ * Exit codes of `rollout watch` (documented in README "Rollouts"): 0 only when the rollout completed, so
+ * `xcarectl rollout watch ID && echo deployed` says deployed only when it is.
+ */
+export const WATCH_EXIT = { completed: 0, aborted: 3, failed: 4, stillRunning: 5 } as const;
 
 interface RolloutSummaryJson {
   id: string;
@@ -40,7 +53,7 @@ interface RolloutSummaryJson {
   counts: StateCounts;
 }
 
-const ENDED = new Set(['completed', 'aborted']);
+const ENDED = new Set(['completed', 'aborted', 'failed']);
 
 function list(value: string[] | undefined): string[] | undefined {
   if (!value) return undefined;
@@ -77,6 +90,8 @@ export function createBody(values: Record<string, string | string[] | boolean | 
   if (str('soak')) body.soak = str('soak');
   if (str('jitter')) body.jitter = str('jitter');
   if (str('progress-timeout')) body.progressTimeout = str('progress-timeout');
+  if (str('report-timeout')) body.reportTimeout = str('report-timeout');
+  if (str('retry-backoff')) body.retryBackoff = str('retry-backoff');
   const num = (flag: string, key: string, integer: boolean) => {
     const v = str(flag);
     if (v === undefined) return;
@@ -87,6 +102,7 @@ export function createBody(values: Record<string, string | string[] | boolean | 
   num('abort-threshold', 'abortThreshold', false);
   num('max-concurrent', 'maxConcurrent', true);
   num('max-per-gateway', 'maxPerGateway', true);
+  num('retries', 'retries', true);
   return body;
 }
 
@@ -122,6 +138,31 @@ export function renderProgress(view: RolloutViewJson): string[] {
   return lines;
 }
 
+/** Seconds (or minutes) until an ISO time, for countdowns; `now` injectable for tests. */
+export function countdown(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((Date.parse(iso) - now) / 1000));
+  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+/** `rollout watch` lines: the progress bars, then soak countdown, window and rollout ETAs, failed devices by name. */
+export function renderWatch(view: RolloutViewJson, now = Date.now()): string[] {
+  const lines = renderProgress(view);
+  const current = view.waves[view.currentWave];
+  if (!ENDED.has(view.state)) {
+    const parts: string[] = [];
+    if (current?.soakEndsAt) parts.push(`wave ${current.index + 1} soaking, passes in ${countdown(current.soakEndsAt, now)} if all stay healthy`);
+    if (view.window?.open && view.window.closesAt) parts.push(`window closes in ${countdown(view.window.closesAt, now)}`);
+    else if (view.window?.opensAt) parts.push(`window opens in ${countdown(view.window.opensAt, now)}`);
+    if (view.eta) parts.push(`rollout done at the earliest ${view.eta}`);
+    if (parts.length) lines.push(`  ${parts.join('; ')}`);
+  }
+  const failed = view.failed ?? [];
+  if (failed.length > 0) lines.push(`  failed: ${failed.slice(0, 20).map((f) => f.deviceId).join(', ')}${failed.length > 20 ? ` and ${failed.length - 20} more` : ''}`);
+  return lines;
+}
+
 function describeSize(size: { count: number } | { percent: number }): string {
   return 'count' in size ? String(size.count) : `${size.percent}%`;
 }
@@ -137,9 +178,12 @@ const create: Command = {
   summary: 'create a rollout of a published patch (waves, window, gate, caps)',
   usage: `xcarectl rollout create --patch ID [--types gateway,sensor] [--customers C,..] [--tags T,..] [--software RANGE]
     --wave 5 --wave 10% --wave 100%[:SOAK] [--soak 30m] --window "0 2 * * *" --duration 4h --tz Europe/Berlin
-    [--abort-threshold 0.1] [--max-concurrent N] [--max-per-gateway N] [--jitter 10m] [--progress-timeout 1h] [--json]
+    [--abort-threshold 0.1] [--max-concurrent N] [--max-per-gateway N] [--jitter 10m] [--progress-timeout 1h]
+    [--report-timeout 15m] [--retries N] [--retry-backoff 1m] [--json]
   A count wave takes that many devices; a percentage wave takes that share of the devices not in an earlier wave;
-  the last wave takes all the rest.`,
+  the last wave takes all the rest. --soak is bake time: a wave passes once that long has passed since its last
+  device was done, every device still healthy. --report-timeout is the time a device has, after its final
+  \`installed\`, to heartbeat the new version. --retries offers a device again after a transient failure.`,
   async run(argv, ctx) {
     const { values } = parseArgs({
       args: argv,
@@ -159,6 +203,9 @@ const create: Command = {
         'max-per-gateway': { type: 'string' },
         jitter: { type: 'string' },
         'progress-timeout': { type: 'string' },
+        'report-timeout': { type: 'string' },
+        retries: { type: 'string' },
+        'retry-backoff': { type: 'string' },
       },
     });
     const view = await ctx.api<RolloutViewJson>('POST', '/api/v1/rollouts', createBody(values));
@@ -171,7 +218,7 @@ const create: Command = {
 const listCmd: Command = {
   name: ['rollout', 'list'],
   summary: 'list rollouts, newest first',
-  usage: 'xcarectl rollout list [--state scheduled|running|paused|completed|aborted] [--json]',
+  usage: 'xcarectl rollout list [--state scheduled|running|paused|completed|aborted|failed] [--json]',
   async run(argv, ctx) {
     const { values } = parseArgs({ args: argv, options: { state: { type: 'string' } } });
     const res = await ctx.api<{ rollouts: RolloutSummaryJson[] }>('GET', `/api/v1/rollouts${values.state ? `?state=${encodeURIComponent(values.state)}` : ''}`);
@@ -187,7 +234,7 @@ const listCmd: Command = {
 
 const show: Command = {
   name: ['rollout', 'show'],
-  summary: 'show a rollout: plan, window, per-wave counts, devices left out and why',
+  summary: 'show a rollout: plan, window, per-wave counts, failed devices with reasons and output, devices left out and why',
   usage: 'xcarectl rollout show ID [--json]',
   async run(argv, ctx) {
     const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
@@ -202,7 +249,17 @@ const show: Command = {
     ctx.print(`waves      ${s.waves.map((w) => `${describeSize(w.size)} (soak ${minutes(w.soakMs)})`).join(', ')}`);
     ctx.print(`window     "${s.window.cron}" for ${minutes(s.window.durationMs)} in ${s.window.timezone}; jitter ${minutes(s.jitterMs)}`);
     ctx.print(`gate       abort above ${s.abortThreshold * 100} % failed; max ${s.maxConcurrent} at once, ${s.maxPerGateway} per gateway`);
+    if (s.reportTimeoutMs !== undefined) {
+      ctx.print(`devices    ${minutes(s.reportTimeoutMs)} to report the new version; ${s.retries ?? 0} retries (backoff ${minutes(s.retryBackoffMs ?? 60_000)})`);
+    }
+    if (view.eta) ctx.print(`eta        ${view.eta} at the earliest`);
     ctx.print(`created    ${view.createdAt}${view.startedAt ? `; started ${view.startedAt}` : ''}${view.endedAt ? `; ended ${view.endedAt}` : ''}`);
+    const failed = view.failed ?? [];
+    if (failed.length > 0) {
+      ctx.print('');
+      // The reason holds the failing step and the tail of its command's output (agent: last lines of stdout+stderr).
+      ctx.print(table(['FAILED', 'WAVE', 'TRIES', 'REASON'], failed.map((f) => [f.deviceId, f.wave === null ? '-' : f.wave + 1, f.attempts, f.reason])));
+    }
     if (view.excluded.length > 0) {
       ctx.print('');
       ctx.print(table(['LEFT OUT', 'WAVE', 'REASON'], view.excluded.map((e) => [e.deviceId, e.wave === null ? 'plan' : e.wave + 1, e.reason])));
@@ -211,16 +268,21 @@ const show: Command = {
 };
 
 function action(verb: 'pause' | 'resume' | 'abort', summary: string): Command {
-  const usage = `xcarectl rollout ${verb} ID${verb === 'abort' ? ' [--reason TEXT]' : ''} [--json]`;
+  const usage = `xcarectl rollout ${verb} ID${verb === 'abort' ? ' [--reason TEXT] [--force]' : ''} [--json]`;
   return {
     name: ['rollout', verb],
     summary,
     usage,
     async run(argv, ctx) {
-      const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: verb === 'abort' ? { reason: { type: 'string' } } : {} });
+      const { values, positionals } = parseArgs({
+        args: argv,
+        allowPositionals: true,
+        options: verb === 'abort' ? { reason: { type: 'string' }, force: { type: 'boolean' } } : {},
+      });
       const id = onePositional(positionals, usage);
-      const reason = (values as { reason?: string }).reason;
-      const view = await ctx.api<RolloutViewJson>('POST', `/api/v1/rollouts/${encodeURIComponent(id)}/${verb}`, reason ? { reason } : undefined);
+      const { reason, force } = values as { reason?: string; force?: boolean };
+      const body = reason || force ? { ...(reason ? { reason } : {}), ...(force ? { force: true } : {}) } : undefined;
+      const view = await ctx.api<RolloutViewJson>('POST', `/api/v1/rollouts/${encodeURIComponent(id)}/${verb}`, body);
       if (ctx.json) return ctx.printJson(view);
       ctx.print(`rollout ${view.id} ${view.state}`);
     },
@@ -232,16 +294,27 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const watch: Command = {
   name: ['rollout', 'watch'],
-  summary: 'live progress bar per wave (polls every second; exits when the rollout completes or aborts)',
-  usage: 'xcarectl rollout watch ID [--once] [--interval SECONDS] [--json]',
+  summary: 'live progress per wave, soak countdown, ETAs, failed devices; exit 0 only when completed',
+  usage: `xcarectl rollout watch ID [--once] [--interval SECONDS] [--json]
+  Exit codes: 0 completed; ${WATCH_EXIT.aborted} aborted; ${WATCH_EXIT.failed} failed at run time; ${WATCH_EXIT.stillRunning} still scheduled, running or paused (--once).`,
   async run(argv, ctx) {
     const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { once: { type: 'boolean' }, interval: { type: 'string' } } });
     const id = onePositional(positionals, watch.usage);
     const intervalMs = values.interval === undefined ? 1000 : Number(values.interval) * 1000;
     if (!(intervalMs >= 100)) throw new CliError('--interval: expected seconds >= 0.1', 2);
-    await watchLoop(ctx, id, { once: values.once === true, intervalMs, tty: process.stdout.isTTY === true && !ctx.json });
+    const view = await watchLoop(ctx, id, { once: values.once === true, intervalMs, tty: process.stdout.isTTY === true && !ctx.json });
+    const code = watchExitCode(view.state);
+    if (code !== 0) throw new CliError(`rollout ${view.id} ${ENDED.has(view.state) ? view.state : `is still ${view.state}`}${view.reason ? `: ${view.reason}` : ''}`, code);
   },
 };
+
+/** The exit code of `rollout watch` for a rollout state (issue 9 fault 5). */
+export function watchExitCode(state: string): number {
+  if (state === 'completed') return WATCH_EXIT.completed;
+  if (state === 'aborted') return WATCH_EXIT.aborted;
+  if (state === 'failed') return WATCH_EXIT.failed;
+  return WATCH_EXIT.stillRunning;
+}
 
 export async function watchLoop(ctx: CliContext, id: string, opts: { once: boolean; intervalMs: number; tty: boolean }): Promise<RolloutViewJson> {
   let drawn = 0;
@@ -249,7 +322,7 @@ export async function watchLoop(ctx: CliContext, id: string, opts: { once: boole
     const view = await ctx.api<RolloutViewJson>('GET', `/api/v1/rollouts/${encodeURIComponent(id)}?excludedLimit=0`);
     if (ctx.json) ctx.print(JSON.stringify(view));
     else {
-      const lines = renderProgress(view);
+      const lines = renderWatch(view);
       // On a terminal, move up over the previous drawing and clear it; otherwise append (logs, pipes).
       if (opts.tty && drawn > 0) ctx.print(`\x1b[${drawn}A\x1b[J${lines[0]}`);
       else ctx.print(lines[0]!);
@@ -267,6 +340,6 @@ export const commands: Command[] = [
   show,
   action('pause', 'pause a rollout: no new offers, no wave advance'),
   action('resume', 'resume a paused rollout'),
-  action('abort', 'abort a rollout: no further offers'),
+  action('abort', 'abort a rollout: no further offers; --force also cancels downloads and installs not past their point of no return'),
   watch,
 ];

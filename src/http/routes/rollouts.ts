@@ -14,6 +14,7 @@ export interface RolloutRouteDeps {
  * - `GET /api/v1/rollouts` -> `{ rollouts: [...] }` newest first, with state counts.
  * - `GET /api/v1/rollouts/:id` -> plan, spec, window, per-wave counts, excluded devices with reasons, recent events.
  * - `POST /api/v1/rollouts/:id/pause|resume|abort` -> the rollout view; 409 when the state does not allow it.
+ *   abort takes `{reason?, force?}`; `force: true` cancels devices in flight (PatchCancel).
  */
 export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): void {
   router.post('/api/v1/rollouts', 'admin', async (ctx) => {
@@ -41,10 +42,12 @@ export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): v
   router.post('/api/v1/rollouts/:id/resume', 'admin', ({ params }) => deps.scheduler.resume(params.id!), { role: 'operator' });
   router.post('/api/v1/rollouts/:id/abort', 'admin', async (ctx) => {
     // An empty body reads as {} (server.ts).
-    const body = (await ctx.body()) as { reason?: unknown } | undefined;
-    if (body?.reason !== undefined && (typeof body.reason !== 'string' || body.reason.trim() === '')) {
-      throw new ValidationError('reason: expected a non-empty string');
+    const body = (await ctx.body()) as { reason?: unknown; force?: unknown } | undefined;
+    if (body?.reason !== undefined && (typeof body.reason !== 'string' || body.reason.trim() === '' || body.reason.length > 1000)) {
+      throw new ValidationError('reason: expected a non-empty string of at most 1000 characters');
     }
-    return deps.scheduler.abort(ctx.params.id!, typeof body?.reason === 'string' ? `aborted by operator: ${body.reason.trim()}` : undefined);
+    if (body?.force !== undefined && typeof body.force !== 'boolean') throw new ValidationError('force: expected true or false');
+    // force: also send PatchCancel to every device in flight (PROTOCOL.md "PatchCancel").
+    return deps.scheduler.abort(ctx.params.id!, typeof body?.reason === 'string' ? `aborted by operator: ${body.reason.trim()}` : undefined, body?.force === true);
   });
 }
