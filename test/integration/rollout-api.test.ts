@@ -11,7 +11,7 @@ import { createMetricsRegistry } from '../../src/metrics/metrics.js';
 import { registerRolloutMetrics } from '../../src/metrics/rollout-metrics.js';
 import { RolloutScheduler } from '../../src/rollouts/rollout-scheduler.js';
 import { createCliContext } from '../../src/cli/cli-context.js';
-import { commands, createBody, renderProgress, type RolloutViewJson } from '../../src/cli/commands/rollout.js';
+import { commands, createBody, renderProgress, watchExitCode, type RolloutViewJson } from '../../src/cli/commands/rollout.js';
 import { CliError, type Command } from '../../src/cli/command.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { MemoryDirectory, RecordingPorts, device, examplePatch } from './rollout-fixtures.js';
@@ -148,7 +148,9 @@ describe('rollouts over HTTP, the CLI and /metrics', () => {
     // started mid-window at 01:10: the 5 min jitter spreads the canary offers from there
     clock.set('2026-11-26T01:15:00.000Z');
     await scheduler.tick();
-    const drawn = await cli(['rollout', 'watch', 'r-20261126-1', '--once']);
+    // issue 9 fault 5: --once on a rollout still running exits non-zero (5), after drawing it
+    await expect(cli(['rollout', 'watch', 'r-20261126-1', '--once'])).rejects.toMatchObject({ exitCode: 5, message: 'rollout r-20261126-1 is still running' });
+    const drawn = out.join('');
     expect(drawn).toMatch(/r-20261126-1 {2}gw-2.3.2 {2}running {2}wave 1\/2 {2}window open until 2026-11-26T05:00:00.000Z/);
     expect(drawn).toMatch(/> wave 1 {2}\[={30}\] +0% {2}pending 0 {2}offered 2 {2}installing 0 {2}done 0 {2}failed 0 {2}excluded 0/);
     expect(drawn).toMatch(/ {2}wave 2 {2}\[\.{30}\] +0% {2}pending 3/);
@@ -158,9 +160,30 @@ describe('rollouts over HTTP, the CLI and /metrics', () => {
     await cli(['rollout', 'abort', 'r-20261126-1', '--reason', 'testing']);
     expect(out.join('')).toBe('rollout r-20261126-1 paused\nrollout r-20261126-1 running\nrollout r-20261126-1 aborted\n');
     out = [];
-    // watch exits by itself once the rollout has ended
-    const final = await cli(['rollout', 'watch', 'r-20261126-1']);
-    expect(final).toMatch(/aborted/);
+    // watch exits by itself once the rollout has ended: aborted is exit 3, never 0
+    await expect(cli(['rollout', 'watch', 'r-20261126-1'])).rejects.toMatchObject({ exitCode: 3, message: expect.stringMatching(/^rollout r-20261126-1 aborted: aborted by operator: testing/) });
+    expect(out.join('')).toMatch(/aborted/);
+    out = [];
+    await expect(cli(['rollout', 'watch', 'r-20261126-1', '--once'], true)).rejects.toMatchObject({ exitCode: 3 });
+    expect(JSON.parse(out.join(''))).toMatchObject({ id: 'r-20261126-1', state: 'aborted' });
+  });
+
+  it('abort --force cancels devices in flight; a bad force value is refused with 400', async () => {
+    const id = (await api('POST', '/api/v1/rollouts', { patchId: examplePatch.id, waves: ['100%'], window: WINDOW })).body.id as string;
+    expect((await api('POST', `/api/v1/rollouts/${id}/abort`, { force: 'yes' })).status).toBe(400);
+    expect((await api('GET', `/api/v1/rollouts/${id}`)).body.state).toBe('scheduled');
+    clock.set('2026-11-26T01:00:00.000Z');
+    await scheduler.tick();
+    const offered = ports.offeredIds();
+    expect(offered.length).toBeGreaterThan(0);
+    await cli(['rollout', 'abort', id, '--force']);
+    expect(out.join('')).toMatch(/aborted/);
+    expect(ports.cancels.map((c) => c.deviceId).sort()).toEqual([...offered].sort());
+    expect((await api('GET', `/api/v1/rollouts/${id}`)).body.reason).toMatch(/forced: cancel sent to \d+ devices/);
+  });
+
+  it('watch exit codes: 0 only for completed', () => {
+    expect([watchExitCode('completed'), watchExitCode('aborted'), watchExitCode('failed'), watchExitCode('running'), watchExitCode('paused'), watchExitCode('scheduled')]).toEqual([0, 3, 4, 5, 5, 5]);
   });
 
   it('the CLI refuses missing required flags before calling the daemon', async () => {
