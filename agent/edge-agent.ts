@@ -13,6 +13,7 @@ import { HeartbeatBuilder, readSoftwareVersion } from './heartbeat-builder.js';
 import type { AgentLogger } from './log.js';
 import type { PatchPort, PatchPortFactory } from './patch-port.js';
 import { AGENT_VERSION } from './version.js';
+import { parseCancel } from '../patches/offer.js';
 
 export interface EdgeAgentDeps {
   config: AgentConfig;
@@ -233,6 +234,8 @@ export class EdgeAgent {
       }
       return;
     }
+    // A PatchCancel for an agent without patch support: there is no job to cancel.
+    if (parseCancel(payload)) return;
     const { rolloutId, patchId } = describeOffer(payload);
     log.warn('patch offer received but patch support is not configured; rejecting', { rolloutId, patchId });
     this.publishPatchStatus({ ...(rolloutId ? { rolloutId } : {}), patchId, state: 'rejected', detail: NO_PATCH_SUPPORT });

@@ -4,6 +4,7 @@ import { PatchError } from '../patches/patch-error.js';
 import type { PatchOffer } from '../src/protocol/types.js';
 import { compareVersions as compare, parseVersion } from '../patches/version-match.js';
 import { FINISHED_STATES, JOB_STATES, assertTransition, type JobState } from './patch-job-states.js';
+import type { CommandGroup } from './patch-commands.js';
 
 /** The persisted job: enough to resume it after a crash or reboot. */
 export interface JobRecord {
@@ -20,6 +21,14 @@ export interface JobRecord {
   rollingBack?: boolean;
   /** Times this job was resumed after a restart; bounded so a crashing step can never loop. */
   resumes: number;
+  /** The install/check/rollback command running now (persisted before it is awaited, issue 9 fault 7). */
+  command?: CommandGroup | null;
+  /** The daemon asked to cancel this job (PatchCancel); honoured until the point of no return. */
+  cancelRequested?: boolean;
+  /** A `failed` that may be retried (download timeout, install exit 75): reported, and not added to `finished`. */
+  retryable?: boolean;
+  /** Boot id when the install asked for a reboot: the job resumes once the boot id differs. */
+  bootId?: string;
   updatedAt: string;
 }
 
@@ -125,21 +134,22 @@ export class PatchJobStore {
   }
 
   /** Persist `to` for the current job (asserting the transition table), with the history it implies. */
-  transition(to: JobState, detail: string, now: number, extra: Partial<Pick<JobRecord, 'fromVersion' | 'rollingBack'>> = {}): JobRecord {
+  transition(to: JobState, detail: string, now: number, extra: Partial<Pick<JobRecord, 'fromVersion' | 'rollingBack' | 'retryable' | 'bootId'>> = {}): JobRecord {
     const current = this.load();
     const job = current.job;
     if (!job) throw new PatchError('ILLEGAL_TRANSITION', `no patch job to move to ${to}`, 'fatal');
     assertTransition(job.state, to);
     const next: PatchStateFile = { ...current, finished: [...current.finished] };
     next.job = { ...job, ...extra, state: to, detail, updatedAt: new Date(now).toISOString() };
-    if (FINISHED_STATES.has(to) && !next.finished.includes(job.patchId)) next.finished.push(job.patchId);
+    // A retryable failure did not use the patch up: the daemon may offer it again (RULES.md "Retries").
+    if (FINISHED_STATES.has(to) && !(to === 'failed' && next.job.retryable) && !next.finished.includes(job.patchId)) next.finished.push(job.patchId);
     if (to === 'installed' && (!next.highestInstalled || compare(job.version, next.highestInstalled) > 0)) next.highestInstalled = job.version;
     this.save(next);
     return next.job;
   }
 
   /** Update the current job without changing its state (resume counter, rollback marker). */
-  update(patch: Partial<Pick<JobRecord, 'resumes' | 'rollingBack' | 'detail' | 'fromVersion' | 'version'>>, now: number): JobRecord {
+  update(patch: Partial<Pick<JobRecord, 'resumes' | 'rollingBack' | 'detail' | 'fromVersion' | 'version' | 'command' | 'cancelRequested' | 'retryable' | 'bootId'>>, now: number): JobRecord {
     const current = this.load();
     if (!current.job) throw new PatchError('ILLEGAL_TRANSITION', 'no patch job to update', 'fatal');
     const job = { ...current.job, ...patch, updatedAt: new Date(now).toISOString() };

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PatchError } from '../patches/patch-error.js';
 import type { HeartbeatPatch, PatchStatus } from '../src/protocol/types.js';
@@ -11,7 +11,7 @@ import type { AgentLogger } from './log.js';
 import { FINISHED_STATES, isTerminal, wireState, type JobState } from './patch-job-states.js';
 import { PatchJobStore, type JobRecord } from './patch-job-store.js';
 import { downloadArtifact } from './patch-download.js';
-import { runCommand, describeResult } from './patch-commands.js';
+import { runCommand, describeResult, endLeftoverGroup, type CommandResult } from './patch-commands.js';
 import type { PatchSettings } from './patch-settings.js';
 
 export interface OfferCheckContext {
@@ -101,6 +101,15 @@ export interface PatchJobDeps {
 /** Restarts a job may survive in one state before it is ended (never loop on a step that crashes us). */
 export const MAX_RESUMES = 3;
 
+/**
+ * Exit codes an install command may use (documented in README "Signed patches"):
+ * 75 (EX_TEMPFAIL) = a transient failure, the daemon may retry; 76 = installed, a reboot is needed to take
+ * effect (the agent reboots with `patches.reboot`, resumes on the new boot and commits only once the check
+ * passes there: Mender's ArtifactReboot / ArtifactCommit).
+ */
+export const EXIT_RETRYABLE = 75;
+export const EXIT_REBOOT = 76;
+
 class Stopped extends Error {}
 
 /**
@@ -113,6 +122,8 @@ export class PatchJobRunner {
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
   private abort = new AbortController();
+  /** Aborted by a PatchCancel or stop(): ends the download and kills the running command's process group. */
+  private jobAbort = new AbortController();
 
   constructor(private readonly deps: PatchJobDeps) {}
 
@@ -145,7 +156,40 @@ export class PatchJobRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
+    this.jobAbort.abort();
     await this.queue;
+  }
+
+  /**
+   * PROTOCOL.md "PatchCancel": stop a download, or an install not past its point of no return (the end of the
+   * install command), restore the old version and report `cancelled`. Acts at once (not queued behind the
+   * running step): it marks the job durably, then aborts the step. A cancel for a job past that point, or
+   * already ended, is answered with the job's state as it is.
+   */
+  cancel(patchId: string, rolloutId?: string): void {
+    const job = this.deps.store.job();
+    if (!job || job.patchId !== patchId || (rolloutId !== undefined && job.rolloutId !== undefined && job.rolloutId !== rolloutId)) return;
+    if (isTerminal(job.state) || job.state === 'health-check' || job.state === 'rebooting') {
+      this.deps.log.info('cancel ignored: past the point of no return or ended', { patchId, state: job.state });
+      if (isTerminal(job.state)) this.publish(job);
+      return;
+    }
+    if (!job.cancelRequested) this.deps.store.update({ cancelRequested: true }, this.now());
+    this.deps.log.info('patch job cancel requested', { patchId, state: job.state });
+    this.jobAbort.abort();
+  }
+
+  private cancelRequested(): boolean {
+    return this.deps.store.job()?.cancelRequested === true;
+  }
+
+  /** Read the boot id (a reboot changes it). */
+  private bootId(): string {
+    try {
+      return readFileSync(this.deps.settings.bootIdFile, 'utf8').trim();
+    } catch {
+      return '';
+    }
   }
 
   private enqueue(step: () => Promise<void>): Promise<void> {
@@ -162,6 +206,7 @@ export class PatchJobRunner {
     if (!state) return;
     const status: PatchStatus = { patchId: job.patchId, state, detail: job.detail };
     if (job.rolloutId !== undefined) status.rolloutId = job.rolloutId;
+    if (state === 'failed' && job.retryable) status.retryable = true;
     try {
       this.deps.publishStatus(status);
     } catch (err) {
@@ -170,12 +215,12 @@ export class PatchJobRunner {
   }
 
   /** Persist, then report, then (the caller) act. */
-  private move(to: JobState, detail = '', extra: { fromVersion?: string; rollingBack?: boolean } = {}): JobRecord {
+  private move(to: JobState, detail = '', extra: { fromVersion?: string; rollingBack?: boolean; retryable?: boolean; bootId?: string } = {}): JobRecord {
     if (this.stopped) throw new Stopped();
     const job = this.deps.store.transition(to, detail, this.now(), extra);
     this.deps.log.info('patch job state', { patchId: job.patchId, state: to, detail });
-    // health-check is still `installing` on the wire: nothing new to report.
-    if (to !== 'health-check') this.publish(job);
+    // health-check and rebooting are still `installing` on the wire: nothing new to report.
+    if (to !== 'health-check' && to !== 'rebooting') this.publish(job);
     if (isTerminal(to)) this.cleanup(job);
     return job;
   }
@@ -227,11 +272,12 @@ export class PatchJobRunner {
       if (current.patchId !== patchId) log.warn('patch offer ignored: another job is running', { patchId, running: current.patchId });
       return;
     }
-    if (current && current.patchId === patchId && current.offer.manifest === parsed.raw.manifest && FINISHED_STATES.has(current.state)) {
+    if (current && current.patchId === patchId && current.offer.manifest === parsed.raw.manifest && FINISHED_STATES.has(current.state) && !current.retryable) {
       // The same offer again (QoS 1 redelivery, daemon retry): repeat the result, run nothing.
       this.publish(current);
       return;
     }
+    this.jobAbort = new AbortController();
     this.deps.store.begin(
       {
         patchId,
@@ -252,12 +298,24 @@ export class PatchJobRunner {
       return;
     }
     job = this.deps.store.update({ resumes: job.resumes + 1 }, this.now());
+    this.jobAbort = new AbortController();
     this.deps.log.info('resuming patch job', { patchId: job.patchId, state: job.state, resumes: job.resumes });
+    // Issue 9 fault 7: a command the previous agent process left running (kill -9 of the agent alone) is ended
+    // before anything else, so it cannot write into the tree the rollback restores.
+    if (job.command) {
+      const gone = await endLeftoverGroup(job.command);
+      this.deps.log.warn('ended a command left running by the previous agent process', { patchId: job.patchId, pgid: job.command.pgid, gone });
+      job = this.deps.store.update({ command: null }, this.now());
+    }
     const tooMany = job.resumes > MAX_RESUMES;
     switch (job.state) {
       case 'offered':
       case 'downloading':
       case 'verifying': {
+        if (job.cancelRequested) {
+          this.move('cancelled', 'cancelled by the daemon');
+          return;
+        }
         if (tooMany) {
           this.move('failed', `gave up after ${job.resumes - 1} restarts in ${job.state}`);
           return;
@@ -267,8 +325,28 @@ export class PatchJobRunner {
       }
       case 'installing':
         // We cannot know how far the install got: put the old version back.
-        await this.rollback(job, 'failed', job.rollingBack ? 'rollback interrupted; re-ran it' : 'install interrupted by a restart');
+        if (job.cancelRequested && !job.rollingBack) await this.rollback(job, 'cancelled', 'cancelled by the daemon during install');
+        // An install cut short by a restart did not fail on its own: the daemon may retry it.
+        else await this.rollback(job, 'failed', job.rollingBack ? 'rollback interrupted; re-ran it' : 'install interrupted by a restart', !job.rollingBack);
         return;
+      case 'rebooting': {
+        if (job.rollingBack) {
+          await this.rollback(job, 'failed', 'rollback interrupted; re-ran it');
+          return;
+        }
+        if (this.bootId() !== (job.bootId ?? '')) {
+          // The reboot happened: check on the new boot, commit only if it passes (Mender ArtifactCommit).
+          job = this.move('health-check', `rebooted; checking ${job.version} on the new boot`);
+          await this.healthCheck(job);
+          return;
+        }
+        if (tooMany) {
+          await this.rollback(job, 'failed', `the requested reboot did not happen after ${job.resumes - 1} restarts`);
+          return;
+        }
+        await this.requestReboot(job);
+        return;
+      }
       case 'health-check': {
         if (job.rollingBack) {
           await this.rollback(job, 'rolled_back', 'rollback interrupted; re-ran it');
@@ -317,14 +395,24 @@ export class PatchJobRunner {
         });
       } catch (err) {
         if (this.stopped) throw new Stopped();
+        if (this.cancelRequested()) {
+          rmSync(partial, { force: true });
+          this.move('cancelled', 'cancelled by the daemon during download');
+          return;
+        }
         const e = err as PatchError;
         if (e.code === 'ARTIFACT_TOO_LARGE') {
           rmSync(partial, { force: true });
           this.move('rejected', e.message);
-        } else this.move('failed', e.message);
+        } else this.move('failed', e.message, { retryable: e.kind === 'transient' });
         return;
       }
       job = this.move('verifying');
+    }
+    if (this.cancelRequested()) {
+      rmSync(partial, { force: true });
+      this.move('cancelled', 'cancelled by the daemon');
+      return;
     }
     // verifying
     const digest = await hashFile(partial).catch(() => undefined);
@@ -368,15 +456,51 @@ export class PatchJobRunner {
       await this.rollback(job, 'failed', 'no install command configured');
       return;
     }
-    const result = await runCommand(install, this.commandOpts(job, artifact));
+    const result = await this.runTracked(install, job, artifact);
     if (this.stopped) throw new Stopped();
+    if (this.cancelRequested()) {
+      // The install was stopped before it finished (its group killed): restore the old version.
+      await this.rollback(this.deps.store.job()!, 'cancelled', 'cancelled by the daemon during install');
+      return;
+    }
+    if (result.code === EXIT_REBOOT) {
+      job = this.move('rebooting', `installed ${manifest.version}; rebooting to take effect`, { bootId: this.bootId() });
+      await this.requestReboot(job);
+      return;
+    }
     if (!result.ok) {
       this.deps.log.warn('install failed', { patchId: job.patchId, output: result.output });
-      await this.rollback(job, 'failed', describeResult('install', result));
+      await this.rollback(job, 'failed', describeResult('install', result), result.code === EXIT_RETRYABLE);
       return;
     }
     job = this.move('health-check', `installed ${manifest.version}; checking`);
     await this.healthCheck(job);
+  }
+
+  /** Run the reboot command, if configured; the job resumes when the agent starts on the new boot. */
+  private async requestReboot(job: JobRecord): Promise<void> {
+    const { reboot } = this.deps.settings;
+    if (!reboot) {
+      this.deps.log.warn('install asked for a reboot; no patches.reboot command configured: waiting for an external reboot', { patchId: job.patchId });
+      return;
+    }
+    this.deps.log.info('rebooting to finish the install', { patchId: job.patchId });
+    const result = await runCommand(reboot, this.commandOpts(job, this.artifactFile(job)));
+    if (!result.ok) this.deps.log.warn('reboot command failed; waiting for a reboot', { patchId: job.patchId, output: result.output });
+  }
+
+  /**
+   * Run a configured command in its own process group, with the group persisted in the job record before
+   * anything is awaited (so a restarted agent can end it, issue 9 fault 7) and killed by a cancel or stop().
+   */
+  private async runTracked(command: string, job: JobRecord, artifact: string): Promise<CommandResult> {
+    const result = await runCommand(command, {
+      ...this.commandOpts(job, artifact),
+      signal: this.jobAbort.signal,
+      onSpawn: (group) => this.deps.store.update({ command: group }, this.now()),
+    });
+    this.deps.store.update({ command: null }, this.now());
+    return result;
   }
 
   private commandOpts(job: JobRecord, artifact: string) {
@@ -389,7 +513,7 @@ export class PatchJobRunner {
     const artifact = this.artifactFile(job);
     const { check } = this.deps.settings;
     if (check) {
-      const result = await runCommand(check, this.commandOpts(job, artifact));
+      const result = await this.runTracked(check, job, artifact);
       if (this.stopped) throw new Stopped();
       if (!result.ok) {
         await this.rollback(job, 'rolled_back', describeResult('check', result));
@@ -410,20 +534,24 @@ export class PatchJobRunner {
     }
   }
 
-  /** Mark, run rollback, then end in `final` (or `failed` when the rollback itself failed). */
-  private async rollback(job: JobRecord, final: 'failed' | 'rolled_back', why: string): Promise<void> {
+  /**
+   * Mark, run rollback, then end in `final` (or `failed` when the rollback itself failed). The rollback is
+   * not cancellable (it restores the old version) and runs under its own abort controller.
+   */
+  private async rollback(job: JobRecord, final: 'failed' | 'rolled_back' | 'cancelled', why: string, retryable = false): Promise<void> {
     if (!job.rollingBack) job = this.deps.store.update({ rollingBack: true }, this.now());
     const { rollback } = this.deps.settings;
     if (!rollback) {
-      this.move(final === 'rolled_back' ? 'failed' : final, `${why}; no rollback command configured`);
+      this.move('failed', `${why}; no rollback command configured`);
       return;
     }
-    const result = await runCommand(rollback, this.commandOpts(job, this.artifactFile(job)));
+    this.jobAbort = new AbortController();
+    const result = await this.runTracked(rollback, job, this.artifactFile(job));
     if (this.stopped) throw new Stopped();
     if (!result.ok) {
       this.move('failed', `${why}; ${describeResult('rollback', result)}`);
       return;
     }
-    this.move(final, why);
+    this.move(final, why, final === 'failed' && retryable ? { retryable: true } : {});
   }
 }

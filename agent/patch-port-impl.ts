@@ -3,6 +3,7 @@ import type { PatchPort, PatchPortDeps, PatchPortFactory } from './patch-port.js
 import { parsePatchSettings, type PatchSettings } from './patch-settings.js';
 import { PatchJobStore } from './patch-job-store.js';
 import { PatchJobRunner } from './patch-job.js';
+import { parseCancel } from '../patches/offer.js';
 
 /**
  * The agent's patch port (agent/patch-port.ts). Bad `patches:` settings or unreadable keys do not
@@ -55,7 +56,12 @@ export const createPatchPort: PatchPortFactory = (deps: PatchPortDeps): PatchPor
   });
   let resumed = false;
   return {
-    handleOffer: (payload) => void runner.handleOffer(payload),
+    // Every cmd/patch message: a PatchCancel (PROTOCOL.md) acts at once; anything else is an offer.
+    handleOffer: (payload) => {
+      const cancel = parseCancel(payload);
+      if (cancel) runner.cancel(cancel.patchId, cancel.rolloutId);
+      else void runner.handleOffer(payload);
+    },
     heartbeatField: () => {
       try {
         return runner.latest();

@@ -18,7 +18,7 @@ export interface PatchPortDeps {
   log: AgentLogger;                  // from agent/log.ts
 }
 export interface PatchPort {
-  handleOffer(payload: Buffer): void;           // every message on fleet/v1/<id>/cmd/patch
+  handleOffer(payload: Buffer): void;           // every message on fleet/v1/<id>/cmd/patch (offers and PatchCancel)
   heartbeatField(): HeartbeatPatch | undefined; // latest patch state for the heartbeat
   onConnected(): void;                          // resume an interrupted job, re-publish latest status
   stop(): Promise<void>;

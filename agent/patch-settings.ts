@@ -12,11 +12,15 @@ export interface PatchSettings {
   rollback?: string;
   commandTimeoutS: number;
   stagingDir: string;
+  /** Command that reboots the device when an install exits 76 (reboot requested), e.g. `systemctl reboot`. */
+  reboot?: string;
+  /** Where the boot id is read (Linux: /proc/sys/kernel/random/boot_id); a reboot is a new boot id. */
+  bootIdFile: string;
 }
 
 export class PatchSettingsError extends Error {}
 
-const KEYS = ['keys', 'threshold', 'clockSkewS', 'downloadDeadlineS', 'install', 'check', 'rollback', 'commandTimeoutS', 'stagingDir'];
+const KEYS = ['keys', 'threshold', 'clockSkewS', 'downloadDeadlineS', 'install', 'check', 'rollback', 'reboot', 'bootIdFile', 'commandTimeoutS', 'stagingDir'];
 
 /** Validate with `patches.<key>: message` errors; every problem is reported at once. */
 export function parsePatchSettings(raw: Record<string, unknown> | undefined, stateDir: string, baseDir = process.cwd()): PatchSettings {
@@ -59,14 +63,19 @@ export function parsePatchSettings(raw: Record<string, unknown> | undefined, sta
     downloadDeadlineS: num('downloadDeadlineS', 600, 0.001),
     commandTimeoutS: num('commandTimeoutS', 300, 0.001),
     stagingDir: join(stateDir, 'staging'),
+    bootIdFile: '/proc/sys/kernel/random/boot_id',
   };
-  for (const k of ['install', 'check', 'rollback'] as const) {
+  for (const k of ['install', 'check', 'rollback', 'reboot'] as const) {
     const c = cmd(k);
     if (c !== undefined) settings[k] = c;
   }
   if (r.stagingDir !== undefined && r.stagingDir !== null) {
     if (typeof r.stagingDir !== 'string' || r.stagingDir.trim() === '') fail('stagingDir', 'must be a directory path');
     else settings.stagingDir = isAbsolute(r.stagingDir) ? r.stagingDir : resolve(baseDir, r.stagingDir);
+  }
+  if (r.bootIdFile !== undefined && r.bootIdFile !== null) {
+    if (typeof r.bootIdFile !== 'string' || r.bootIdFile.trim() === '') fail('bootIdFile', 'must be a file path');
+    else settings.bootIdFile = isAbsolute(r.bootIdFile) ? r.bootIdFile : resolve(baseDir, r.bootIdFile);
   }
   if (keys.length > 0 && settings.threshold > keys.length) fail('threshold', `is ${settings.threshold} but only ${keys.length} keys are pinned`);
   if (errors.length) throw new PatchSettingsError(errors.join('; '));

@@ -55,3 +55,23 @@ export function parseOffer(payload: Buffer | string): ParsedOffer {
   if (offer.rolloutId !== undefined) parsed.rolloutId = offer.rolloutId;
   return parsed;
 }
+
+/**
+ * A PatchCancel (PROTOCOL.md "PatchCancel": `{action: "cancel", rolloutId?, patchId}` on `cmd/patch`), or
+ * undefined when the payload is not a cancel (then it is an offer, or garbage the offer parser reports).
+ */
+export function parseCancel(payload: Buffer | string): { patchId: string; rolloutId?: string } | undefined {
+  const text = typeof payload === 'string' ? payload : payload.toString('utf8');
+  if (text.length > 4096 || !text.includes('"action"')) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const o = raw as Record<string, unknown>;
+  if (typeof o !== 'object' || o === null || o.action !== 'cancel') return undefined;
+  if (typeof o.patchId !== 'string' || !PATCH_ID_PATTERN.test(o.patchId)) return undefined;
+  if (o.rolloutId !== undefined && (typeof o.rolloutId !== 'string' || !PATCH_ID_PATTERN.test(o.rolloutId))) return undefined;
+  return { patchId: o.patchId, ...(typeof o.rolloutId === 'string' ? { rolloutId: o.rolloutId } : {}) };
+}

@@ -7,7 +7,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PatchStatus } from '../../src/protocol/types.js';
@@ -195,6 +195,8 @@ describe('patch job crash safety with a real process', () => {
       { cwd: REPO, stdio: 'pipe' },
     );
     writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
+    // The agent imports `semver` (PROTOCOL.md allows it): resolve it from the repository's node_modules.
+    symlinkSync(join(REPO, 'node_modules'), join(out, 'node_modules'));
   }, 60_000);
   afterAll(() => {
     rmSync(out, { recursive: true, force: true });

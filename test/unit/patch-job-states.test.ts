@@ -7,10 +7,11 @@ import { PatchJobStore } from '../../agent/patch-job-store.js';
 import { parsePatchSettings } from '../../agent/patch-settings.js';
 
 const ALLOWED: [JobState, JobState][] = [
-  ['offered', 'downloading'], ['offered', 'rejected'], ['offered', 'failed'],
-  ['downloading', 'verifying'], ['downloading', 'rejected'], ['downloading', 'failed'],
-  ['verifying', 'installing'], ['verifying', 'rejected'], ['verifying', 'failed'],
-  ['installing', 'health-check'], ['installing', 'failed'],
+  ['offered', 'downloading'], ['offered', 'rejected'], ['offered', 'failed'], ['offered', 'cancelled'],
+  ['downloading', 'verifying'], ['downloading', 'rejected'], ['downloading', 'failed'], ['downloading', 'cancelled'],
+  ['verifying', 'installing'], ['verifying', 'rejected'], ['verifying', 'failed'], ['verifying', 'cancelled'],
+  ['installing', 'health-check'], ['installing', 'failed'], ['installing', 'cancelled'], ['installing', 'rebooting'],
+  ['rebooting', 'health-check'], ['rebooting', 'failed'],
   ['health-check', 'installed'], ['health-check', 'rolled_back'], ['health-check', 'failed'],
 ];
 
@@ -35,7 +36,7 @@ describe('patch job state table', () => {
 
   it('maps job states to PatchStatus states (offered is silent, health-check is still installing)', () => {
     expect(JOB_STATES.map((s) => wireState(s))).toEqual([
-      undefined, 'downloading', 'verifying', 'installing', 'installing', 'installed', 'failed', 'rolled_back', 'rejected',
+      undefined, 'downloading', 'verifying', 'installing', 'installing', 'installed', 'failed', 'rolled_back', 'rejected', 'cancelled', 'installing',
     ]);
   });
 });
@@ -102,7 +103,7 @@ describe('patch job store', () => {
 describe('patches: settings', () => {
   it('fills defaults', () => {
     const s = parsePatchSettings({ keys: ['/k.pem'] }, '/state');
-    expect(s).toEqual({ keys: ['/k.pem'], threshold: 1, clockSkewS: 300, downloadDeadlineS: 600, commandTimeoutS: 300, stagingDir: '/state/staging' });
+    expect(s).toEqual({ keys: ['/k.pem'], threshold: 1, clockSkewS: 300, downloadDeadlineS: 600, commandTimeoutS: 300, stagingDir: '/state/staging', bootIdFile: '/proc/sys/kernel/random/boot_id' });
   });
 
   it.each([
