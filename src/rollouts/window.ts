@@ -1,24 +1,24 @@
-import { validateDetailed } from 'node-cron';
+import { Cron } from 'croner';
 
 /**
  * Maintenance windows (RULES.md "Remote patching": "a maintenance window (a cron expression and a duration,
  * in a named timezone)"). A window opens at every instant the cron expression matches the wall clock of the
  * timezone and stays open for `durationMs` of elapsed time.
  *
- * node-cron 4 computes next runs only from the real system time (`getNextRun()` reads `new Date()`), which the
- * injected Clock cannot drive; so node-cron parses and validates the expression (`validateDetailed`) and the
- * matching below walks the parsed fields itself.
+ * Next openings come from croner (issue 8 fault 4: the hand-written day walk took 2-4 s on a DST transition
+ * day and stalled the daemon; croner computes one in well under a millisecond on any day, test
+ * test/unit/rollout-window.test.ts measures it across DST weeks in both hemispheres). croner takes an
+ * explicit reference instant, so the injected Clock drives it.
  *
- * Semantics, chosen to follow node-cron and Temporal where a choice is needed:
- * - 5 fields (minute hour day month weekday) or 6 (with seconds first), names and ranges as node-cron parses them.
- * - Day of month AND day of week must both match (node-cron's rule, not Vixie cron's OR).
+ * Semantics:
+ * - 5 fields (minute hour day month weekday) or 6 (with seconds first).
+ * - Day of month AND day of week must both match (`domAndDow`), as before (node-cron's rule, not Vixie's OR).
  * - A wall-clock start that does not exist (inside a spring-forward gap, e.g. 02:30 on 2026-03-29 in
  *   Europe/Berlin) opens the window at the same wall time read with the offset before the gap, i.e. shifted
- *   forward by the gap (03:30 CEST) — Temporal's `disambiguation: 'compatible'`. The window is never skipped.
- * - A wall-clock start that exists twice (fall-back, e.g. 02:30 on 2026-10-25 in Berlin) opens once, at the
- *   earlier instant (also 'compatible').
+ *   forward by the gap (03:30 CEST); the window is never skipped. A wall-clock start that exists twice
+ *   (fall-back) opens once, at the earlier instant.
  * - The duration is elapsed time: a 4 h window from 00:00 on a spring-forward day closes at 05:00 wall clock.
- * - The L, W and # tokens node-cron accepts are refused (they would need their own calendar rules here).
+ * - The L, W and # tokens are refused (kept out so that both the old and the new implementation agree).
  */
 export interface MaintenanceWindow {
   cron: string;
@@ -36,21 +36,10 @@ export interface WindowState {
   opensAt?: number;
 }
 
-interface CronFields {
-  seconds: number[];
-  minutes: number[];
-  hours: number[];
-  days: Set<number>;
-  months: Set<number>;
-  weekdays: Set<number>;
-}
-
 const DAY_MS = 86_400_000;
-/** Far enough for `0 0 29 2 *` (leap days) and every 5/6-field expression without L/W/#. */
-const HORIZON_DAYS = 8 * 366;
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
-const parsedCache = new Map<string, CronFields>();
+const crons = new Map<string, Cron>();
 
 /** Is this an IANA timezone name the runtime knows? */
 export function isValidTimezone(timezone: string): boolean {
@@ -63,43 +52,31 @@ export function isValidTimezone(timezone: string): boolean {
   }
 }
 
-/** Parse with node-cron; returns an error message naming the bad part, or undefined when the expression is fine. */
+/** Returns an error message naming the bad part, or undefined when the expression is fine. */
 export function cronError(expression: string): string | undefined {
   try {
-    parseCron(expression);
+    cronFor(expression, 'UTC');
     return undefined;
   } catch (err) {
     return (err as Error).message;
   }
 }
 
-export function parseCron(expression: string): CronFields {
-  const cached = parsedCache.get(expression);
+/** A paused croner job for (expression, timezone), parsed once and cached (bounded). */
+function cronFor(expression: string, timezone: string): Cron {
+  const key = `${timezone}\u0000${expression}`;
+  const cached = crons.get(key);
   if (cached) return cached;
   if (typeof expression !== 'string' || expression.trim() === '') throw new Error('empty cron expression');
-  const result = validateDetailed(expression);
-  if (!result.valid || !result.fields) {
-    const first = result.errors[0];
-    throw new Error(first ? `${first.field}${first.value !== undefined ? ` "${first.value}"` : ''}: ${first.message}` : 'invalid cron expression');
+  const fields = expression.trim().split(/\s+/);
+  if (fields.length !== 5 && fields.length !== 6) throw new Error(`expected 5 or 6 fields, got ${fields.length}`);
+  if (/[LW#]/i.test(expression.replace(/\b(MON|TUE|WED|THU|FRI|SAT|SUN|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)\b/gi, ''))) {
+    throw new Error('L, W and # tokens are not supported in maintenance windows');
   }
-  const f = result.fields;
-  const numbers = (name: string, values: (number | string)[]): number[] => {
-    for (const v of values) {
-      if (typeof v !== 'number') throw new Error(`${name} "${v}": L, W and # tokens are not supported in maintenance windows`);
-    }
-    return [...(values as number[])].sort((a, b) => a - b);
-  };
-  const fields: CronFields = {
-    seconds: numbers('second', f.second),
-    minutes: numbers('minute', f.minute),
-    hours: numbers('hour', f.hour),
-    days: new Set(numbers('dayOfMonth', f.dayOfMonth)),
-    months: new Set(numbers('month', f.month)),
-    weekdays: new Set(numbers('dayOfWeek', f.dayOfWeek).map((d) => d % 7)),
-  };
-  if (parsedCache.size > 1000) parsedCache.clear();
-  parsedCache.set(expression, fields);
-  return fields;
+  const cron = new Cron(expression.trim(), { timezone, paused: true, domAndDow: true });
+  if (crons.size > 1000) crons.clear();
+  crons.set(key, cron);
+  return cron;
 }
 
 /** Is the window open at `now`, and since/until when (or when does it open next)? */
@@ -121,48 +98,10 @@ export function nextWindowOpen(window: MaintenanceWindow, now: number): number |
 
 /** The first instant >= `from` (ms) at which the expression matches the wall clock of `timezone`. */
 export function nextCronMatch(expression: string, timezone: string, from: number): number | undefined {
-  const fields = parseCron(expression);
-  // Start a day early: a gap-shifted start of the previous local day can fall after `from`.
-  let { year, month, day } = wallClock(from - DAY_MS, timezone);
-  for (let i = 0; i < HORIZON_DAYS; i++) {
-    if (fields.months.has(month) && fields.days.has(day) && fields.weekdays.has(new Date(Date.UTC(year, month - 1, day)).getUTCDay())) {
-      const found = firstOnDay(fields, timezone, year, month, day, from);
-      if (found !== undefined) return found;
-    }
-    const next = new Date(Date.UTC(year, month - 1, day + 1));
-    year = next.getUTCFullYear();
-    month = next.getUTCMonth() + 1;
-    day = next.getUTCDate();
-  }
-  return undefined;
-}
-
-function firstOnDay(fields: CronFields, timezone: string, year: number, month: number, day: number, from: number): number | undefined {
-  const midnight = Date.UTC(year, month - 1, day);
-  const offsetBefore = offsetMs(midnight - DAY_MS, timezone);
-  const offsetAfter = offsetMs(midnight + 2 * DAY_MS, timezone);
-  const steady = offsetBefore === offsetAfter;
-  let best: number | undefined;
-  for (const hour of fields.hours) {
-    for (const minute of fields.minutes) {
-      for (const second of fields.seconds) {
-        const local = midnight + ((hour * 60 + minute) * 60 + second) * 1000;
-        const instant = steady ? local - offsetBefore : resolveLocal(local, offsetBefore, offsetAfter, timezone);
-        if (instant < from) continue;
-        // Without a transition on this day wall order is instant order: the first hit is the earliest.
-        if (steady) return instant;
-        if (best === undefined || instant < best) best = instant;
-      }
-    }
-  }
-  return best;
-}
-
-/** Wall time (as a UTC-based ms number) to an instant, Temporal 'compatible' disambiguation. */
-function resolveLocal(local: number, offsetBefore: number, offsetAfter: number, timezone: string): number {
-  const candidates = [local - offsetBefore, local - offsetAfter].filter((t) => local - offsetMs(t, timezone) === t);
-  if (candidates.length > 0) return Math.min(...candidates); // repeated hour: the earlier instant
-  return local - offsetBefore; // gap: read with the offset before the transition, i.e. shifted forward
+  if (!Number.isFinite(from) || Math.abs(from) > 8.64e15 - DAY_MS) throw new RangeError(`Invalid time value: ${from}`);
+  // croner's nextRun(prev) is the first match strictly after prev's whole second: ask from 1 ms earlier.
+  const next = cronFor(expression, timezone).nextRun(new Date(from - 1));
+  return next ? next.getTime() : undefined;
 }
 
 /** Offset of the zone's wall clock from UTC at an instant, in ms (Berlin winter: +3_600_000). */
