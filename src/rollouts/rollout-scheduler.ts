@@ -72,6 +72,12 @@ export class RolloutScheduler {
   private readonly byDevice = new Map<string, ActiveRollout>();
   /** Latest heartbeat per device in a rollout: receive time and the interval it announced (soak health). */
   private readonly beats = new Map<string, { at: number; intervalMs: number }>();
+  /**
+   * Devices whose loss ticket was already open when they became done (or when we started watching them): it
+   * belongs to an outage before the install (e.g. the device was offline when the rollout began) and stays
+   * open until it auto-resolves; only a loss ticket that appears during the soak fails the device.
+   */
+  private readonly lossBeforeDone = new Set<string>();
   private readonly listeners = new Set<(event: RolloutEvent) => void>();
   private timer: TimerHandle | undefined;
   private ticking: Promise<void> | undefined;
@@ -310,7 +316,18 @@ export class RolloutScheduler {
     const devices = new Map(this.store.devices(row.id).map((d) => [d.deviceId, d]));
     const r: ActiveRollout = { row: { ...row, spec: normalizeSpec(row.spec) }, devices, patch: this.deps.ports.patch(row.patchId), soakEndsAt: null };
     this.active.set(row.id, r);
-    for (const d of devices.values()) if (d.state !== 'excluded') this.byDevice.set(d.deviceId, r);
+    for (const d of devices.values()) {
+      if (d.state !== 'excluded') this.byDevice.set(d.deviceId, r);
+      if (d.state === 'done' && this.hasLossTicket(d.deviceId)) this.lossBeforeDone.add(d.deviceId);
+    }
+  }
+
+  private hasLossTicket(deviceId: string): boolean {
+    try {
+      return this.deps.ports.sink.hasOpen(['gateway_loss'], deviceId);
+    } catch {
+      return false;
+    }
   }
 
   private requireActive(id: string): ActiveRollout {
@@ -360,8 +377,13 @@ export class RolloutScheduler {
       }
     });
     for (const d of next) {
+      const before = r.devices.get(d.deviceId)!;
       r.devices.set(d.deviceId, d);
       if (d.state === 'excluded') this.byDevice.delete(d.deviceId);
+      if (d.state === 'done' && before.state !== 'done') {
+        if (this.hasLossTicket(d.deviceId)) this.lossBeforeDone.add(d.deviceId);
+        else this.lossBeforeDone.delete(d.deviceId);
+      }
     }
   }
 
@@ -462,7 +484,7 @@ export class RolloutScheduler {
             lastHeartbeatAt: beat?.at ?? null,
             // Without a heartbeat since our start the interval is unknown: only a loss ticket judges it then.
             silenceMs: beat ? missed * beat.intervalMs + 1000 : Number.POSITIVE_INFINITY,
-            lossTicket: this.deps.ports.sink.hasOpen(['gateway_loss'], d.deviceId),
+            lossTicket: !this.lossBeforeDone.has(d.deviceId) && this.hasLossTicket(d.deviceId),
           },
           Math.max(d.doneAt ?? now, this.startedAt),
         );

@@ -156,11 +156,16 @@ export function startAgent(opts: AgentOptions): RunningProcess & { configFile: s
       opts.extraYaml ?? '',
     ].join('\n'),
   );
+  return { ...spawnAgent(configFile, opts.env), configFile };
+}
+
+/** Start a real agent process on an existing agent.yaml (also used to restart one). */
+export function spawnAgent(configFile: string, env: NodeJS.ProcessEnv = {}): RunningProcess {
   const proc = spawn(process.execPath, [join(ROOT, 'bin/xcare-agent.js'), '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...opts.env },
+    env: { ...process.env, ...env },
   });
-  return { ...track(proc), configFile };
+  return track(proc);
 }
 
 /** Poll `probe` until it returns a truthy value or the timeout passes. */

@@ -1,8 +1,8 @@
-import { cpSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { ctl, startAgent, ROOT, type Daemon, type RunningProcess } from './processes.js';
+import { ctl, spawnAgent, startAgent, ROOT, type Daemon, type RunningProcess } from './processes.js';
 
 const run = promisify(execFile);
 export const EXAMPLES = join(ROOT, 'patches', 'examples');
@@ -46,15 +46,18 @@ export async function provisionSampleAgent(
   baseDir: string,
   publicKey: string,
   env: NodeJS.ProcessEnv = {},
-): Promise<RunningProcess> {
+  opts: { tags?: string[]; version?: string; patchYaml?: string[] } = {},
+): Promise<RunningProcess & { configFile: string; dir: string }> {
+  const tagArgs = (opts.tags ?? []).flatMap((t) => ['--tag', t]);
   const { token } = JSON.parse(
-    await ok(daemon, ['device', 'add', id, '--type', 'gateway', '--customer', 'acme', '--installer', 'minnovation', '--tier', 'xcare', '--json']),
+    await ok(daemon, ['device', 'add', id, '--type', 'gateway', '--customer', 'acme', '--installer', 'minnovation', '--tier', 'xcare', ...tagArgs, '--json']),
   ) as { token: string };
   const agentDir = join(baseDir, id);
   const software = join(agentDir, 'sample-app');
   mkdirSync(agentDir, { recursive: true });
   cpSync(join(EXAMPLES, 'sample-app'), software, { recursive: true });
-  return startAgent({
+  if (opts.version) writeFileSync(join(software, 'VERSION'), `${opts.version}\n`);
+  const agent = startAgent({
     deviceId: id,
     token,
     mqttPort: daemon.mqttPort,
@@ -70,6 +73,13 @@ export async function provisionSampleAgent(
       `  check: sh ${join(EXAMPLES, 'check.sh')}`,
       `  rollback: sh ${join(EXAMPLES, 'rollback.sh')}`,
       '  commandTimeoutS: 30',
+      ...(opts.patchYaml ?? []).map((l) => `  ${l}`),
     ].join('\n'),
   });
+  return { ...agent, dir: agentDir };
+}
+
+/** Start the agent again from the config file an earlier start wrote (a restart: same state dir and tree). */
+export function restartAgent(configFile: string, env: NodeJS.ProcessEnv = {}): RunningProcess {
+  return spawnAgent(configFile, env);
 }
