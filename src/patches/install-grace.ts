@@ -55,7 +55,8 @@ export class InstallGrace {
   /** A heartbeat received at `at`: the first one after an install's final status ends the grace. */
   onHeartbeat(deviceId: string, at: number): void {
     const entry = this.entries.get(deviceId);
-    if (entry && entry.finalAt !== null && at > entry.finalAt) this.entries.delete(deviceId);
+    // >=: a heartbeat handled right after the status (its own `patch` field, or the same millisecond) is already "back".
+    if (entry && entry.finalAt !== null && at >= entry.finalAt) this.entries.delete(deviceId);
   }
 
   /** Restore an install in progress found in the store at start (its `since` from the stored row). */

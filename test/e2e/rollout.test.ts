@@ -45,7 +45,7 @@ describe('end to end: three-wave rollout to ten real agents', () => {
   it('completes wave by wave; the failing agent is rolled back and counted; no loss tickets', async () => {
     const created = await ctl(daemon, [
       'rollout', 'create', '--patch', 'sample-app-1.1.0', '--types', 'gateway', '--software', '>=1.0.0 <1.1.0',
-      '--wave', '2', '--wave', '40%', '--wave', '100%', '--soak', '20s',
+      '--wave', '2', '--wave', '40%', '--wave', '100%', '--soak', '10s',
       '--window', '* * * * *', '--duration', '1h', '--tz', 'Europe/Berlin', '--abort-threshold', '0.5', '--jitter', '0s', '--json',
     ]);
     expect(created.code, created.stderr).toBe(0);

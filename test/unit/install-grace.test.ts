@@ -1,0 +1,93 @@
+import { describe, it, expect } from 'vitest';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { InstallGrace } from '../../src/patches/install-grace.js';
+import { PatchService } from '../../src/patches/patch-service.js';
+import { PatchRepository } from '../../src/patches/patch-repository.js';
+import { ArtifactStore } from '../../src/patches/artifact-store.js';
+import { createPatchMetrics } from '../../src/patches/patch-metrics.js';
+import { openDatabase } from '../../src/db/database.js';
+import { ManualClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
+import { manifestBytes } from '../../patches/manifest.js';
+import { makeKey, manifestFor } from '../helpers/patch-fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+/**
+ * Issue 8 fault 1 (owned here: the "is this device installing or restarting" fact): only a transition into an
+ * install opens the expected-restart grace; a repeated, unchanged or terminal patch state never does; the
+ * grace ends at the device's first heartbeat after the install's final status.
+ */
+const T0 = Date.parse('2026-11-26T12:00:00.000Z');
+const S = 1000;
+const settings = { restartGraceMs: 300 * S, maxInstallMs: 3600 * S };
+
+describe('InstallGrace (table)', () => {
+  type Step = ['transition', string, number] | ['heartbeat', number] | ['ask', number, boolean];
+  const rows: [string, Step[]][] = [
+    ['installing opens it', [['transition', 'installing', 0], ['ask', 60, true]]],
+    ['verifying opens it', [['transition', 'verifying', 0], ['ask', 60, true]]],
+    ['bounded by the longest install', [['transition', 'installing', 0], ['ask', 3600, true], ['ask', 3601, false]]],
+    ['installed after installing keeps it for the restart grace', [['transition', 'installing', 0], ['transition', 'installed', 10], ['ask', 310, true], ['ask', 311, false]]],
+    ['the first heartbeat after the final status ends it', [['transition', 'installing', 0], ['transition', 'installed', 10], ['heartbeat', 12], ['ask', 13, false]]],
+    ['a heartbeat while installing does not end it', [['transition', 'installing', 0], ['heartbeat', 5], ['ask', 6, true]]],
+    ['rolled_back after installing: grace until the first heartbeat', [['transition', 'installing', 0], ['transition', 'rolled_back', 10], ['ask', 11, true], ['heartbeat', 20], ['ask', 21, false]]],
+    ['a terminal state alone (repeated after a reconnect) opens nothing', [['transition', 'installed', 0], ['ask', 1, false]]],
+    ['rejected before installing opens nothing', [['transition', 'downloading', 0], ['transition', 'rejected', 1], ['ask', 2, false]]],
+    ['downloading opens nothing', [['transition', 'downloading', 0], ['ask', 1, false]]],
+  ];
+  for (const [name, steps] of rows) {
+    it(name, () => {
+      const g = new InstallGrace(settings);
+      for (const step of steps) {
+        if (step[0] === 'transition') g.onTransition('gw-1', step[1], T0 + step[2] * S);
+        else if (step[0] === 'heartbeat') g.onHeartbeat('gw-1', T0 + step[1] * S);
+        else expect(g.isInstallingOrRestarting('gw-1', T0 + step[1] * S), `at +${step[1]} s`).toBe(step[2]);
+      }
+      expect(g.isInstallingOrRestarting('gw-other', T0)).toBe(false);
+    });
+  }
+});
+
+describe('PatchService.isInstallingOrRestarting (real SQLite, a daemon restart in between)', () => {
+  it('a patch state repeated by heartbeats after a reconnect or a restart never opens the grace', () => {
+    const dir = tempDir('xcare-grace-');
+    const file = join(dir.path, 'x.db');
+    const clock = new ManualClock(T0);
+    const key = makeKey(dir.path, 'k');
+    const make = () => {
+      const db = openDatabase(file);
+      const repo = new PatchRepository({ db });
+      const service = new PatchService({
+        repo, artifacts: new ArtifactStore({ dir: join(dir.path, 'a') }), clock, log: silentLogger(), results: createPatchMetrics(new Registry()).results,
+        releaseKeys: [], threshold: 1, maxArtifactBytes: 1024, registerIntegrity: () => {}, sendToDevice: () => {}, installGrace: settings,
+      });
+      return { db, repo, service };
+    };
+    const first = make();
+    const m = manifestFor({ sha256: 'a'.repeat(64), size: 10 }, key, { id: 'p-1', version: '1.1.0' });
+    first.repo.insert({ id: 'p-1', version: '1.1.0', manifest: manifestBytes(m), signatures: '[]', sha256: 'a'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: T0 + 86_400_000 });
+    const beat = (svc: PatchService, state: 'installing' | 'installed') => {
+      svc.recordStatus('gw-1', { patchId: 'p-1', state }, clock.now());
+      svc.noteHeartbeat('gw-1', clock.now());
+    };
+    first.service.recordStatus('gw-1', { patchId: 'p-1', state: 'installing' }, clock.now());
+    expect(first.service.isInstallingOrRestarting('gw-1', clock.now())).toBe(true);
+    clock.advance(10 * S);
+    first.service.recordStatus('gw-1', { patchId: 'p-1', state: 'installed' }, clock.now());
+    beat(first.service, 'installed'); // the agent's heartbeat right after installing: the device is back
+    clock.advance(S);
+    expect(first.service.isInstallingOrRestarting('gw-1', clock.now())).toBe(false);
+    // Reconnect: the heartbeat repeats `installed` (PROTOCOL.md): nothing opens.
+    beat(first.service, 'installed');
+    expect(first.service.isInstallingOrRestarting('gw-1', clock.now() + S)).toBe(false);
+    first.db.close();
+    // Daemon restart: a fresh service, the agent repeats `installed` again: still nothing.
+    const second = make();
+    second.service.start();
+    beat(second.service, 'installed');
+    expect(second.service.isInstallingOrRestarting('gw-1', clock.now() + S)).toBe(false);
+    second.db.close();
+    dir.cleanup();
+  });
+});
