@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: every benchmark in turn, printing its figures. Benchmarks measure; they never
- * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact,console,detection.
+ * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact,console,detection,rollout-soak.
  */
 const all: Record<string, () => Promise<unknown>> = {
   ingest: async () => (await import('./ingest-bench.js')).runIngestBench(),
@@ -9,6 +9,7 @@ const all: Record<string, () => Promise<unknown>> = {
   artifact: async () => (await import('./artifact-bench.js')).runArtifactBench(),
   console: async () => (await import('./console-bench.js')).runConsoleBench(),
   detection: async () => (await import('./detection-bench.js')).runDetectionBench(),
+  'rollout-soak': async () => (await import('./rollout-soak.js')).runRolloutSoak(),
 };
 
 const wanted = (process.env.BENCH ?? Object.keys(all).join(',')).split(',').map((s) => s.trim());
