@@ -1,4 +1,5 @@
-import type { Severity } from '../tickets/types.js';
+import type { ConditionReport, Severity } from '../tickets/types.js';
+import type { RolloutDeviceRow, RolloutRow } from './rollout-store.js';
 
 /** The wave gate itself is in next-step.ts (pure decisions); this file keeps the ticket's blast radius. */
 /**
@@ -17,4 +18,25 @@ export function abortSeverity(failed: number, targeted: number): Severity {
   if (failed >= 20 || (share >= 0.1 && failed >= 5)) return 'high';
   if (failed >= 3) return 'medium';
   return 'low';
+}
+
+/** The `rollout_aborted` ticket of an aborted or failed rollout: blast radius, wave, the failed devices and why. */
+export function abortTicket(row: RolloutRow, devices: readonly RolloutDeviceRow[], reason: string): ConditionReport {
+  const failed = devices.filter((d) => d.state === 'failed');
+  const targeted = devices.filter((d) => d.state !== 'excluded').length;
+  return {
+    kind: 'rollout_aborted',
+    subject: `rollout:${row.id}`,
+    classification: 'problem',
+    severity: abortSeverity(failed.length, targeted),
+    summary: `Rollout ${row.id} of ${row.patchId} ${row.state === 'failed' ? 'failed' : 'aborted'}: ${reason}`,
+    details: {
+      rolloutId: row.id,
+      patchId: row.patchId,
+      wave: row.currentWave + 1,
+      failed: failed.length,
+      targeted,
+      failedDevices: failed.slice(0, 100).map((d) => ({ deviceId: d.deviceId, detail: d.detail })),
+    },
+  };
 }

@@ -4,15 +4,15 @@ import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
 import type { DeviceDirectory, DeviceRecord } from '../registry/types.js';
 import type { Heartbeat, PatchStatus } from '../protocol/types.js';
-import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
-import { compareVersions, parseVersion, rangesIntersect } from '../../patches/version-match.js';
+import { ConflictError, NotFoundError } from '../errors.js';
+import { compareVersions, parseVersion } from '../../patches/version-match.js';
 import type { PublishedPatch, RolloutPorts } from './ports.js';
-import { normalizeSpec, parseRolloutSpec, type RolloutSpec } from './rollout-spec.js';
-import { assignWaves, liveMismatch, selectTargets, staticMismatch } from './plan.js';
+import { normalizeSpec, type RolloutSpec } from './rollout-spec.js';
+import { staticMismatch } from './plan.js';
 import { windowStateAt, type WindowState } from './window.js';
-import { jitterOffset } from './jitter.js';
-import { groupOf, pickWithinCaps, type CapCandidate } from './caps.js';
-import { abortSeverity } from './gate.js';
+import { abortTicket } from './gate.js';
+import { planRollout, newDevice } from './rollout-create.js';
+import { inFlightOf, pickOffers } from './offer-pick.js';
 import {
   afterFailure, applyHeartbeat, applyStatus, gateDecision, isActivePending, judgeInFlight, judgeSoak,
   type DeviceRules, type GateDevice,
@@ -126,45 +126,18 @@ export class RolloutScheduler {
 
   /** Validate, plan and store a rollout. Nothing is stored when validation fails. */
   create(input: unknown): RolloutView {
-    const { config, ports, clock } = this.deps;
-    const spec = parseRolloutSpec(input, config);
-    const now = clock.now();
-    const patch = ports.patch(spec.patchId);
-    if (!patch) throw new ValidationError(`patchId: patch "${spec.patchId}" is not published`);
-    if (Date.parse(patch.expiresAt) <= now) throw new ValidationError(`patchId: patch "${patch.id}" expired at ${patch.expiresAt}`);
-    if (spec.target.types.length > 0 && patch.types.length > 0 && !spec.target.types.some((t) => patch.types.includes(t))) {
-      throw new ValidationError(`target.types: patch "${patch.id}" applies to ${patch.types.join(', ')} only`);
-    }
-    if (spec.target.software && !rangesIntersect(spec.target.software, patch.appliesTo)) {
-      throw new ValidationError(`target.software: "${spec.target.software}" does not overlap the range the patch applies to (${patch.appliesTo})`);
-    }
-    // Busy: in another active rollout, or already offered this patch by anyone (the one offer record).
-    const busy = this.store.busyDevices();
-    for (const [deviceId, by] of ports.offeredDevices(patch.id)) busy.set(deviceId, `already offered ${patch.id}${by ? ` in rollout ${by}` : ' (manual offer)'}`);
-    const selection = selectTargets(this.deps.directory.all(), spec.target, patch, ports, now, busy);
-    if (selection.included.length === 0) {
-      const reasons = new Map<string, number>();
-      for (const e of selection.excluded) reasons.set(e.reason, (reasons.get(e.reason) ?? 0) + 1);
-      const top = [...reasons.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([r, n]) => `${n} x ${r}`);
-      throw new ValidationError(`target: no eligible device matches${top.length ? ` (left out: ${top.join('; ')})` : ' (no devices registered)'}`);
-    }
+    const now = this.deps.clock.now();
+    const plan = planRollout(input, { config: this.deps.config, ports: this.deps.ports, directory: this.deps.directory, busy: this.store.busyDevices() }, now);
     let created: RolloutRow | undefined;
     this.store.transaction(() => {
       const id = this.store.nextId(now);
-      const waves = assignWaves(selection.included.map((d) => d.id), spec.waves.map((w) => w.size), id, (d) => ports.isConnected(d));
-      const row: RolloutRow = {
-        id, patchId: patch.id, spec, state: 'scheduled', currentWave: 0, waveStartedAt: null,
-        createdAt: now, updatedAt: now, startedAt: null, endedAt: null, reason: null,
-      };
-      const devices: RolloutDeviceRow[] = [];
-      waves.forEach((ids, wave) => ids.forEach((deviceId) => devices.push(newDevice(deviceId, wave, 'pending', null))));
-      for (const e of selection.excluded) devices.push(newDevice(e.deviceId, null, 'excluded', e.reason));
+      const { row, devices, waves } = plan.rows(id);
       this.store.insertRollout(row, devices);
-      this.store.event(id, now, 'created', null, { targeted: selection.included.length, excluded: selection.excluded.length, waves: waves.map((w) => w.length) });
+      this.store.event(id, now, 'created', null, { targeted: plan.targeted, excluded: plan.excluded, waves });
       created = row;
     });
     const row = created!;
-    this.deps.log.info({ rolloutId: row.id, patchId: patch.id, targeted: selection.included.length, excluded: selection.excluded.length }, 'rollout created');
+    this.deps.log.info({ rolloutId: row.id, patchId: row.patchId, targeted: plan.targeted, excluded: plan.excluded }, 'rollout created');
     if (!this.stopped) {
       this.load(row);
       this.kick();
@@ -540,40 +513,13 @@ export class RolloutScheduler {
   }
 
   private pickOffers(r: ActiveRollout, win: WindowState, now: number): string[] {
-    const { ports, directory } = this.deps;
-    const spec = r.row.spec;
-    const openedAt = win.openedAt!;
-    const closesAt = win.closesAt!;
-    const due: (CapCandidate & { wave: number; at: number })[] = [];
-    const excluded: RolloutDeviceRow[] = [];
-    for (const d of r.devices.values()) {
-      if (d.state !== 'pending' || d.wave === null || d.wave > r.row.currentWave) continue;
-      if (!ports.isConnected(d.deviceId)) continue;
-      // A retry waits for its backoff; a first offer is spread over [base, base + jitter), clamped to the window.
-      let at: number;
-      if (d.retryAt !== null) at = d.retryAt;
-      else {
-        const base = d.wave === r.row.currentWave ? Math.max(openedAt, r.row.waveStartedAt ?? openedAt) : openedAt;
-        at = base + jitterOffset(d.deviceId, r.row.id, Math.min(spec.jitterMs, closesAt - base));
-      }
-      if (at > now) continue;
-      const device = directory.get(d.deviceId);
-      if (!device || device.revokedAt !== null) {
-        excluded.push({ ...d, state: 'excluded', detail: device ? 'revoked' : 'no longer registered' });
-        continue;
-      }
-      due.push({ deviceId: d.deviceId, group: groupOf(device), wave: d.wave, at });
-    }
-    due.sort((a, b) => a.wave - b.wave || a.at - b.at || (a.deviceId < b.deviceId ? -1 : 1));
-    const { picked } = pickWithinCaps(due, this.inFlight(), { maxConcurrent: spec.maxConcurrent, maxPerGateway: spec.maxPerGateway }, (c) => {
-      // Offer-time guard, only for devices that fit the caps: eligibility and software may have changed since
-      // planning (or were never known, for a device that joined later). A retry runs the old version again.
-      const mismatch = liveMismatch(c.deviceId, spec.target, r.patch!, ports, now);
-      if (!mismatch) return true;
-      excluded.push({ ...r.devices.get(c.deviceId)!, state: 'excluded', detail: mismatch });
-      return false;
-    });
-    this.transitionDevices(r, excluded, now);
+    const { picked, excluded } = pickOffers(
+      { row: r.row, devices: r.devices.values(), patch: r.patch! },
+      win,
+      now,
+      { ports: this.deps.ports, directory: this.deps.directory, inFlight: inFlightOf([...this.active.values()].map((a) => a.devices.values()), this.deps.directory) },
+    );
+    this.transitionDevices(r, excluded.map((e) => ({ ...r.devices.get(e.deviceId)!, state: 'excluded' as const, detail: e.reason })), now);
     if (picked.length === 0) return [];
     return this.commitOffers(r, picked, now);
   }
@@ -610,21 +556,6 @@ export class RolloutScheduler {
       if (d.state === 'excluded') this.byDevice.delete(d.deviceId);
     }
     return sent;
-  }
-
-  private inFlight(): { fleet: number; groups: Map<string, number> } {
-    let fleet = 0;
-    const groups = new Map<string, number>();
-    for (const r of this.active.values()) {
-      for (const d of r.devices.values()) {
-        if (!IN_FLIGHT.has(d.state)) continue;
-        fleet++;
-        const device = this.deps.directory.get(d.deviceId);
-        const group = device ? groupOf(device) : d.deviceId;
-        groups.set(group, (groups.get(group) ?? 0) + 1);
-      }
-    }
-    return { fleet, groups };
   }
 
   private async publish(r: ActiveRollout, ids: string[]): Promise<void> {
@@ -672,24 +603,8 @@ export class RolloutScheduler {
   }
 
   private raiseTicket(r: ActiveRollout, reason: string): void {
-    const counts = countStates(r);
-    const targeted = r.devices.size - counts.excluded;
     try {
-      this.deps.ports.sink.raise({
-        kind: 'rollout_aborted',
-        subject: `rollout:${r.row.id}`,
-        classification: 'problem',
-        severity: abortSeverity(counts.failed, targeted),
-        summary: `Rollout ${r.row.id} of ${r.row.patchId} ${r.row.state === 'failed' ? 'failed' : 'aborted'}: ${reason}`,
-        details: {
-          rolloutId: r.row.id,
-          patchId: r.row.patchId,
-          wave: r.row.currentWave + 1,
-          failed: counts.failed,
-          targeted,
-          failedDevices: [...r.devices.values()].filter((d) => d.state === 'failed').slice(0, 100).map((d) => ({ deviceId: d.deviceId, detail: d.detail })),
-        },
-      });
+      this.deps.ports.sink.raise(abortTicket(r.row, [...r.devices.values()], reason));
     } catch (err) {
       this.deps.log.error({ err, rolloutId: r.row.id }, 'could not raise the rollout_aborted ticket');
     }
@@ -714,10 +629,6 @@ function defaultEventKind(before: RolloutDeviceRow, after: RolloutDeviceRow): st
   if (after.state === before.state) return undefined;
   if (after.state === 'pending' && after.retryAt !== null) return 'retry_scheduled';
   return after.state === 'failed' || after.state === 'excluded' || after.state === 'done' ? after.state : undefined;
-}
-
-function newDevice(deviceId: string, wave: number | null, state: DeviceRolloutState, detail: string | null): RolloutDeviceRow {
-  return { deviceId, wave, state, offeredAt: null, installedAt: null, doneAt: null, progressAt: null, joinedAt: null, detail, attempts: 0, retryAt: null, cancelRequestedAt: null };
 }
 
 function countStates(r: ActiveRollout): Record<DeviceRolloutState, number> {
