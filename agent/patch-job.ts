@@ -391,7 +391,8 @@ export class PatchJobRunner {
           file: partial,
           size: manifest.artifact.size,
           deadlineMs: this.deps.settings.downloadDeadlineS * 1000,
-          signal: this.abort.signal,
+          // jobAbort: a PatchCancel or stop() ends the download (stop() aborts it too).
+          signal: this.jobAbort.signal,
         });
       } catch (err) {
         if (this.stopped) throw new Stopped();

@@ -316,6 +316,51 @@ describe('agent patch job: rejected, never installed', () => {
     expect(h.installed.count).toBe(0);
   });
 
+  it('a download that times out is failed retryable, and the same offer runs again (retries, issue 9)', async () => {
+    server.mode = 'trickle';
+    const h = harness({ deadlineS: 1 });
+    const offer = payload(makeOffer(manifestFor(artifact, keyA), [keyA], { rolloutId: 'r-1' }));
+    await h.runner.handleOffer(offer);
+    expect(h.statuses.at(-1)).toMatchObject({ state: 'failed', retryable: true });
+    expect(h.store.load().finished).not.toContain('app-1.1.0');
+    server.mode = 'normal';
+    await h.runner.handleOffer(offer);
+    expect(h.statuses.at(-1)).toMatchObject({ state: 'installed' });
+    expect(device.version()).toBe('1.1.0');
+  });
+
+  it('PatchCancel during a download stops it and reports cancelled; the patch may be offered again', async () => {
+    server.mode = 'trickle';
+    const h = harness({ deadlineS: 30 });
+    const running = h.runner.handleOffer(payload(makeOffer(manifestFor(artifact, keyA), [keyA], { rolloutId: 'r-1' })));
+    await new Promise((r) => setTimeout(r, 300));
+    const started = Date.now();
+    h.runner.cancel('app-1.1.0', 'r-1');
+    await running;
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(statusesOf(h.statuses)).toEqual(['downloading', 'cancelled']);
+    expect(h.store.load().finished).not.toContain('app-1.1.0');
+    expect(device.version()).toBe('1.0.0');
+    // A cancel for another patch, or after the end, changes nothing and repeats the final state.
+    h.runner.cancel('other-1.0.0');
+    h.runner.cancel('app-1.1.0');
+    expect(statusesOf(h.statuses)).toEqual(['downloading', 'cancelled', 'cancelled']);
+  });
+
+  it('PatchCancel during install kills the install, rolls back and reports cancelled', async () => {
+    const pause = join(device.stateDir, 'pause.pid');
+    const h = harness({ env: `XCARE_EXAMPLE_PAUSE_FILE=${pause} XCARE_EXAMPLE_PAUSE_S=20` });
+    const running = h.runner.handleOffer(payload(makeOffer(manifestFor(artifact, keyA), [keyA])));
+    const deadline = Date.now() + 15_000;
+    while (!existsSync(pause) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    h.runner.cancel('app-1.1.0');
+    await running;
+    expect(statusesOf(h.statuses)).toEqual(['downloading', 'verifying', 'installing', 'cancelled']);
+    expect(device.version()).toBe('1.0.0');
+    expect(await computeTreeDigest(device.softwareDir)).toBe(originalDigest);
+    expect(h.store.job()).toMatchObject({ state: 'cancelled', command: null });
+  }, 30_000);
+
   it('a download URL for another patch', async () => {
     files.set('/patches/other/artifact', artifact.bytes);
     const h = harness();
