@@ -24,3 +24,10 @@ describe('PatchStatus schema (issue 9)', () => {
   });
   it('refuses a non-boolean retryable', () => expect(parsePayload(patchStatusSchema, '{"patchId":"p","state":"failed","retryable":"yes"}')).toMatchObject({ ok: false, reason: 'schema' }));
 });
+
+describe('old agents and PatchCancel', () => {
+  it('an agent that predates the message drops it as an invalid offer (it never runs or reports anything)', async () => {
+    const { parseOffer } = await import('../../patches/offer.js');
+    expect(() => parseOffer('{"action":"cancel","patchId":"gw-2.3.2"}')).toThrow(/action: unknown field/);
+  });
+});
