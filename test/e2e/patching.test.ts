@@ -50,7 +50,8 @@ describe('end to end: signed patch from keygen to installed', () => {
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
     expect(metrics).toMatch(/fleet_patch_results_total\{result="installed"\} 1/);
     expect(metrics).toMatch(/fleet_patch_results_total\{result="rolled_back"\} 1/);
-  });
+    // ~20 xcarectl processes and three agents: generous for a busy 2-core CI box (it took 30+ s in a full run).
+  }, 120_000);
 
   it('refuses to publish a patch signed by a key the daemon does not trust', async () => {
     const rogue = await keygen(join(dir.path, 'rogue'));
