@@ -129,9 +129,9 @@ describe('window computation cost across DST weeks (both hemispheres)', () => {
         // every 7 min 13 s over 7 days: hits every hour of each transition day
         for (let t = Date.parse(start); t < Date.parse(start) + 7 * 86_400_000; t += 433_000) {
           let cost = step(w, t);
-          // A busy CI core or a GC pause can make one call slow; a real algorithmic stall (the old DST walk)
-          // repeats every time. Re-measure slow calls and keep the best of three.
-          if (cost > 5) cost = Math.min(cost, step(w, t), step(w, t), step(w, t));
+          // A busy CI core or a GC pause can make one call slow; a real algorithmic stall (the old DST walk took
+          // 2-4 s) repeats every time. Re-measure slow calls (up to 10 times) and keep the best.
+          for (let again = 0; again < 10 && cost > 5; again++) cost = Math.min(cost, step(w, t));
           if (cost > 5) stubborn++;
           costs.push(cost);
           // Yield after every step, as the scheduler does between ticks: the monitor then sees single steps.
