@@ -183,6 +183,7 @@ export class App {
       registerIntegrity: (version, digest, source) => void this.integrity.register(version, digest, source),
       sendToDevice: (id, payload) => this.broker.publishToDevice(id, payload),
       canReceive: (id) => this.broker.isReady(id),
+      rolloutActive: (rolloutId) => this.rollouts.isActive(rolloutId),
       installGrace: { restartGraceMs: config.health.expectedRestartGraceS * 1000, maxInstallMs: 3_600_000 },
     });
 

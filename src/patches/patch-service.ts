@@ -37,6 +37,11 @@ export interface PatchServiceDeps {
    * only recorded; {@link PatchService.onDeviceReady} sends them. Default: always (tests without a broker).
    */
   canReceive?(deviceId: string): boolean;
+  /**
+   * Is an offer made by this rollout still wanted? An offer the device never acted on is not re-sent once its
+   * rollout has ended (aborted: no further offers). Default: always (manual offers have no rollout).
+   */
+  rolloutActive?(rolloutId: string): boolean;
   /** Install grace settings (RULES.md "Updates and alerting work together"). */
   installGrace?: { restartGraceMs: number; maxInstallMs: number };
 }
@@ -360,6 +365,7 @@ export class PatchService {
         }
         const row = this.deps.repo.get(owed.patch_id);
         if (!row || row.expires_at <= now) continue;
+        if (owed.rollout_id && this.deps.rolloutActive && !this.deps.rolloutActive(owed.rollout_id)) continue;
         await this.deps.sendToDevice(deviceId, JSON.stringify(this.buildOffer(row, owed.rollout_id ?? undefined)));
         this.deps.log.info({ deviceId, patchId: owed.patch_id, rolloutId: owed.rollout_id }, 'pending patch offer sent on ready');
         sent++;

@@ -237,6 +237,11 @@ export class RolloutScheduler {
 
   // ---------------------------------------------------------------- queries
 
+  /** Is this rollout scheduled, running or paused (its recorded offers are still wanted)? */
+  isActive(rolloutId: string): boolean {
+    return this.active.has(rolloutId);
+  }
+
   list(): RolloutSummary[] {
     return this.store.list().map((row) => summarize(this.store, row));
   }

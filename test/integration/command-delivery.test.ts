@@ -29,6 +29,8 @@ describe('daemon -> device commands are delivered once the device has subscribed
   let fx: BrokerFixture;
   let db: Database;
   let service: PatchService;
+  /** Rollouts that have ended (the scheduler's isActive answers false for them). */
+  const endedRollouts = new Set<string>();
 
   beforeAll(async () => {
     fx = await startFleetBroker({ [device.id]: device.token });
@@ -52,6 +54,7 @@ describe('daemon -> device commands are delivered once the device has subscribed
       registerIntegrity: () => {},
       sendToDevice: (id, payload) => fx.broker.publishToDevice(id, payload),
       canReceive: (id) => fx.broker.isReady(id),
+      rolloutActive: (id) => !endedRollouts.has(id),
     });
     // The wiring of src/app.ts deviceReady(): the broker's ready signal sends what is owed.
     fx.broker.onDeviceReady((id) => void service.onDeviceReady(id));
@@ -131,5 +134,13 @@ describe('daemon -> device commands are delivered once the device has subscribed
     // Once the job ended, no cancel is owed any more (the first test's offers, never acted on, still are).
     service.recordStatus(device.id, { patchId: `p-${ROUNDS}`, state: 'cancelled' }, Date.now());
     expect(await service.onDeviceReady(device.id)).toBe(ROUNDS);
+  });
+
+  it('an offer of a rollout that has ended is not re-sent', async () => {
+    const before = await service.onDeviceReady(device.id);
+    // p-0 was offered by a rollout that has since been aborted: its offer, never acted on, is not re-sent.
+    db.prepare(`UPDATE device_patches SET rollout_id = 'r-gone' WHERE device_id = ? AND patch_id = 'p-0'`).run(device.id);
+    endedRollouts.add('r-gone');
+    expect(await service.onDeviceReady(device.id)).toBe(before - 1);
   });
 });
