@@ -133,11 +133,21 @@ describe('edge agent over a real aedes broker', () => {
     const b = await startBroker();
     cleanups.push(() => b.close());
     const subscribed: string[] = [];
-    b.broker.on('subscribe', (subs) => subscribed.push(...subs.map((s) => `${s.topic}@${s.qos}`)));
+    const order: string[] = [];
+    b.broker.on('subscribe', (subs) => {
+      subscribed.push(...subs.map((s) => `${s.topic}@${s.qos}`));
+      order.push('subscribe');
+    });
+    b.broker.on('publish', (packet, client) => {
+      if (client && packet.topic === topics.state(DEVICE)) order.push('online');
+    });
     const config = makeConfig(b.port);
     startAgent(config);
 
     await waitFor('3 heartbeats', () => on(b, topics.heartbeat(DEVICE)).length >= 3);
+    // Issue 9 fault 1: the online state comes only after cmd/# is subscribed, so a daemon behind an external
+    // broker may read it as "this device can receive commands now".
+    expect(order.slice(0, 2)).toEqual(['subscribe', 'online']);
     const state = on(b, topics.state(DEVICE))[0]!;
     expect(json(state)).toEqual({ online: true });
     expect(state.retain).toBe(true);
@@ -194,6 +204,8 @@ describe('edge agent over a real aedes broker', () => {
     const second = await startBroker(port);
     cleanups.push(() => second.close());
     await waitFor('heartbeat on the new broker', () => on(second, topics.heartbeat(DEVICE)).length >= 1, 5000);
+    // The online state follows the SUBACK of cmd/# (PROTOCOL.md "Delivery of daemon -> device commands").
+    await waitFor('online state on the new broker', () => on(second, topics.state(DEVICE)).length >= 1, 5000);
     expect(json(on(second, topics.state(DEVICE))[0]!)).toEqual({ online: true });
     // after a successful connect the backoff starts over
     const attemptsBefore = lines.filter((l) => l.msg === 'reconnecting').length;
