@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { LiveState } from './device-conditions.js';
+import { TICKET_KINDS } from '../tickets/types.js';
 
 export interface HealthMetrics {
   dropped: Counter<'reason'>;
@@ -44,6 +45,15 @@ export function createHealthMetrics(registry: Registry, counts: () => Readonly<R
     registers: [registry],
   });
   for (const cause of ['start', 'stall', 'wall_step']) gaps.inc({ cause }, 0);
+  const conditions = new Counter({
+    name: 'fleet_health_conditions_total',
+    help: 'Conditions reported to the ticket service, by kind and action (raise, clear)',
+    labelNames: ['kind', 'action'] as const,
+    registers: [registry],
+  });
+  // Every pair the evaluator reports exported from the start, so increase() sees each kind's first condition
+  // (issue 10). rollout_aborted and manual tickets do not come from the evaluator.
+  for (const kind of TICKET_KINDS) if (kind !== 'manual' && kind !== 'rollout_aborted') for (const action of ['raise', 'clear']) conditions.inc({ kind, action }, 0);
   return {
     gaps,
     tickFailures: new Counter({
@@ -52,12 +62,7 @@ export function createHealthMetrics(registry: Registry, counts: () => Readonly<R
       registers: [registry],
     }),
     dropped,
-    conditions: new Counter({
-      name: 'fleet_health_conditions_total',
-      help: 'Conditions reported to the ticket service, by kind and action (raise, clear)',
-      labelNames: ['kind', 'action'] as const,
-      registers: [registry],
-    }),
+    conditions,
     tick: new Histogram({
       name: 'fleet_health_tick_seconds',
       help: 'Duration of one health evaluator tick',

@@ -1,12 +1,25 @@
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { registerBuildInfo } from './build-info.js';
+
+/**
+ * prom-client's default metrics include three gauges named like counters (`nodejs_active_handles_total`,
+ * `nodejs_active_requests_total`, `nodejs_active_resources_total`), which `promtool check metrics` rejects and which
+ * `rate()` would misread. Each is the sum of the labelled gauge beside it (`sum(nodejs_active_handles)`), so they go.
+ */
+export const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 
 /**
  * The daemon's Prometheus registry, made once in app.ts and passed down. Gauges that mirror the
- * database are registered by their owners and computed in collect() at scrape time.
+ * database are registered by their owners and computed in collect() at scrape time. Always carries
+ * `xcare_build_info{version}`; `withProcessMetrics` adds prom-client's process and Node.js metrics.
  */
 export function createMetricsRegistry(withProcessMetrics = true): Registry {
   const registry = new Registry();
-  if (withProcessMetrics) collectDefaultMetrics({ register: registry });
+  if (withProcessMetrics) {
+    collectDefaultMetrics({ register: registry });
+    for (const name of MISNAMED_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  }
+  registerBuildInfo(registry);
   return registry;
 }
 

@@ -1,10 +1,25 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Database } from '../db/database.js';
 import type { Clock } from '../clock.js';
-import { SEVERITIES, CLASSIFICATIONS } from '../tickets/types.js';
+import { SEVERITIES, CLASSIFICATIONS, TICKET_KINDS, AUTOMATIC_TICKETS, type TicketKind, type Severity } from '../tickets/types.js';
 import { TIERS, type Tier } from '../protocol/names.js';
 import { subscriptionState } from '../subscriptions/fiscal-year.js';
 import type { WebhookMetricsSink } from '../helpdesk/webhook-delivery.js';
+
+/**
+ * Every (severity, kind) a ticket can open with: each automatic kind at its RULES.md severity, and every severity for
+ * `rollout_aborted` (it follows the blast radius) and `manual` (people choose). `fleet_tickets_opened_total` exports
+ * all of them at 0 from the start (issue 10): a series born at its first ticket has no earlier sample, so `rate()` and
+ * `increase()` would miss that ticket.
+ */
+export function openedTicketLabelPairs(): { severity: Severity; kind: TicketKind }[] {
+  const pairs: { severity: Severity; kind: TicketKind }[] = [];
+  for (const kind of TICKET_KINDS) {
+    if (kind === 'manual' || kind === 'rollout_aborted') for (const severity of SEVERITIES) pairs.push({ severity, kind });
+    else pairs.push({ severity: AUTOMATIC_TICKETS[kind].severity, kind });
+  }
+  return pairs;
+}
 
 export interface TicketMetricsDeps {
   registry: Registry;
@@ -47,7 +62,7 @@ export function registerTicketMetrics(deps: TicketMetricsDeps): WebhookMetricsSi
   });
 
   let lastCountedId = 0;
-  new Counter({
+  const opened = new Counter({
     name: 'fleet_tickets_opened_total',
     help: 'Tickets opened, by the severity and kind they opened with (read from the tickets table; survives restarts)',
     labelNames: ['severity', 'kind'] as const,
@@ -62,6 +77,7 @@ export function registerTicketMetrics(deps: TicketMetricsDeps): WebhookMetricsSi
       }
     }),
   });
+  for (const labels of openedTicketLabelPairs()) opened.inc(labels, 0);
 
   new Gauge({
     name: 'fleet_ticket_oldest_open_seconds',
