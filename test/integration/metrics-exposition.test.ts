@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App } from '../../src/app.js';
 import { validateConfig } from '../../src/config/load.js';
@@ -88,7 +89,42 @@ describe('/metrics of a freshly started daemon', () => {
     expect(text).toContain('# TYPE nodejs_active_handles gauge');
   });
 
+  const rulesFile = join(ROOT, 'deploy/prometheus/xcare-rules.yml');
+  const dashboardFile = join(ROOT, 'deploy/grafana/xcare-fleet.json');
+  const dashboard = JSON.parse(readFileSync(dashboardFile, 'utf8')) as {
+    panels: { title: string; fieldConfig?: { defaults?: { unit?: string } }; targets: { expr: string }[] }[];
+    templating: { list: { name: string }[] };
+  };
+  /** fleet_/xcare_ metric names an expression reads (recording rule names, `xcare:...`, excluded). */
+  const metricNames = (expr: string) => [...expr.matchAll(/\b((?:fleet|xcare)_[a-z_]+)\b/g)].map((m) => m[1]!.replace(/_(bucket|sum|count)$/, ''));
+
+  it('the alert rules and the dashboard read only metrics the daemon exports', () => {
+    const exported = new Set(families().keys());
+    const used = [...metricNames(readFileSync(rulesFile, 'utf8')), ...dashboard.panels.flatMap((p) => p.targets.flatMap((t) => metricNames(t.expr)))];
+    expect(used.length).toBeGreaterThan(10);
+    expect([...new Set(used)].filter((name) => !exported.has(name))).toEqual([]);
+  });
+
+  it('the dashboard has an instance variable that every query filters on, and a unit on every panel', () => {
+    expect(dashboard.templating.list.map((v) => v.name)).toContain('instance');
+    for (const panel of dashboard.panels) {
+      expect(panel.fieldConfig?.defaults?.unit, panel.title).toBeTruthy();
+      for (const t of panel.targets) for (const sel of t.expr.matchAll(/\b(?:fleet|xcare)_[a-z_]+(\{[^}]*\})?/g)) expect(sel[1] ?? '', `${panel.title}: ${t.expr}`).toContain('instance=~"$instance"');
+    }
+  });
+
   describe.skipIf(toolsMissing(['promtool'], 'prometheus').length > 0)('with promtool', () => {
+    it('`promtool check rules` accepts the rules, and `promtool test rules` proves every alert fires and stays silent', () => {
+      const check = spawnSync('promtool', ['check', 'rules', rulesFile], { encoding: 'utf8' });
+      expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);
+      const test = spawnSync('promtool', ['test', 'rules', join(ROOT, 'deploy/prometheus/xcare-rules.test.yml')], { encoding: 'utf8' });
+      expect(test.status, `${test.stdout}${test.stderr}`).toBe(0);
+      // Every alert of the rules file has a test.
+      const alerts = [...readFileSync(rulesFile, 'utf8').matchAll(/- alert: (\w+)/g)].map((m) => m[1]);
+      const tested = readFileSync(join(ROOT, 'deploy/prometheus/xcare-rules.test.yml'), 'utf8');
+      for (const alert of alerts) expect(tested, alert).toContain(`alertname: ${alert}`);
+    });
+
     it('`promtool check metrics` finds nothing to complain about', () => {
       const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', cwd: ROOT });
       expect(r.error).toBeUndefined();
