@@ -17,6 +17,7 @@ import { computeTreeDigest } from '../../patches/tree-digest.js';
 import { heartbeatSchema, patchStatusSchema } from '../../src/protocol/schemas.js';
 import { topics } from '../../src/protocol/topics.js';
 import { selfSignedCert } from '../helpers/tls-cert.js';
+import { toolsMissing } from '../helpers/system-tools.js';
 import type { Heartbeat, PatchStatus } from '../../src/protocol/types.js';
 
 const DEVICE = 'gw-test-1';
@@ -345,7 +346,7 @@ describe('edge agent over a real aedes broker', () => {
     expect(heartbeatsOf(b).length).toBe(count);
   });
 
-  it('connects over mqtts:// with the configured CA, and refuses a broker it cannot verify without it', async () => {
+  it.skipIf(toolsMissing(['openssl'], 'openssl').length > 0)('connects over mqtts:// with the configured CA, and refuses a broker it cannot verify without it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'agent-tls-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const cert = await selfSignedCert(dir);
