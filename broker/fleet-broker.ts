@@ -12,6 +12,7 @@ import { checkConnectIdentity } from './connect-policy.js';
 import { createBrokerMetrics, type BrokerMetrics } from './broker-metrics.js';
 import { LimitedConnection, type Violation } from './packet-limit.js';
 import { loadTlsOptions, tlsConfigured } from './tls-options.js';
+import { listenError } from '../src/errors.js';
 
 export type SecurityEvent = { kind: 'auth_failure' | 'acl_violation'; deviceId?: string; topic?: string; remote?: string };
 
@@ -118,12 +119,12 @@ export class FleetBroker {
       const plainOn = !tlsOptions || config.plainWithTls;
       if (plainOn) {
         const server = createNetServer((socket) => this.accept(socket));
-        this.boundPorts.mqtt = await this.listen(server, config.port);
+        this.boundPorts.mqtt = await this.listen(server, config.port, 'mqtt.port', 'XCARE_MQTT_PORT');
       }
       if (tlsOptions) {
         const server = createTlsServer(tlsOptions, (socket) => this.accept(socket));
         server.on('tlsClientError', (err, socket) => log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed'));
-        this.boundPorts.mqtts = await this.listen(server, config.tls.port);
+        this.boundPorts.mqtts = await this.listen(server, config.tls.port, 'mqtt.tls.port', 'XCARE_MQTTS_PORT');
       }
     } catch (err) {
       await this.stop();
@@ -212,7 +213,8 @@ export class FleetBroker {
     return this.clients.size;
   }
 
-  private listen(server: NetServer | TlsServer, port: number): Promise<number> {
+  /** Binds `server`; a failure names the config key and environment variable of the port (`key`, `envVar`). */
+  private listen(server: NetServer | TlsServer, port: number, key: string, envVar: string): Promise<number> {
     this.servers.push(server);
     // Track raw TCP sockets from the moment they are accepted: a TLS socket mid-handshake never
     // reaches aedes, and server.close() would otherwise wait for it (handshake timeout 120 s).
@@ -221,9 +223,10 @@ export class FleetBroker {
       socket.once('close', () => this.sockets.delete(socket));
     });
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      const failed = (err: NodeJS.ErrnoException) => reject(listenError(err, key, envVar, this.deps.config.host, port));
+      server.once('error', failed);
       server.listen(port, this.deps.config.host, () => {
-        server.off('error', reject);
+        server.off('error', failed);
         server.on('error', (err) => this.deps.log.error({ err }, 'MQTT listener error'));
         resolve((server.address() as AddressInfo).port);
       });

@@ -51,3 +51,23 @@ export class ForbiddenError extends XcareError {
 
 // Patch failures (`fatal` or `transient`) are PatchError in patches/patch-error.ts: the agent shares
 // them and may not import this file.
+
+const LISTEN_CAUSES: Record<string, string> = {
+  EADDRINUSE: 'address already in use (another program, or another xcared, holds it)',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'no such address on this host',
+};
+
+/**
+ * A listener that could not bind, as an error naming the config key and the environment variable that set the port
+ * (issue 10: a port clash named neither). `key` e.g. `http.port`, `envVar` e.g. `XCARE_HTTP_PORT`.
+ */
+export function listenError(err: NodeJS.ErrnoException, key: string, envVar: string, host: string, port: number): XcareError {
+  const cause = (err.code && LISTEN_CAUSES[err.code]) ?? err.message;
+  return new XcareError(
+    'LISTEN_FAILED',
+    `${key}: cannot listen on ${host}:${port}: ${cause}${err.code ? ` [${err.code}]` : ''}; choose another with ${key} in the config or ${envVar}`,
+    500,
+    { cause: err },
+  );
+}

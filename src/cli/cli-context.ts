@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CliError, type CliContext } from './command.js';
 
 export interface ContextOptions {
@@ -12,18 +12,29 @@ export interface ContextOptions {
 }
 
 /**
+ * The daemon URL when neither --url nor XCARE_URL is given: the daemon's own XCARE_HTTP_HOST/XCARE_HTTP_PORT
+ * overrides when set (issue 10: one port setting moves the daemon and xcarectl together), else
+ * http://127.0.0.1:8080. A wildcard listen host is reached on loopback.
+ */
+export function defaultDaemonUrl(env: NodeJS.ProcessEnv): string {
+  const host = env.XCARE_HTTP_HOST && !['0.0.0.0', '::', '[::]'].includes(env.XCARE_HTTP_HOST) ? env.XCARE_HTTP_HOST : '127.0.0.1';
+  return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${env.XCARE_HTTP_PORT || '8080'}`;
+}
+
+/**
  * Builds what commands need to talk to the daemon: --url/--token, else XCARE_URL/XCARE_TOKEN,
- * else http://127.0.0.1:8080 and ./data/admin.token (PROTOCOL.md "Command line").
+ * else {@link defaultDaemonUrl} and $XCARE_DATA_DIR/admin.token or ./data/admin.token (PROTOCOL.md "Command line").
  */
 export function createCliContext(opts: ContextOptions): CliContext {
-  const url = (opts.url ?? opts.env.XCARE_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  const url = (opts.url ?? opts.env.XCARE_URL ?? defaultDaemonUrl(opts.env)).replace(/\/+$/, '');
   const out = opts.out ?? ((text: string) => process.stdout.write(text));
   let cachedToken: string | undefined;
   const token = (): string => {
     if (cachedToken) return cachedToken;
     const fromArgs = opts.token ?? opts.env.XCARE_TOKEN;
     if (fromArgs) return (cachedToken = fromArgs);
-    const file = join(opts.cwd, 'data', 'admin.token');
+    // The daemon writes it under its data dir: XCARE_DATA_DIR when set (as for the daemon), else ./data.
+    const file = opts.env.XCARE_DATA_DIR ? resolve(opts.cwd, opts.env.XCARE_DATA_DIR, 'admin.token') : join(opts.cwd, 'data', 'admin.token');
     try {
       return (cachedToken = readFileSync(file, 'utf8').trim());
     } catch {

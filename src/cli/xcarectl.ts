@@ -16,8 +16,9 @@ ALL.push(...tokenCommands, ...auditCommands, ...customerCommands);
 const GLOBAL_HELP = `Usage: xcarectl [--url URL] [--token TOKEN] [--json] <command> [options]
 
 The xcare-fleet admin tool; talks to the daemon's HTTP API.
-  --url URL      daemon URL (default: $XCARE_URL or http://127.0.0.1:8080)
-  --token TOKEN  admin or API token (default: $XCARE_TOKEN or ./data/admin.token)
+  --url URL      daemon URL (default: $XCARE_URL, else http://$XCARE_HTTP_HOST:$XCARE_HTTP_PORT
+                 like the daemon, else http://127.0.0.1:8080)
+  --token TOKEN  admin or API token (default: $XCARE_TOKEN, else $XCARE_DATA_DIR/admin.token or ./data/admin.token)
   --json         machine-readable output
   -h, --help     this help; 'xcarectl <command> --help' for a command
 

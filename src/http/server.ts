@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
-import { XcareError, ValidationError, UnauthorizedError, ForbiddenError } from '../errors.js';
+import { XcareError, ValidationError, UnauthorizedError, ForbiddenError, listenError } from '../errors.js';
 import type { Router, RequestContext, Route } from './router.js';
 import { roleAllows, type Principal } from '../access/roles.js';
 import { AccessControl, CSRF_HEADER } from '../access/access-control.js';
@@ -104,9 +104,10 @@ export class HttpServer {
     server.keepAliveTimeout = 5000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const failed = (err: NodeJS.ErrnoException) => reject(listenError(err, 'http.port', 'XCARE_HTTP_PORT', this.deps.host, this.deps.port));
+      server.once('error', failed);
       server.listen(this.deps.port, this.deps.host, () => {
-        server.off('error', reject);
+        server.off('error', failed);
         resolve();
       });
     });
