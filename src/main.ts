@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
-import { createLogger } from './log.js';
+import { createLogger, logFormat } from './log.js';
 import { readFileSync } from 'node:fs';
 import { systemClock, wallOffsetClock } from './clock.js';
 import { App } from './app.js';
@@ -19,7 +19,7 @@ Options:
 
 Environment overrides (applied over the file):
   XCARE_DATA_DIR, XCARE_MQTT_PORT, XCARE_MQTTS_PORT, XCARE_HTTP_HOST, XCARE_HTTP_PORT,
-  XCARE_ADMIN_TOKEN, XCARE_LOG_LEVEL
+  XCARE_ADMIN_TOKEN, XCARE_LOG_LEVEL, XCARE_LOG_FORMAT (auto|json|pretty)
 
 Signals: SIGTERM/SIGINT stop gracefully (stop accepting, flush, close) and exit 0.`;
 
@@ -58,7 +58,7 @@ async function main(): Promise<number> {
     process.stdout.write('configuration ok\n');
     return 0;
   }
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, undefined, logFormat(config.log.format));
   let app: App;
   try {
     // Tests and the detection bench step the wall clock through a file (clock.ts wallOffsetClock); never set in production.

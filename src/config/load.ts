@@ -13,6 +13,7 @@ const ENV_OVERRIDES: { env: string; path: string[]; type: 'string' | 'port' }[] 
   { env: 'XCARE_HTTP_PORT', path: ['http', 'port'], type: 'port' },
   { env: 'XCARE_ADMIN_TOKEN', path: ['adminToken'], type: 'string' },
   { env: 'XCARE_LOG_LEVEL', path: ['log', 'level'], type: 'string' },
+  { env: 'XCARE_LOG_FORMAT', path: ['log', 'format'], type: 'string' },
 ];
 
 function formatIssues(issues: z.core.$ZodIssue[], source: string): string {

@@ -15,7 +15,13 @@ const tierWeights = z.strictObject({ none: z.number().default(1), xcare: z.numbe
 export const configSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
   adminToken: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
-  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      // auto: human-readable lines on a terminal, JSON otherwise (src/log.ts).
+      format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+    })
+    .prefault({}),
 
   mqtt: z
     .strictObject({
