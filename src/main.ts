@@ -59,6 +59,12 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = createLogger(config.log.level, undefined, logFormat(config.log.format));
+  // Signals are caught from before the start: one arriving while components start (right after the "xcared
+  // started" line, say) must not kill the process mid-way; the daemon finishes starting, then stops cleanly.
+  const stopRequested = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   let app: App;
   try {
     // Tests and the detection bench step the wall clock through a file (clock.ts wallOffsetClock); never set in production.
@@ -72,24 +78,22 @@ async function main(): Promise<number> {
     log.flush();
     return 1;
   }
-  return new Promise<number>((resolve) => {
-    const shutdown = (signal: string) => {
+  return stopRequested
+    .then((signal) => {
       log.info({ signal }, 'shutting down');
-      app.stop().then(
-        () => resolve(0),
+      return app.stop().then(
+        () => 0,
         (err) => {
           log.error({ err }, 'shutdown failed');
-          resolve(1);
+          return 1;
         },
       );
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  }).then((code) => {
-    log.info('stopped');
-    log.flush();
-    return code;
-  });
+    })
+    .then((code) => {
+      log.info('stopped');
+      log.flush();
+      return code;
+    });
 }
 
 main().then(

@@ -27,12 +27,16 @@ describe('end to end: provision with xcarectl, run the real agent, see it in the
     const added = await ctl(daemon, ['device', 'add', 'gw-e2e', '--type', 'gateway', '--customer', 'acme', '--installer', 'minnovation', '--tier', 'xcare', '--json']);
     expect(added.code, added.stderr).toBe(0);
     const { token } = JSON.parse(added.stdout) as { token: string };
-    const startedAt = Date.now();
     agent = startAgent({ deviceId: 'gw-e2e', token, mqttPort: daemon.mqttPort, httpUrl: daemon.url, dir: join(dir.path, 'agent'), softwareVersion: '2.3.1' });
+    // The 2 s budget is the daemon's, from the agent's CONNECT to the API and /metrics: it starts when the agent
+    // logs `connected`, not at spawn (Node's own start-up takes seconds on a busy machine), and the API is read
+    // with fetch, not a spawned xcarectl per poll (issue 10: no test may depend on an idle machine).
+    await eventually(() => agent!.output().includes('"msg":"connected"'), 60_000, 'agent connected');
+    const startedAt = Date.now();
     const device = await eventually(
       async () => {
-        const shown = await ctl(daemon, ['device', 'show', 'gw-e2e', '--json']);
-        const d = JSON.parse(shown.stdout) as { state: string; softwareVersion: string; agentVersion: string };
+        const res = await fetch(`${daemon.url}/api/v1/devices/gw-e2e`, { headers: { authorization: `Bearer ${daemon.adminToken}` } });
+        const d = (await res.json()) as { state: string; softwareVersion: string; agentVersion: string };
         return d.state === 'online' && d.softwareVersion === '2.3.1' ? d : undefined;
       },
       5000,

@@ -31,7 +31,7 @@ describe('end to end: signed patch from keygen to installed', () => {
     const patchId = await buildSignPublish(daemon, keys.privateKey, join(dir.path, 'patch'), '1.1.0', '>=1.0.0 <1.1.0');
     // RULES.md: only eligible devices receive patches; an unregistered integrity digest makes them ineligible.
     agents.push(await provisionSampleAgent(daemon, 'gw-unverified', dir.path, keys.publicKey));
-    await eventually(async () => (await show('gw-unverified')).softwareVersion === '1.0.0', 10_000, 'gw-unverified online');
+    await eventually(async () => (await show('gw-unverified')).softwareVersion === '1.0.0', 60_000, 'gw-unverified online');
     const refused = await ctl(daemon, ['patch', 'offer', 'gw-unverified', '--patch', patchId]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/not eligible.*integrity/);
@@ -39,19 +39,19 @@ describe('end to end: signed patch from keygen to installed', () => {
     agents.push(await provisionSampleAgent(daemon, 'gw-ok', dir.path, keys.publicKey));
     agents.push(await provisionSampleAgent(daemon, 'gw-bad', dir.path, keys.publicKey, { XCARE_EXAMPLE_FAIL_CHECK: '1' }));
     for (const id of ['gw-ok', 'gw-bad']) {
-      await eventually(async () => (await show(id)).softwareVersion === '1.0.0', 10_000, `${id} online`);
+      await eventually(async () => (await show(id)).softwareVersion === '1.0.0', 60_000, `${id} online`);
       const offered = await ctl(daemon, ['patch', 'offer', id, '--patch', patchId]);
       expect(offered.code, offered.stderr).toBe(0);
     }
-    const ok = await eventually(async () => ((d) => (d.softwareVersion === '1.1.0' ? d : undefined))(await show('gw-ok')), 20_000, 'gw-ok heartbeats 1.1.0');
+    const ok = await eventually(async () => ((d) => (d.softwareVersion === '1.1.0' ? d : undefined))(await show('gw-ok')), 90_000, 'gw-ok heartbeats 1.1.0');
     expect(JSON.stringify(ok.patches)).toContain('installed');
-    const bad = await eventually(async () => ((d) => (JSON.stringify(d.patches).includes('rolled_back') ? d : undefined))(await show('gw-bad')), 20_000, 'gw-bad rolled back');
+    const bad = await eventually(async () => ((d) => (JSON.stringify(d.patches).includes('rolled_back') ? d : undefined))(await show('gw-bad')), 90_000, 'gw-bad rolled back');
     expect(bad.softwareVersion).toBe('1.0.0');
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
     expect(metrics).toMatch(/fleet_patch_results_total\{result="installed"\} 1/);
     expect(metrics).toMatch(/fleet_patch_results_total\{result="rolled_back"\} 1/);
     // ~20 xcarectl processes and three agents: generous for a busy 2-core CI box (it took 30+ s in a full run).
-  }, 120_000);
+  }, 180_000);
 
   it('refuses to publish a patch signed by a key the daemon does not trust', async () => {
     const rogue = await keygen(join(dir.path, 'rogue'));

@@ -32,10 +32,10 @@ describe('end to end: three-wave rollout to ten real agents', () => {
         const list = JSON.parse((await ctl(daemon, ['device', 'list', '--json'])).stdout) as { state: string; eligible?: boolean }[];
         return list.filter((d) => d.state === 'online').length === ids.length;
       },
-      20_000,
+      120_000,
       'all agents online',
     );
-  }, 60_000);
+  }, 240_000); // ten real agents: starting them on a busy 2-core machine takes far longer than alone
   afterAll(async () => {
     await Promise.all(agents.map((a) => a.stop()));
     await daemon?.stop();
@@ -58,7 +58,7 @@ describe('end to end: three-wave rollout to ten real agents', () => {
         if (v.state === 'aborted') throw new Error(`aborted: ${v.reason}`);
         return v.state === 'completed' ? v : undefined;
       },
-      90_000,
+      240_000,
       'rollout completed',
     );
     expect(view.waves).toHaveLength(3);
@@ -76,5 +76,5 @@ describe('end to end: three-wave rollout to ten real agents', () => {
     const watch = await ctl(daemon, ['rollout', 'watch', id, '--once']);
     expect(watch.code).toBe(0);
     expect(watch.stdout).toMatch(/completed/);
-  }, 120_000);
+  }, 300_000);
 });

@@ -197,7 +197,7 @@ describe('patch job crash safety with a real process', () => {
     writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
     // The agent imports `semver` (PROTOCOL.md allows it): resolve it from the repository's node_modules.
     symlinkSync(join(REPO, 'node_modules'), join(out, 'node_modules'));
-  }, 60_000);
+  }, 180_000); // a tsc run: ~10 s alone, much longer beside other builds
   afterAll(() => {
     rmSync(out, { recursive: true, force: true });
   });
