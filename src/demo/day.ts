@@ -92,10 +92,6 @@ export class TicketWatcher {
   find(kind: string, subject: string): DemoTicket | undefined {
     return this.tickets.filter((t) => t.kind === kind && t.subject === subject).sort((a, b) => b.id - a.id)[0];
   }
-
-  all(): DemoTicket[] {
-    return this.tickets;
-  }
 }
 
 /** Polls `probe` until it is truthy or `timeoutMs` passed; resolves the value or undefined. */

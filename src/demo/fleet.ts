@@ -4,7 +4,7 @@
  * software, with the sample patch scripts. Sensors are reported by their gateway through probe commands that read a
  * file, so the demo can make one fail.
  */
-import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EdgeAgent } from '../../agent/edge-agent.js';
 import { parseAgentConfig } from '../../agent/config.js';
@@ -130,17 +130,7 @@ export class DemoFleet {
     writeFileSync(join(this.deps.dir, gateway, 'sensors', sensor), ok ? 'ok\n' : 'no reading: probe timed out on the bus\n');
   }
 
-  /** Gateways whose agent runs now. */
-  running(): string[] {
-    return [...this.agents.keys()];
-  }
-
   async stopAll(): Promise<void> {
     await Promise.allSettled([...this.agents.keys()].map((g) => this.stop(g)));
-  }
-
-  /** Remove the fleet's files (after stopAll). */
-  cleanup(): void {
-    rmSync(this.deps.dir, { recursive: true, force: true });
   }
 }
