@@ -3,6 +3,7 @@
  * fixed sleep) for the ticket the rules promise, and puts things right again. The ticket watcher prints every ticket
  * as it opens, is attached to a parent, or resolves.
  */
+import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DemoDaemon } from './daemon.js';
@@ -191,7 +192,6 @@ async function rollOut(deps: DayDeps): Promise<void> {
   const { daemon, print } = deps;
   const out = join(deps.dir, 'patch');
   mkdirSync(out, { recursive: true });
-  const { execFile } = await import('node:child_process');
   await new Promise<void>((resolve, reject) =>
     execFile('sh', [join(deps.examples, 'build-patch.sh'), out, '1.1.0'], (err) => (err ? reject(err) : resolve())),
   );
