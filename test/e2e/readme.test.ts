@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, freePort } from '../helpers/processes.js';
 import { toolsMissing } from '../helpers/system-tools.js';
@@ -78,10 +78,15 @@ describe('README walkthrough blocks', () => {
     let run: Run;
 
     beforeAll(async () => {
-      // What `npm link` puts on PATH: xcared, xcarectl and xcare-agent pointing at this clone's bin/.
-      const bin = join(dir.path, 'bin');
-      mkdirSync(bin);
-      for (const name of ['xcared', 'xcarectl', 'xcare-agent']) symlinkSync(join(ROOT, 'bin', `${name}.js`), join(bin, name));
+      // The quick start's `npm link` line, as written, into a private npm prefix instead of the global one: it puts
+      // xcared, xcarectl and xcare-agent on PATH, pointing at this clone.
+      const linkLine = /^npm link\b.*$/m.exec(README)?.[0];
+      expect(linkLine).toBeDefined();
+      const prefix = join(dir.path, 'npm-global');
+      const linked = await runBash(linkLine!, { cwd: ROOT, env: { ...process.env, NPM_CONFIG_PREFIX: prefix, npm_config_prefix: prefix }, timeoutMs: 120_000 });
+      expect(linked.code, linked.output).toBe(0);
+      const bin = join(prefix, 'bin');
+      for (const name of ['xcared', 'xcarectl', 'xcare-agent']) expect(existsSync(join(bin, name)), `${name} linked`).toBe(true);
       const tmp = join(dir.path, 'tmp'); // mktemp -d lands here, so cleanup takes the scratch dir too
       mkdirSync(tmp);
       const [mqtt, http] = [await freePort(), await freePort()];
@@ -95,7 +100,7 @@ describe('README walkthrough blocks', () => {
       const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${bin}:${process.env.PATH}`, TMPDIR: tmp };
       for (const key of Object.keys(env)) if (key.startsWith('XCARE_')) delete env[key];
       run = await runBash(script, { cwd: ROOT, env, timeoutMs: 150_000 });
-    }, 180_000);
+    }, 300_000);
     afterAll(() => dir.cleanup());
 
     it('exits 0', () => {
