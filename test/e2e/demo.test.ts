@@ -1,9 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ROOT } from '../helpers/processes.js';
 import { PROMISED_TICKETS } from '../../src/demo/day.js';
+import { toolsMissing } from '../helpers/system-tools.js';
 
 /**
  * Issue 10 "npm run demo": the demo as a person runs it (the built dist/src/demo/main.js, which `npm run demo`
@@ -58,6 +59,21 @@ describe('npm run demo', () => {
     expect(output).toMatch(/rollout \S+ created .* in 2 waves/);
     expect(output).toMatch(/rollout \S+: completed/);
     expect(output).toMatch(/gw-globex-2: sample-app-1\.1\.0 rolled_back/);
+  });
+
+  describe.skipIf(toolsMissing(['promtool'], 'prometheus').length > 0)('its /metrics after the day', () => {
+    it('passes `promtool check metrics` and counts every promised ticket kind', async () => {
+      const url = /metrics +(http:\/\/\S+\/metrics)/.exec(output)?.[1];
+      expect(url).toBeDefined();
+      const text = await (await fetch(url!)).text();
+      const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      expect(`${check.stdout}${check.stderr}`.trim()).toBe('');
+      expect(check.status).toBe(0);
+      for (const t of PROMISED_TICKETS) {
+        const n = [...text.matchAll(new RegExp(`^fleet_tickets_opened_total\\{severity="\\w+",kind="${t.kind}"\\} (\\d+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
+        expect(n, t.kind).toBeGreaterThanOrEqual(1);
+      }
+    });
   });
 
   it('stops cleanly on Ctrl-C: daemon exit 0, its temporary directory removed', async () => {
