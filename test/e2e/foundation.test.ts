@@ -67,15 +67,15 @@ describe('end to end: provision with xcarectl, run the real agent, see it in the
     const metric = async (re: RegExp) => Number(re.exec(await (await fetch(`${daemon.url}/metrics`)).text())?.[1] ?? NaN);
     const heartbeat = { seq: 1, ts: new Date().toISOString(), intervalS: 30, agentVersion: 'mosquitto', softwareVersion: '9.9.9' };
     expect(await pub('fleet/v1/gw-mosq/heartbeat', JSON.stringify(heartbeat))).toBe(0);
-    await eventually(async () => JSON.parse((await ctl(daemon, ['device', 'show', 'gw-mosq', '--json'])).stdout).softwareVersion === '9.9.9', 3000, 'stored');
+    await eventually(async () => JSON.parse((await ctl(daemon, ['device', 'show', 'gw-mosq', '--json'])).stdout).softwareVersion === '9.9.9', 30_000, 'stored');
 
     const jsonBefore = await metric(/fleet_heartbeat_rejected_total\{reason="json"\} (\d+)/);
     expect(await pub('fleet/v1/gw-mosq/heartbeat', '{"seq": 2, not json')).toBe(0);
-    await eventually(async () => (await metric(/fleet_heartbeat_rejected_total\{reason="json"\} (\d+)/)) === jsonBefore + 1, 3000, 'json rejection counted');
+    await eventually(async () => (await metric(/fleet_heartbeat_rejected_total\{reason="json"\} (\d+)/)) === jsonBefore + 1, 30_000, 'json rejection counted');
 
     const aclBefore = await metric(/fleet_mqtt_acl_denied_total (\d+)/);
     await pub('fleet/v1/gw-e2e/heartbeat', JSON.stringify({ ...heartbeat, softwareVersion: '6.6.6' }));
-    await eventually(async () => (await metric(/fleet_mqtt_acl_denied_total (\d+)/)) === aclBefore + 1, 3000, 'ACL denial counted');
+    await eventually(async () => (await metric(/fleet_mqtt_acl_denied_total (\d+)/)) === aclBefore + 1, 30_000, 'ACL denial counted');
     await new Promise((r) => setTimeout(r, 700)); // past one ingest flush
     expect(JSON.parse((await ctl(daemon, ['device', 'show', 'gw-mosq', '--json'])).stdout).softwareVersion).toBe('9.9.9');
     expect(JSON.parse((await ctl(daemon, ['device', 'show', 'gw-e2e', '--json'])).stdout).softwareVersion).toBe('2.3.1');

@@ -116,7 +116,7 @@ describe('end to end: liveness tickets from real agents', () => {
     // The gateway_loss history survived too.
     expect(all.some((t) => t.kind === 'gateway_loss' && t.status === 'resolved')).toBe(true);
     // The helpdesk got the consultative ticket's event, after the restart if not before.
-    await eventually(() => deliveries.some((d) => d.body.ticket?.id === consult!.id && d.event === 'opened'), 5000, 'opened delivered');
+    await eventually(() => deliveries.some((d) => d.body.ticket?.id === consult!.id && d.event === 'opened'), 30_000, 'opened delivered');
   });
 
   it('the helpdesk received every ticket event signed, in order per ticket, once per idempotency key', async () => {

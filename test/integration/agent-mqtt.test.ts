@@ -69,7 +69,8 @@ async function startBroker(port = 0, tls?: { cert: Buffer; key: Buffer }): Promi
   };
 }
 
-function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
+// Deadlines only bound a wait (a busy CI machine is slow; issue 10): the probes decide, and pass at once when idle.
+function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
     const tick = () => {
@@ -204,9 +205,9 @@ describe('edge agent over a real aedes broker', () => {
 
     const second = await startBroker(port);
     cleanups.push(() => second.close());
-    await waitFor('heartbeat on the new broker', () => on(second, topics.heartbeat(DEVICE)).length >= 1, 5000);
+    await waitFor('heartbeat on the new broker', () => on(second, topics.heartbeat(DEVICE)).length >= 1, 30_000);
     // The online state follows the SUBACK of cmd/# (PROTOCOL.md "Delivery of daemon -> device commands").
-    await waitFor('online state on the new broker', () => on(second, topics.state(DEVICE)).length >= 1, 5000);
+    await waitFor('online state on the new broker', () => on(second, topics.state(DEVICE)).length >= 1, 30_000);
     expect(json(on(second, topics.state(DEVICE))[0]!)).toEqual({ online: true });
     // after a successful connect the backoff starts over
     const attemptsBefore = lines.filter((l) => l.msg === 'reconnecting').length;
@@ -228,7 +229,7 @@ describe('edge agent over a real aedes broker', () => {
         sensors: [{ id: 'sen-1', command: 'exit 1', timeoutMs: 1000 }],
       }),
     );
-    await waitFor('5 heartbeats', () => heartbeatsOf(b).length >= 5, 8000);
+    await waitFor('5 heartbeats', () => heartbeatsOf(b).length >= 5, 30_000);
     for (const hb of heartbeatsOf(b)) {
       expect(hb.subsystems).toEqual([
         { name: 'hung', ok: false, detail: 'timed out after 150 ms' },
@@ -326,7 +327,7 @@ describe('edge agent over a real aedes broker', () => {
     await waitFor('a refused attempt', () => b.authAttempts.length >= 1);
     expect(heartbeatsOf(b)).toHaveLength(0);
     writeFileSync(tokenFile, `${TOKEN}\n`);
-    await waitFor('a heartbeat with the new token', () => heartbeatsOf(b).length >= 1, 3000);
+    await waitFor('a heartbeat with the new token', () => heartbeatsOf(b).length >= 1, 30_000);
   });
 
   it('stop() publishes retained {"online":false} itself and disconnects cleanly', async () => {
@@ -366,7 +367,7 @@ describe('edge agent over a real aedes broker', () => {
     const b = await startBroker();
     cleanups.push(() => b.close());
     const { lines } = startAgent({ ...makeConfig(b.port), token: 'wrong-token' });
-    await waitFor('three attempts', () => b.authAttempts.length >= 3, 5000);
+    await waitFor('three attempts', () => b.authAttempts.length >= 3, 30_000);
     const gaps = b.authAttempts.slice(1).map((t, i) => t - b.authAttempts[i]!);
     for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(380); // maxMs = 400, minus timer slack
     expect(lines.some((l) => l.level === 'error' && String(l.msg).includes('refused the device credentials'))).toBe(true);
