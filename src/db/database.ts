@@ -49,7 +49,10 @@ export function schemaVersion(db: Database): number {
 }
 
 /** Why writes to the store fail, by SQLite result code (the reason /readyz names). */
-export type StoreFaultReason = 'read_only' | 'disk_full' | 'locked' | 'io_error' | 'closed' | 'other';
+export const STORE_FAULT_REASONS = ['read_only', 'disk_full', 'locked', 'io_error', 'closed', 'other'] as const;
+export type StoreFaultReason = (typeof STORE_FAULT_REASONS)[number];
+/** The components that report store faults (`StoreHealth.failed(source, ...)`): the probe, the evaluator, the tickets. */
+const STORE_WRITERS = ['probe', 'health', 'tickets'] as const;
 
 export function storeFaultReason(err: unknown): StoreFaultReason {
   const code = String((err as { code?: unknown })?.code ?? '');
@@ -156,6 +159,8 @@ export class StoreMonitor {
         labelNames: ['source', 'reason'] as const,
         registers: [metrics],
       });
+      // Every known pair at 0 from the start, so rate()/increase() see the first failure (issue 10).
+      for (const source of STORE_WRITERS) for (const reason of STORE_FAULT_REASONS) this.failures.inc({ source, reason }, 0);
     }
     health.onFailure((fault) => this.failures?.inc({ source: fault.source, reason: fault.reason }));
     health.onChange((fault, source) => {
