@@ -45,7 +45,13 @@ describe('end to end: signed patch from keygen to installed', () => {
     }
     const ok = await eventually(async () => ((d) => (d.softwareVersion === '1.1.0' ? d : undefined))(await show('gw-ok')), 90_000, 'gw-ok heartbeats 1.1.0');
     expect(JSON.stringify(ok.patches)).toContain('installed');
-    const bad = await eventually(async () => ((d) => (JSON.stringify(d.patches).includes('rolled_back') ? d : undefined))(await show('gw-bad')), 90_000, 'gw-bad rolled back');
+    // A heartbeat taken while rollback.sh swaps the tree reads no VERSION file ('unknown'); on a busy machine it can be
+    // the latest one when the status lands, so wait for the first heartbeat after the swap as well.
+    const bad = await eventually(
+      async () => ((d) => (JSON.stringify(d.patches).includes('rolled_back') && d.softwareVersion !== 'unknown' ? d : undefined))(await show('gw-bad')),
+      90_000,
+      'gw-bad rolled back and heartbeating again',
+    );
     expect(bad.softwareVersion).toBe('1.0.0');
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
     expect(metrics).toMatch(/fleet_patch_results_total\{result="installed"\} 1/);
