@@ -128,6 +128,20 @@ describe('HTTP API under hostile input (real daemon, temp SQLite)', () => {
     expect(deviceCount()).toBe(before);
   });
 
+  it.each([
+    ['PUT', '/api/v1/customers/initech', '{"bogus":1}'],
+    ['PUT', '/api/v1/customers/initech', 'null'],
+    ['POST', '/api/v1/customers', '{"name":"initech","__fuzz":true}'],
+    ['POST', '/api/v1/customers', '[]'],
+  ])('%s %s with %s is a 400 and creates no customer (found by the HTTP fuzz after issue 14 landed)', async (method, path, body) => {
+    const customers = () => (app.db.prepare('SELECT COUNT(*) AS n FROM customers').get() as { n: number }).n;
+    const before = customers();
+    const res = await call(base, method, path, body);
+    expect(res.status).toBe(400);
+    expect(res.json.code).toBe('validation_failed');
+    expect(customers()).toBe(before);
+  });
+
   it('an oversized chunked body gets the same 413 JSON error as an oversized Content-Length body (fault 4)', async () => {
     const before = deviceCount();
     const counted = await labelled(app.metrics, 'fleet_http_rejected_total', { status: '413' });
