@@ -133,7 +133,7 @@ describe('HTTP API under hostile input (real daemon, temp SQLite)', () => {
     ['PUT', '/api/v1/customers/initech', 'null'],
     ['POST', '/api/v1/customers', '{"name":"initech","__fuzz":true}'],
     ['POST', '/api/v1/customers', '[]'],
-  ])('%s %s with %s is a 400 and creates no customer (found by the HTTP fuzz after issue 14 landed)', async (method, path, body) => {
+  ])('%s %s with %s is a 400 and creates no customer (found by the HTTP fuzz on the customers routes)', async (method, path, body) => {
     const customers = () => (app.db.prepare('SELECT COUNT(*) AS n FROM customers').get() as { n: number }).n;
     const before = customers();
     const res = await call(base, method, path, body);
