@@ -142,6 +142,14 @@ describe('HTTP API under hostile input (real daemon, temp SQLite)', () => {
     expect(customers()).toBe(before);
   });
 
+  it.each([['{"name":"ci-2","role":"viewer","scopes":["all"]}'], ['null'], ['["ci-2","viewer"]']])('POST /api/v1/tokens with %s is a 400 and creates no token', async (body) => {
+    const tokens = () => (app.db.prepare('SELECT COUNT(*) AS n FROM api_tokens').get() as { n: number }).n;
+    const before = tokens();
+    const res = await call(base, 'POST', '/api/v1/tokens', body);
+    expect(res.status).toBe(400);
+    expect(tokens()).toBe(before);
+  });
+
   it('an oversized chunked body gets the same 413 JSON error as an oversized Content-Length body (fault 4)', async () => {
     const before = deviceCount();
     const counted = await labelled(app.metrics, 'fleet_http_rejected_total', { status: '413' });
