@@ -12,7 +12,8 @@ export type ConnectRefusal = 'protocol_version' | 'bad_device_id' | 'client_id_m
 
 /**
  * Longest password looked at. Device tokens are 192 random bits in base64url (32 characters); a longer
- * one cannot match, and refusing it here spares the scrypt an unauthenticated peer would make us run
+ * one cannot match, and refusing it here spares the token check (scrypt for rows not yet migrated) an
+ * unauthenticated peer would make us run
  * (issue 11: what an unauthenticated peer can make the daemon spend).
  */
 export const MAX_TOKEN_BYTES = 256;
