@@ -11,6 +11,7 @@ import { readFileSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import { computeTreeDigest, computeTreeFingerprint } from '../patches/tree-digest.js';
 import type { Heartbeat, HeartbeatPatch, SensorReport, SubsystemReport } from '../src/protocol/types.js';
+import { MIN_INTERVAL_S } from '../src/protocol/names.js';
 import type { SensorConfig, SubsystemConfig } from './config.js';
 import type { AgentLogger } from './log.js';
 import { runProbes, type ProbeResult } from './probe.js';
@@ -66,7 +67,8 @@ export class HeartbeatBuilder {
       seq,
       ts: new Date(now()).toISOString(),
       bootId: this.bootId,
-      intervalS: this.deps.intervalS,
+      // The daemon refuses an interval under MIN_INTERVAL_S (issue 11); beating faster than announced is safe.
+      intervalS: Math.max(MIN_INTERVAL_S, this.deps.intervalS),
       uptimeS: Math.floor(os.uptime()),
       agentVersion: this.deps.agentVersion,
       softwareVersion: this.softwareVersion(),

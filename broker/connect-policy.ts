@@ -8,7 +8,15 @@ export interface ConnectIdentity {
   protocolVersion: number;
 }
 
-export type ConnectRefusal = 'protocol_version' | 'bad_device_id' | 'client_id_mismatch' | 'missing_credentials';
+export type ConnectRefusal = 'protocol_version' | 'bad_device_id' | 'client_id_mismatch' | 'missing_credentials' | 'malformed_token';
+
+/**
+ * Longest password looked at. Device tokens are 192 random bits in base64url (32 characters); a longer
+ * one cannot match, and refusing it here spares the token check (scrypt for rows not yet migrated) an
+ * unauthenticated peer would make us run
+ * (issue 11: what an unauthenticated peer can make the daemon spend).
+ */
+export const MAX_TOKEN_BYTES = 256;
 
 export type IdentityDecision = { ok: true; deviceId: string; token: string } | { ok: false; reason: ConnectRefusal };
 
@@ -25,5 +33,13 @@ export function checkConnectIdentity(connect: ConnectIdentity): IdentityDecision
   if (!isDeviceId(connect.username)) return { ok: false, reason: 'bad_device_id' };
   if (connect.clientId !== connect.username) return { ok: false, reason: 'client_id_mismatch' };
   if (!connect.password || connect.password.length === 0) return { ok: false, reason: 'missing_credentials' };
-  return { ok: true, deviceId: connect.username, token: connect.password.toString('utf8') };
+  if (connect.password.length > MAX_TOKEN_BYTES) return { ok: false, reason: 'malformed_token' };
+  // A token is text; bytes that are not UTF-8 would be decoded lossily and compared as something else.
+  let token: string;
+  try {
+    token = new TextDecoder('utf-8', { fatal: true }).decode(connect.password);
+  } catch {
+    return { ok: false, reason: 'malformed_token' };
+  }
+  return { ok: true, deviceId: connect.username, token };
 }

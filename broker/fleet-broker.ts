@@ -13,6 +13,7 @@ import { createBrokerMetrics, type BrokerMetrics } from './broker-metrics.js';
 import { LimitedConnection, type Violation } from './packet-limit.js';
 import { loadTlsOptions, tlsConfigured } from './tls-options.js';
 import { listenError } from '../src/errors.js';
+import { ConnectionGuard } from './connection-guard.js';
 
 export type SecurityEvent = { kind: 'auth_failure' | 'acl_violation'; deviceId?: string; topic?: string; remote?: string };
 
@@ -77,6 +78,8 @@ export class FleetBroker {
   private readonly ready = new WeakSet<Client>();
   private boundPorts: { mqtt?: number; mqtts?: number } = {};
   private metrics: BrokerMetrics | undefined;
+  /** Connect timeout and caps on unauthenticated connections, every listener (issue 11). */
+  private guard: ConnectionGuard | undefined;
   private stopping: Promise<void> | undefined;
   private closing = false;
 
@@ -87,6 +90,7 @@ export class FleetBroker {
     // Read the TLS files first: a bad file must stop the start before anything listens.
     const tlsOptions = tlsConfigured(config.tls) ? await loadTlsOptions(config.tls) : undefined;
     this.metrics ??= createBrokerMetrics(this.deps.metrics, () => this.clients.size);
+    this.guard ??= new ConnectionGuard({ limits: config, metrics: this.deps.metrics, log });
 
     const aedes = await Aedes.createBroker({
       drainTimeout: config.drainTimeoutMs,
@@ -123,7 +127,11 @@ export class FleetBroker {
       }
       if (tlsOptions) {
         const server = createTlsServer(tlsOptions, (socket) => this.accept(socket));
-        server.on('tlsClientError', (err, socket) => log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed'));
+        server.on('tlsClientError', (err, socket) => {
+          log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+          // With a listener here Node leaves the socket open (issue 11: idle mqtts sockets outlived the timeout).
+          this.guard?.tlsError(socket);
+        });
         this.boundPorts.mqtts = await this.listen(server, config.tls.port, 'mqtt.tls.port', 'XCARE_MQTTS_PORT');
       }
     } catch (err) {
@@ -137,6 +145,7 @@ export class FleetBroker {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.closing = true;
+      this.guard?.stop();
       const closed = this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
       const aedes = this.aedes;
       if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -219,6 +228,7 @@ export class FleetBroker {
     // Track raw TCP sockets from the moment they are accepted: a TLS socket mid-handshake never
     // reaches aedes, and server.close() would otherwise wait for it (handshake timeout 120 s).
     server.on('connection', (socket: Socket) => {
+      if (!this.guard?.admit(socket)) return;
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     });
@@ -246,8 +256,11 @@ export class FleetBroker {
     }
     // PUBACKs are small and latency matters more than packing them (p99 target of issue 2).
     socket.setNoDelay(true);
-    const conn: LimitedConnection = new LimitedConnection(socket, this.deps.config.maxPacketBytes, (violation) =>
-      this.packetViolation(conn, violation),
+    const conn: LimitedConnection = new LimitedConnection(
+      socket,
+      this.deps.config.maxPacketBytes,
+      (violation) => this.packetViolation(conn, violation),
+      true,
     );
     this.aedes.handle(conn);
   }
@@ -262,7 +275,11 @@ export class FleetBroker {
         { remote: socket.remoteAddress, declaredBytes: violation.declaredBytes, maxPacketBytes: this.deps.config.maxPacketBytes, deviceId: client?.id },
         'packet above mqtt.maxPacketBytes, connection closed',
       );
+    } else if (violation.reason === 'protocol') {
+      this.guard?.protocolViolation(violation.rule);
+      this.deps.log.warn({ remote: socket.remoteAddress, rule: violation.rule, deviceId: client?.id }, 'MQTT protocol violation, connection closed');
     } else {
+      this.guard?.protocolViolation('MQTT-2.2.3');
       this.deps.log.warn({ remote: socket.remoteAddress }, 'malformed MQTT fixed header, connection closed');
     }
   }
@@ -368,6 +385,7 @@ export class FleetBroker {
   }
 
   private clientRegistered(client: Client): void {
+    this.guard?.authenticated((client.conn as LimitedConnection).socket);
     this.clients.set(client.id, client);
     this.deps.log.debug({ deviceId: client.id, remote: remoteOf(client) }, 'device connected');
     for (const handler of this.connectedHandlers) this.safely(handler, client.id);

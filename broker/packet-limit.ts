@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import { checkFixedHeader, checkPacket, checkSequence, wantsBody, type Rule } from './packet-rules.js';
 
 /**
  * Maximum packet size, enforced on the length a packet DECLARES in its fixed header, before its
@@ -10,7 +11,12 @@ import type { Socket } from 'node:net';
  * The size compared is the whole control packet (1 type byte + the remaining-length varint +
  * the remaining length), the same measure as MQTT 5's "Maximum Packet Size" [MQTT-3.1.2-24].
  */
-export type ScanResult = { ok: true } | { ok: false; reason: 'oversize'; declaredBytes: number } | { ok: false; reason: 'malformed' };
+export type ScanResult =
+  | { ok: true }
+  | { ok: false; reason: 'oversize'; declaredBytes: number }
+  | { ok: false; reason: 'malformed' }
+  /** A "MUST close" rule of MQTT 3.1.1 (packet-rules.ts), named by its clause. */
+  | { ok: false; reason: 'protocol'; rule: Rule };
 
 const OK: ScanResult = { ok: true };
 /** [MQTT 3.1.1 §2.2.3] the remaining length is at most 4 bytes long. */
@@ -29,8 +35,18 @@ export class PacketLengthScanner {
   private multiplier = 1;
   private lengthBytes = 0;
   private failed: ScanResult | undefined;
+  private type = 0;
+  private flags = 0;
+  private packets = 0;
+  /** Body of a packet packet-rules.ts checks (CONNECT, SUBSCRIBE, UNSUBSCRIBE), while it arrives. */
+  private captured: Buffer | undefined;
+  private capturedBytes = 0;
 
-  constructor(readonly maxPacketBytes: number) {}
+  /** `rules`: also enforce packet-rules.ts (the broker does; size-only users such as benchmarks need not). */
+  constructor(
+    readonly maxPacketBytes: number,
+    private readonly rules = false,
+  ) {}
 
   feed(chunk: Uint8Array): ScanResult {
     if (this.failed) return this.failed;
@@ -39,12 +55,22 @@ export class PacketLengthScanner {
     while (pos < size) {
       if (this.bodyLeft > 0) {
         const step = Math.min(this.bodyLeft, size - pos);
+        if (this.captured) {
+          this.captured.set(chunk.subarray(pos, pos + step), this.capturedBytes);
+          this.capturedBytes += step;
+        }
         this.bodyLeft -= step;
         pos += step;
+        if (this.bodyLeft === 0 && this.captured) {
+          const failed = this.packetDone();
+          if (failed) return failed;
+        }
         continue;
       }
       if (!this.inLength) {
         // The type/flags byte; the varint follows.
+        this.type = chunk[pos]! >> 4;
+        this.flags = chunk[pos]! & 0x0f;
         this.inLength = true;
         this.length = 0;
         this.multiplier = 1;
@@ -64,8 +90,30 @@ export class PacketLengthScanner {
       const declaredBytes = 1 + this.lengthBytes + this.length;
       if (declaredBytes > this.maxPacketBytes) return (this.failed = { ok: false, reason: 'oversize', declaredBytes });
       this.bodyLeft = this.length;
+      if (this.rules) {
+        const rule = checkSequence(this.type, this.packets++) ?? checkFixedHeader(this.type, this.flags);
+        if (rule) return (this.failed = { ok: false, reason: 'protocol', rule });
+        if (wantsBody(this.type)) {
+          // Bounded by maxPacketBytes, checked just above.
+          this.captured = Buffer.allocUnsafe(this.length);
+          this.capturedBytes = 0;
+          if (this.length === 0) {
+            const failed = this.packetDone();
+            if (failed) return failed;
+            continue;
+          }
+        }
+      }
     }
     return OK;
+  }
+
+  /** A captured packet is complete: check it before its last byte is passed on. */
+  private packetDone(): ScanResult | undefined {
+    const body = this.captured!;
+    this.captured = undefined;
+    const rule = checkPacket(this.type, body);
+    return rule ? (this.failed = { ok: false, reason: 'protocol', rule }) : undefined;
   }
 }
 
@@ -84,10 +132,11 @@ export class LimitedConnection extends Duplex {
     readonly socket: Socket,
     maxPacketBytes: number,
     private readonly onViolation: (violation: Violation) => void,
+    rules = false,
   ) {
     // Both sides pass bytes through untouched; object mode off, small buffers (the socket has its own).
     super({ allowHalfOpen: false, decodeStrings: false });
-    this.scanner = new PacketLengthScanner(maxPacketBytes);
+    this.scanner = new PacketLengthScanner(maxPacketBytes, rules);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.push(null));
     socket.on('drain', () => this.flushed());

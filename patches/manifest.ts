@@ -3,6 +3,7 @@ import { DEVICE_TYPES, type DeviceType } from '../src/protocol/names.js';
 import { isValidRange as validRange, parseVersion } from './version-match.js';
 
 const validVersion = (v: string): boolean => parseVersion(v) !== null;
+import { parseRfc3339 } from '../src/protocol/rfc3339.js';
 
 /**
  * The signed patch manifest of PROTOCOL.md "PatchOffer". It travels as bytes and is signed as
@@ -50,9 +51,10 @@ function str(obj: Record<string, unknown>, key: string, path: string, pattern?: 
   return v;
 }
 
+/** A UTC RFC 3339 time that exists: `2027-02-30T10:00:00Z` is refused, not rolled over to March (issue 11). */
 function time(obj: Record<string, unknown>, key: string): string {
   const v = str(obj, key, '', ISO_UTC);
-  if (Number.isNaN(Date.parse(v))) throw bad(`${key}: not a valid time`);
+  if (parseRfc3339(v) === undefined) throw bad(`${key}: '${v}' is not a valid time`);
   return v;
 }
 
@@ -96,7 +98,7 @@ export function parseManifest(bytes: Uint8Array): Manifest {
 
   const createdAt = time(raw, 'createdAt');
   const expiresAt = time(raw, 'expiresAt');
-  if (Date.parse(expiresAt) <= Date.parse(createdAt)) throw bad('expiresAt: must be after createdAt');
+  if (parseRfc3339(expiresAt)! <= parseRfc3339(createdAt)!) throw bad('expiresAt: must be after createdAt');
   const keyId = str(raw, 'keyId', '', KEY_ID_PATTERN);
   const manifest: Manifest = {
     id,

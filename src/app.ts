@@ -334,6 +334,8 @@ export class App {
       access,
       audit: (entry) => void this.audit.record(entry),
       actors,
+      limits: config.http,
+      metrics: this.metrics,
     });
 
     this.components.push(

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
@@ -22,7 +22,8 @@ function formatIssues(issues: z.core.$ZodIssue[], source: string): string {
       const path = issue.path.length ? issue.path.join('.') : '(root)';
       if (issue.code === 'unrecognized_keys') {
         const keys = (issue as { keys: string[] }).keys;
-        return keys.map((k) => `${source}: ${[...issue.path, k].join('.')}: unknown key`).join('\n');
+        // An empty key (YAML `?`) is shown as "" so the line still names it (issue 11 config fuzzing).
+        return keys.map((k) => `${source}: ${[...issue.path, k].map((p) => (p === '' ? '""' : String(p))).join('.')}: unknown key`).join('\n');
       }
       return `${source}: ${path}: ${issue.message}`;
     })
@@ -67,7 +68,12 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
       throw new ConfigError(`${file}: cannot read: ${(err as Error).message}`);
     }
     try {
-      raw = parseYaml(text) ?? {};
+      const doc = parseDocument(text);
+      // A warning (an unknown tag such as `!x`) is refused like an error: yaml would otherwise print it
+      // on the process and load the value as a plain string (issue 11 config fuzzing).
+      const problem = doc.errors[0] ?? doc.warnings[0];
+      if (problem) throw problem;
+      raw = doc.toJS() ?? {};
     } catch (err) {
       throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
     }

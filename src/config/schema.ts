@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_HTTP_LIMITS as HTTP } from '../http/limits.js';
 
 /**
  * The one schema of the daemon's configuration. Every key has a default here and is documented
@@ -40,8 +41,12 @@ export const configSchema = z.strictObject({
       maxPacketBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(65536),
       /** aedes: how long a slow subscriber may hold up delivery before its connection is dropped. */
       drainTimeoutMs: z.number().int().positive().default(10_000),
-      /** Time a client has to send CONNECT after opening the socket. */
+      /** Time a client has, from TCP accept, to finish TLS (mqtts) and have its CONNECT accepted; every listener. */
       connectTimeoutMs: z.number().int().positive().default(30_000),
+      /** Connections that have not completed TLS and CONNECT (issue 11: fd exhaustion); more are closed on accept. */
+      maxUnauthenticated: z.number().int().min(1).default(1000),
+      /** The same, per source address. */
+      maxUnauthenticatedPerAddress: z.number().int().min(1).default(100),
       /** No effect since device tokens are HMAC-checked (issue 12); still accepted so old configs load. */
       authCacheSize: z.number().int().min(0).default(100_000),
       /** Failed device authentications per source address: `burst` at once, `perSecond` regained; then throttled. */
@@ -51,7 +56,22 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 
-  http: z.strictObject({ host: z.string().default('127.0.0.1'), port: port.default(8080) }).prefault({}),
+  http: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: port.default(8080),
+      // Limits (issue 11, README "Limits"); the defaults live once, in src/http/limits.ts.
+      maxJsonBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(HTTP.maxJsonBytes),
+      maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(HTTP.maxHeaderBytes),
+      headersTimeoutMs: z.number().int().min(100).default(HTTP.headersTimeoutMs),
+      requestTimeoutMs: z.number().int().min(100).default(HTTP.requestTimeoutMs),
+      idleTimeoutMs: z.number().int().min(100).default(HTTP.idleTimeoutMs),
+      keepAliveTimeoutMs: z.number().int().min(100).default(HTTP.keepAliveTimeoutMs),
+      maxRequestsPerSocket: z.number().int().min(1).default(HTTP.maxRequestsPerSocket),
+      maxConnections: z.number().int().min(1).default(HTTP.maxConnections),
+      maxDiscardBytes: z.number().int().min(0).default(HTTP.maxDiscardBytes),
+    })
+    .prefault({}),
 
   ingest: z
     .strictObject({

@@ -13,7 +13,7 @@ import type { DeviceEvent } from '../registry/device-events.js';
 import { listDevices, type DeviceListDeps } from '../http/device-list.js';
 import { pageOf, parsePage } from '../http/paging.js';
 import { sendJson, sameOriginOrNone as sameOrigin } from '../http/server.js';
-import { XcareError } from '../errors.js';
+import { XcareError, wireCode } from '../errors.js';
 import { loadConsoleAssets } from './assets.js';
 import { html } from './html.js';
 import { layout, redirect, sendHtml } from './layout.js';
@@ -70,7 +70,7 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
   const page = (render: (who: Principal, ctx: RequestContext) => ReturnType<typeof html> | undefined, fragment = false) => (ctx: RequestContext) => {
     const who = ctx.principal;
     if (!who) {
-      if (fragment) sendJson(ctx.res, 401, { error: 'signed out' });
+      if (fragment) sendJson(ctx.res, 401, { error: 'signed out', code: wireCode('UNAUTHORIZED') });
       else redirect(ctx.res, '/login');
       return;
     }
@@ -86,7 +86,7 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
   router.get('/assets/:name', 'public', ({ req, res, params }) => {
     const asset = assets.get(params.name!);
     if (!asset) {
-      sendJson(res, 404, { error: `no asset ${params.name}` });
+      sendJson(res, 404, { error: `no asset ${params.name}`, code: wireCode('NOT_FOUND') });
       return;
     }
     if (req.headers['if-none-match'] === asset.etag) {
@@ -135,7 +135,7 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
     if (who) {
       const csrf = (await formBody(ctx)).get('_csrf') ?? undefined;
       if (!sameOrigin(req) || !deps.access.csrfMatches(who, csrf)) {
-        sendJson(res, 403, { error: 'missing or wrong CSRF token' });
+        sendJson(res, 403, { error: 'missing or wrong CSRF token', code: wireCode('FORBIDDEN') });
         return;
       }
       deps.sessions.delete(sessionId!);

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal, Role } from '../access/roles.js';
+import { z } from 'zod';
 
 /**
  * A small method+path router on node:http (no framework). Paths use `:name` segments.
@@ -11,8 +12,15 @@ export interface RequestContext {
   res: ServerResponse;
   params: Record<string, string>;
   query: URLSearchParams;
-  /** Parsed JSON body (bounded size); throws ValidationError on bad JSON. */
+  /** Parsed JSON body (bounded size); throws ValidationError on bad JSON. An empty body reads as `{}`. */
   body(): Promise<unknown>;
+  /**
+   * The body, parsed as JSON and validated with the route's zod schema (issue 11: every route validates
+   * its body; `null`, `[]`, `"x"`, `42` where an object is expected are 400 and change nothing).
+   * An absent (empty) body is refused with 400 unless the route documents it as optional with
+   * `{ absent: 'empty' }`, in which case it is validated as `{}`. Throws ValidationError naming the field.
+   */
+  json<S extends z.ZodType>(schema: S, options?: { absent?: 'refuse' | 'empty' }): Promise<z.output<S>>;
   /** Raw body as a Buffer, bounded by `limit` bytes. */
   rawBody(limit?: number): Promise<Buffer>;
   /** Who made the request (`admin` and `session` routes); undefined on public routes or a signed-out console. */
@@ -20,6 +28,22 @@ export interface RequestContext {
   /** The route's own summary of what it changed, added to the audit entry of this request (src/audit/). */
   auditDetail?: Record<string, unknown>;
 }
+
+/** The first zod issue as `path: message` (`devices.3.id: ...`, `(body): ...` for the root). */
+export function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return '(body): invalid';
+  return `${issue.path.map(String).join('.') || '(body)'}: ${issue.message}`;
+}
+
+/** The body of routes that take none (pause, revoke, ack...): absent or `{}`; anything else is 400. */
+export const noBody = z.strictObject({});
+
+/** Any JSON object (not null, not an array): the outer shape of bodies a service validates field by field. */
+export const jsonObject = z.custom<Record<string, unknown>>(
+  (v) => typeof v === 'object' && v !== null && !Array.isArray(v),
+  'expected a JSON object',
+);
 
 export type Handler = (ctx: RequestContext) => unknown | Promise<unknown>;
 
@@ -69,7 +93,7 @@ export class Router {
     return this.add('POST', path, auth, handler, options);
   }
 
-  /** Every registered route (the role tests walk them). */
+  /** Every registered route, in registration order (the role tests and the fuzzing suite walk them). */
   list(): readonly Route[] {
     return this.routes.map((r) => r.route);
   }

@@ -1,14 +1,18 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../log.js';
-import { XcareError, ValidationError, UnauthorizedError, ForbiddenError, listenError } from '../errors.js';
-import type { Router, RequestContext, Route } from './router.js';
+import { XcareError, ValidationError, UnauthorizedError, ForbiddenError, PayloadTooLargeError, fromStorageError, wireCode, listenError } from '../errors.js';
+import { describeIssue, type Router, type RequestContext, type Route } from './router.js';
 import { roleAllows, type Principal } from '../access/roles.js';
 import { AccessControl, CSRF_HEADER } from '../access/access-control.js';
 import { secretEquals } from '../access/secret-hash.js';
 import type { ActorContext } from '../audit/actor-context.js';
 import { describeChange, describeDenied } from '../audit/actions.js';
 import type { AuditInput } from '../audit/audit-log.js';
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
+
+export { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 
 export interface HttpServerDeps {
   router: Router;
@@ -17,8 +21,12 @@ export interface HttpServerDeps {
   port: number;
   /** The admin bearer token `admin` routes require. */
   adminToken: string;
-  /** Largest JSON body accepted (bytes). */
+  /** Largest JSON body accepted (bytes); overrides `limits.maxJsonBytes`. */
   maxJsonBytes?: number;
+  /** Sizes, timeouts and caps; defaults DEFAULT_HTTP_LIMITS. */
+  limits?: Partial<HttpLimits>;
+  /** Where `fleet_http_rejected_total{status}` is registered (every 4xx/5xx answer, node:http's own included). */
+  metrics?: Registry;
   /** Resolves API tokens and console sessions; without it only the admin token is accepted (as role admin). */
   access?: AccessControl;
   /** Records who changed what (src/audit/): called after every successful mutating request and every 403. */
@@ -64,28 +72,114 @@ export function sendJson(res: ServerResponse, status: number, value: unknown): v
   res.end(body);
 }
 
+/** The wire form of an error: `{"error": message, "code": <catalogue code>, ...details}`. */
+export function errorBody(err: XcareError): Record<string, unknown> {
+  return { ...(err.details ?? {}), error: err.message, code: wireCode(err.code) };
+}
+
+/**
+ * Reads a body up to `limit` bytes. Over the limit (declared by Content-Length, or counted as a
+ * chunked body arrives) it stops buffering and rejects with 413; the caller answers and then
+ * discards the rest (see drainBody), so chunked and Content-Length bodies get the same JSON
+ * answer instead of a reset (issue 11 fault 4).
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
-      reject(new XcareError('PAYLOAD_TOO_LARGE', `body exceeds ${limit} bytes`, 413));
-      req.resume();
+      reject(new PayloadTooLargeError(limit));
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > limit) {
-        reject(new XcareError('PAYLOAD_TOO_LARGE', `body exceeds ${limit} bytes`, 413));
-        req.destroy();
+        cleanup();
+        chunks.length = 0;
+        req.pause();
+        reject(new PayloadTooLargeError(limit));
         return;
       }
       chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
   });
+}
+
+/**
+ * node:http's answer to a request it cannot parse (a bad request line, headers over
+ * http.maxHeaderBytes, a request that outlived http.requestTimeoutMs) is a bare status line; ours is
+ * the same JSON error every other answer is, then the connection closes.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket, count: (status: number) => void): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const [status, code] =
+    err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'HEADERS_TOO_LARGE'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_TIMEOUT'] : [400, 'BAD_REQUEST'];
+  count(status);
+  const body = JSON.stringify({ error: STATUS_CODES[status]?.toLowerCase() ?? 'bad request', code: wireCode(code) });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * Before answering a request whose body was not (fully) read (an early 401/404/405/400, a 413): read and
+ * drop the rest, at most `maxBytes`. Node's server cannot reuse a keep-alive connection whose request
+ * body is still arriving when the answer is sent (the client's next request on it gets "socket hang
+ * up"), and a reset would lose the answer. Resolves true when the body ended; false when the peer sent
+ * more than `maxBytes` (a hostile amount): the answer then says `Connection: close`.
+ */
+function drainBody(req: IncomingMessage, maxBytes: number): Promise<boolean> {
+  if (req.complete || req.readableEnded || req.destroyed) return Promise.resolve(!req.destroyed);
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > maxBytes) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let discarded = 0;
+    const done = (complete: boolean): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      if (!complete) req.pause();
+      resolve(complete);
+    };
+    const onData = (chunk: Buffer): void => {
+      discarded += chunk.length;
+      if (discarded > maxBytes) done(false);
+    };
+    const onEnd = (): void => done(true);
+    const onClose = (): void => done(req.complete);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+    req.resume();
+  });
+}
+
+/** Sends an answer after draining the request body; an undrainable one closes the connection after the answer. */
+async function answer(req: IncomingMessage, res: ServerResponse, maxDiscardBytes: number, send: () => void): Promise<void> {
+  const complete = await drainBody(req, maxDiscardBytes);
+  if (res.headersSent || res.writableEnded) return;
+  if (!complete) res.setHeader('connection', 'close');
+  send();
 }
 
 /**
@@ -94,14 +188,42 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
  */
 export class HttpServer {
   private server?: Server;
+  private rejected: Counter<'status'> | undefined;
+  private readonly limits: HttpLimits;
   private readonly access: AccessControl;
   constructor(private readonly deps: HttpServerDeps) {
     this.access = deps.access ?? new AccessControl({ adminToken: deps.adminToken });
+    this.limits = { ...DEFAULT_HTTP_LIMITS, ...deps.limits, ...(deps.maxJsonBytes !== undefined ? { maxJsonBytes: deps.maxJsonBytes } : {}) };
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => void this.handle(req, res));
-    server.keepAliveTimeout = 5000;
+    const limits = this.limits;
+    if (this.deps.metrics) {
+      this.rejected ??= new Counter({
+        name: 'fleet_http_rejected_total',
+        help: 'HTTP answers with a 4xx or 5xx status, by status (bad bodies, auth, limits, timeouts)',
+        labelNames: ['status'],
+        registers: [this.deps.metrics],
+      });
+    }
+    const server = createServer(
+      {
+        maxHeaderSize: limits.maxHeaderBytes,
+        // node:http refuses to start with headersTimeout > requestTimeout; the headers are part of the request.
+        headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+        requestTimeout: limits.requestTimeoutMs,
+        // node:http checks the two timeouts above on this period (default 30 s); a check at a quarter of
+        // the shorter one keeps an idle peer's fd from outliving it by more than that.
+        connectionsCheckingInterval: Math.max(100, Math.min(5000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4))),
+      },
+      (req, res) => void this.handle(req, res),
+    );
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, (status) => this.countRejected(status)));
+    server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    server.maxRequestsPerSocket = limits.maxRequestsPerSocket;
+    server.maxConnections = limits.maxConnections;
+    // Without a 'timeout' listener node:http destroys a socket idle this long (no bytes either way).
+    server.setTimeout(limits.idleTimeoutMs);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       const failed = (err: NodeJS.ErrnoException) => reject(listenError(err, 'http.port', 'XCARE_HTTP_PORT', this.deps.host, this.deps.port));
@@ -111,6 +233,11 @@ export class HttpServer {
         resolve();
       });
     });
+  }
+
+  /** The routes served (method, path template, auth). */
+  routes(): ReadonlyArray<{ method: string; path: string; auth: string }> {
+    return this.deps.router.list();
   }
 
   port(): number {
@@ -129,27 +256,43 @@ export class HttpServer {
     });
   }
 
+  private countRejected(status: number): void {
+    if (status >= 400) this.rejected?.inc({ status: String(status) });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const log = this.deps.log;
+    res.once('finish', () => this.countRejected(res.statusCode));
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://localhost');
     } catch {
-      sendJson(res, 400, { error: 'bad request URL' });
+      sendJson(res, 400, { error: 'bad request URL', code: wireCode('BAD_REQUEST') });
       return;
     }
     securityHeaders(res, url.pathname);
     try {
       const found = this.deps.router.match(req.method ?? 'GET', url.pathname);
       if (!('route' in found)) {
-        if (found.methodMismatch) sendJson(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
-        else sendJson(res, 404, { error: `no route ${url.pathname}` });
-        req.resume();
+        const method = req.method;
+        await answer(req, res, this.limits.maxDiscardBytes, () => {
+          if (found.methodMismatch) sendJson(res, 405, { error: `method ${method} not allowed on ${url.pathname}`, code: wireCode('METHOD_NOT_ALLOWED') });
+          else sendJson(res, 404, { error: `no route ${url.pathname}`, code: wireCode('NOT_FOUND') });
+        });
         return;
       }
       const { route, params } = found;
       const principal = this.authorize(req, route, params, url.pathname);
-      const limit = this.deps.maxJsonBytes ?? 1024 * 1024;
+      const limit = this.limits.maxJsonBytes;
+      const readJson = async (): Promise<unknown> => {
+        const raw = await readBody(req, limit);
+        if (raw.length === 0) return undefined;
+        try {
+          return JSON.parse(raw.toString('utf8'));
+        } catch {
+          throw new ValidationError('request body is not valid JSON');
+        }
+      };
       const ctx: RequestContext = {
         req,
         res,
@@ -157,14 +300,16 @@ export class HttpServer {
         query: url.searchParams,
         ...(principal ? { principal } : {}),
         rawBody: (max = limit) => readBody(req, max),
-        body: async () => {
-          const raw = await readBody(req, limit);
-          if (raw.length === 0) return {};
-          try {
-            return JSON.parse(raw.toString('utf8'));
-          } catch {
-            throw new ValidationError('request body is not valid JSON');
+        body: async () => (await readJson()) ?? {},
+        json: async (schema, options) => {
+          let value = await readJson();
+          if (value === undefined) {
+            if (options?.absent !== 'empty') throw new ValidationError('(body): required, a JSON body');
+            value = {};
           }
+          const parsed = schema.safeParse(value);
+          if (!parsed.success) throw new ValidationError(describeIssue(parsed.error));
+          return parsed.data;
         },
       };
       const actors = this.deps.actors;
@@ -174,18 +319,23 @@ export class HttpServer {
       }
       if (!res.headersSent && !res.writableEnded) {
         // A handler may set res.statusCode (201 Created) before returning its body.
-        if (result === undefined) {
-          res.writeHead(204);
-          res.end();
-        } else sendJson(res, res.statusCode >= 200 && res.statusCode < 300 ? res.statusCode : 200, result);
+        await answer(req, res, this.limits.maxDiscardBytes, () => {
+          if (result === undefined) {
+            res.writeHead(204);
+            res.end();
+          } else sendJson(res, res.statusCode >= 200 && res.statusCode < 300 ? res.statusCode : 200, result);
+        });
       }
-    } catch (err) {
-      const status = err instanceof XcareError ? err.status : 500;
-      const message = err instanceof XcareError ? err.message : 'internal error';
-      if (status >= 500) log.error({ err, path: url.pathname }, 'request failed');
+    } catch (caught) {
+      // A storage constraint (a race past a service's own check) is a 409/400, never a 500 (issue 11 fault 2).
+      const err = fromStorageError(caught);
+      const known = err instanceof XcareError && err.status < 500 ? err : undefined;
+      if (!known) log.error({ err, path: url.pathname }, 'request failed');
       if (!res.headersSent) {
-        if (status === 401) res.setHeader('www-authenticate', 'Bearer');
-        sendJson(res, status, { error: message });
+        await answer(req, res, this.limits.maxDiscardBytes, () => {
+          if (known?.status === 401) res.setHeader('www-authenticate', 'Bearer');
+          sendJson(res, known?.status ?? 500, known ? errorBody(known) : { error: 'internal error', code: wireCode('INTERNAL') });
+        });
       } else res.destroy();
     }
   }

@@ -20,6 +20,13 @@ export const PATCH_STATES = [
 ] as const;
 export type PatchState = (typeof PATCH_STATES)[number];
 
+/**
+ * Bounds of a heartbeat's announced `intervalS` (issue 11 fault 6: `1e-300` was accepted and gave its
+ * device a loss ticket while connected). An agent configured to beat faster announces MIN_INTERVAL_S.
+ */
+export const MIN_INTERVAL_S = 1;
+export const MAX_INTERVAL_S = 86_400;
+
 export function isDeviceId(value: unknown): value is string {
   return typeof value === 'string' && DEVICE_ID_PATTERN.test(value);
 }

@@ -1,15 +1,33 @@
 import { z } from 'zod';
-import { DEVICE_ID_PATTERN, PATCH_STATES } from './names.js';
+import { DEVICE_ID_PATTERN, MAX_INTERVAL_S, MIN_INTERVAL_S, PATCH_STATES } from './names.js';
+import { isRfc3339 } from './rfc3339.js';
 import type { Heartbeat, PatchStatus, StateMessage } from './types.js';
 
 /**
  * Runtime validators for every payload a device sends (daemon side). Nothing untrusted
  * reaches the database unvalidated. Unknown keys are stripped, not stored.
+ *
+ * Every number, string and array has both bounds (issue 11 fault 6); a payload outside them is
+ * rejected and counted as `fleet_heartbeat_rejected_total{reason="schema"}`. The limits are listed in
+ * README "Limits" and exported here so tests and generators use the same figures.
  */
-const shortText = z.string().max(1024);
-const ratio = z.number().finite().min(0);
+export const PAYLOAD_LIMITS = {
+  textChars: 1024,
+  nameChars: 64,
+  idChars: 128,
+  subsystems: 64,
+  sensors: 1024,
+  /** 100 years of uptime, in seconds. */
+  uptimeS: 3_153_600_000,
+  /** A load average above this is a broken probe, not a load. */
+  load1: 100_000,
+} as const;
 
-export const subsystemSchema = z.object({ name: z.string().min(1).max(64), ok: z.boolean(), detail: shortText.optional() });
+const shortText = z.string().max(PAYLOAD_LIMITS.textChars);
+/** cpu, memUsed, diskUsed: shares of 1. */
+const ratio = z.number().finite().min(0).max(1);
+
+export const subsystemSchema = z.object({ name: z.string().min(1).max(PAYLOAD_LIMITS.nameChars), ok: z.boolean(), detail: shortText.optional() });
 export const sensorSchema = z.object({
   id: z.string().regex(DEVICE_ID_PATTERN),
   ok: z.boolean(),
@@ -17,33 +35,34 @@ export const sensorSchema = z.object({
 });
 
 export const heartbeatPatchSchema = z.object({
-  rolloutId: z.string().max(128).optional(),
-  patchId: z.string().min(1).max(128),
+  rolloutId: z.string().max(PAYLOAD_LIMITS.idChars).optional(),
+  patchId: z.string().min(1).max(PAYLOAD_LIMITS.idChars),
   state: z.enum(PATCH_STATES),
 });
 
 export const heartbeatSchema = z.object({
-  seq: z.number().int().nonnegative(),
-  ts: z.string().max(64),
-  bootId: z.string().max(64).optional(),
-  intervalS: z.number().positive().max(86_400),
-  uptimeS: z.number().nonnegative().optional(),
-  agentVersion: z.string().min(1).max(64),
-  softwareVersion: z.string().min(1).max(64),
+  seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  // Liveness never uses ts, but a date read is a strict RFC 3339 date (no Feb 30 rolled over).
+  ts: z.string().max(64).refine(isRfc3339, 'expected an RFC 3339 date-time'),
+  bootId: z.string().max(PAYLOAD_LIMITS.nameChars).optional(),
+  intervalS: z.number().min(MIN_INTERVAL_S).max(MAX_INTERVAL_S),
+  uptimeS: z.number().nonnegative().max(PAYLOAD_LIMITS.uptimeS).optional(),
+  agentVersion: z.string().min(1).max(PAYLOAD_LIMITS.nameChars),
+  softwareVersion: z.string().min(1).max(PAYLOAD_LIMITS.nameChars),
   integrity: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
   health: z
-    .object({ cpu: ratio.optional(), memUsed: ratio.optional(), diskUsed: ratio.optional(), load1: ratio.optional() })
+    .object({ cpu: ratio.optional(), memUsed: ratio.optional(), diskUsed: ratio.optional(), load1: z.number().finite().min(0).max(PAYLOAD_LIMITS.load1).optional() })
     .optional(),
-  subsystems: z.array(subsystemSchema).max(64).optional(),
-  sensors: z.array(sensorSchema).max(1024).optional(),
+  subsystems: z.array(subsystemSchema).max(PAYLOAD_LIMITS.subsystems).optional(),
+  sensors: z.array(sensorSchema).max(PAYLOAD_LIMITS.sensors).optional(),
   patch: heartbeatPatchSchema.optional(),
 }) satisfies z.ZodType<Heartbeat>;
 
 export const stateSchema = z.object({ online: z.boolean() }) satisfies z.ZodType<StateMessage>;
 
 export const patchStatusSchema = z.object({
-  rolloutId: z.string().max(128).optional(),
-  patchId: z.string().min(1).max(128),
+  rolloutId: z.string().max(PAYLOAD_LIMITS.idChars).optional(),
+  patchId: z.string().min(1).max(PAYLOAD_LIMITS.idChars),
   state: z.enum(PATCH_STATES),
   detail: shortText.optional(),
   retryable: z.boolean().optional(),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DEVICE_ID_PATTERN, DEVICE_TYPES, TIERS } from '../protocol/names.js';
 import { ValidationError } from '../errors.js';
+import { isCalendarDate } from '../protocol/rfc3339.js';
 
 /** What provisioning accepts (API body, CSV row). Validated before anything is stored. */
 export const deviceInputSchema = z
@@ -14,7 +15,7 @@ export const deviceInputSchema = z
     since: z
       .string()
       .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date YYYY-MM-DD')
-      .refine((s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s), 'not a real date')
+      .refine(isCalendarDate, 'not a real date')
       .optional(),
     tags: z.array(z.string().min(1).max(64)).max(32).default([]),
   })

@@ -1,7 +1,7 @@
 import type { Database } from '../db/database.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import { ConflictError, NotFoundError, ValidationError, isUniqueViolation } from '../errors.js';
 import type { DeviceRecord, DeviceDirectory } from './types.js';
 import type { DeviceInput } from './device-input.js';
 import { randomBytes } from 'node:crypto';
@@ -168,7 +168,7 @@ export class DeviceRegistry implements DeviceDirectory {
   async add(inputs: DeviceInput[]): Promise<{ device: DeviceRecord; token: string }[]> {
     const seen = new Set<string>();
     for (const input of inputs) {
-      if (this.byId.has(input.id) || seen.has(input.id)) throw new ConflictError(`device ${input.id} already exists`);
+      if (this.byId.has(input.id) || seen.has(input.id)) throw new ConflictError(`device ${input.id} already exists`, { id: input.id });
       seen.add(input.id);
     }
     for (const input of inputs) {
@@ -205,7 +205,15 @@ export class DeviceRegistry implements DeviceDirectory {
     const event = this.deps.db.prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, 'provisioned', ?)`);
     this.deps.db.transaction(() => {
       for (const { record, hash } of prepared) {
-        insert.run({ ...record, tags: JSON.stringify(record.tags), hash });
+        // Checked again here: a concurrent add of the same id may have committed while the tokens
+        // were being hashed (issue 11: ten parallel identical creates answered 500, not 409).
+        if (this.byId.has(record.id)) throw new ConflictError(`device ${record.id} already exists`, { id: record.id });
+        try {
+          insert.run({ ...record, tags: JSON.stringify(record.tags), hash });
+        } catch (err) {
+          if (isUniqueViolation(err)) throw new ConflictError(`device ${record.id} already exists`, { id: record.id }, err);
+          throw err;
+        }
         event.run(now, record.id, JSON.stringify({ tier: record.tier, customer: record.customer }));
       }
     })();

@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.js';
+import { parseCalendarDate } from '../protocol/rfc3339.js';
 import type { Tier } from '../protocol/names.js';
 import type { DeviceRecord } from '../registry/types.js';
 
@@ -8,18 +9,13 @@ import type { DeviceRecord } from '../registry/types.js';
  * (YYYY-MM-DD) and are judged against the daemon's clock in UTC.
  */
 const DAY_MS = 86_400_000;
-const DATE_PATTERN = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 /** Parse a strict YYYY-MM-DD calendar date (2027-02-29 is refused) to its UTC midnight in ms. */
 export function parseDate(value: string, field = 'date'): number {
-  const m = DATE_PATTERN.exec(value);
-  if (!m) throw new ValidationError(`${field}: expected a date YYYY-MM-DD, got ${JSON.stringify(value)}`);
-  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  const ms = Date.UTC(y, mo - 1, d);
-  const back = new Date(ms);
-  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d) {
-    throw new ValidationError(`${field}: ${value} is not a calendar date`);
-  }
+  // The one strict parser (src/protocol/rfc3339.ts) decides; this names the field.
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) throw new ValidationError(`${field}: expected a date YYYY-MM-DD, got ${JSON.stringify(value)}`);
+  const ms = parseCalendarDate(value);
+  if (ms === undefined) throw new ValidationError(`${field}: ${value} is not a calendar date`);
   return ms;
 }
 

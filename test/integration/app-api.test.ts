@@ -57,7 +57,7 @@ describe('daemon HTTP API', () => {
   ])('the API refuses %s with 401 and a JSON error', async (_what, headers) => {
     const res = await fetch(`${base}/api/v1/devices`, { headers });
     expect(res.status).toBe(401);
-    expect(await res.json()).toEqual({ error: expect.any(String) });
+    expect(await res.json()).toEqual({ error: expect.any(String), code: 'unauthorized' });
   });
 
   it('provisions a device with 201 and shows it', async () => {

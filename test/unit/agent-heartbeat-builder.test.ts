@@ -48,7 +48,7 @@ describe('HeartbeatBuilder', () => {
     expect(hb).toMatchObject({
       seq: 1,
       bootId: b.bootId,
-      intervalS: 0.2,
+      intervalS: 1, // announced: at least MIN_INTERVAL_S although it beats every 0.2 s
       agentVersion: AGENT_VERSION,
       softwareVersion: '2.3.1',
       integrity: await computeTreeDigest(paths.softwareDir),

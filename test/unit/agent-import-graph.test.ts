@@ -14,7 +14,8 @@ const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 // PROTOCOL.md "Command line": small pure-JS packages `mqtt` and `semver` (one version matching on both sides).
 const ALLOWED_PACKAGES = new Set(['mqtt', 'semver']);
-const ALLOWED_PROTOCOL = new Set(['src/protocol/names.ts', 'src/protocol/topics.ts', 'src/protocol/types.ts']);
+// rfc3339.ts: the one strict date parser (issue 11), dependency-free like the other three.
+const ALLOWED_PROTOCOL = new Set(['src/protocol/names.ts', 'src/protocol/topics.ts', 'src/protocol/types.ts', 'src/protocol/rfc3339.ts']);
 /** Loaded by agent/main.ts only if present (the patch job is built separately). */
 const OPTIONAL = new Set(['agent/patch-port-impl.ts']);
 

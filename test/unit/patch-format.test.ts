@@ -82,7 +82,11 @@ describe('manifest validator', () => {
     ['a size as string', { ...VALID, artifact: { ...VALID.artifact, size: '10' } }, /artifact.size/],
     ['a path in the artifact name', { ...VALID, artifact: { ...VALID.artifact, name: '../x.tgz' } }, /artifact.name/],
     ['a non-UTC time', { ...VALID, createdAt: '2026-11-26T10:00:00+01:00' }, /createdAt: invalid value/],
-    ['an impossible date', { ...VALID, createdAt: '2026-13-45T10:00:00Z' }, /createdAt: not a valid time/],
+    ['an impossible date', { ...VALID, createdAt: '2026-13-45T10:00:00Z' }, /createdAt: .* is not a valid time/],
+    // Issue 11 fault 7: Date.parse rolled Feb 30 over to March 2.
+    ['an expiry on a day February does not have', { ...VALID, expiresAt: '2027-02-30T10:00:00Z' }, /expiresAt: '2027-02-30T10:00:00Z' is not a valid time/],
+    ['Feb 29 outside a leap year', { ...VALID, expiresAt: '2027-02-29T10:00:00Z' }, /expiresAt: .* is not a valid time/],
+    ['hour 24', { ...VALID, expiresAt: '2027-01-10T24:00:00Z' }, /expiresAt: .* is not a valid time/],
     ['expiry before creation', { ...VALID, expiresAt: '2026-11-26T09:00:00Z' }, /expiresAt: must be after createdAt/],
     ['a bad keyId', { ...VALID, keyId: 'XYZ' }, /keyId: invalid value/],
     ['a bad integrity', { ...VALID, integrity: 'md5:abc' }, /integrity: invalid value/],

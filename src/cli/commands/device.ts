@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CliError, onePositional, type Command } from '../command.js';
 import { table } from '../cli-context.js';
+import { isCalendarDate } from '../../protocol/rfc3339.js';
 
 interface DeviceJson {
   id: string;
@@ -40,6 +41,7 @@ const add: Command = {
     for (const required of ['type', 'customer', 'installer'] as const) {
       if (!values[required]) throw new CliError(`--${required} is required`, 2);
     }
+    if (values.since !== undefined && !isCalendarDate(values.since)) throw new CliError(`--since: '${values.since}' is not a calendar date YYYY-MM-DD`, 2);
     const res = await ctx.api<{ device: DeviceJson; token: string }>('POST', '/api/v1/devices', {
       id,
       type: values.type,

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { CliError, onePositional, type Command } from '../command.js';
 import { table } from '../cli-context.js';
+import { isCalendarDate } from '../../protocol/rfc3339.js';
 import type { Quote } from '../../subscriptions/fiscal-year.js';
 
 /** The API answers with the Quote of src/subscriptions/fiscal-year.ts, as JSON. */
@@ -19,6 +20,7 @@ const quote: Command = {
     if (positionals.length > 0) throw new CliError(`usage: ${quote.usage}`, 2);
     if (!values.tier) throw new CliError('--tier is required', 2);
     if (!values.start) throw new CliError('--start is required', 2);
+    if (!isCalendarDate(values.start)) throw new CliError(`--start: '${values.start}' is not a calendar date YYYY-MM-DD`, 2);
     const query = new URLSearchParams({ tier: values.tier, start: values.start });
     if (values.devices !== undefined) query.set('devices', values.devices);
     const { quote: q } = await ctx.api<{ quote: QuoteJson }>('GET', `/api/v1/subscriptions/quote?${query}`);

@@ -1,4 +1,5 @@
-import type { Router } from '../router.js';
+import { z } from 'zod';
+import { noBody, type Router } from '../router.js';
 import type { TokenStore } from '../../access/token-store.js';
 import type { SessionStore } from '../../access/session-store.js';
 import type { AuditLog } from '../../audit/audit-log.js';
@@ -12,10 +13,8 @@ export interface AccessRouteDeps {
   audit: AuditLog;
 }
 
-function objectBody(body: unknown): Record<string, unknown> {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('body: expected a JSON object');
-  return body as Record<string, unknown>;
-}
+/** `POST /api/v1/tokens`: the shape here (issue 11: unknown keys are a 400); the store checks name and role. */
+const createBody = z.strictObject({ name: z.unknown(), role: z.unknown() });
 
 /**
  * Roles, tokens and the audit trail over HTTP (issue 14, PROTOCOL.md "HTTP"):
@@ -39,15 +38,16 @@ export function registerAccessRoutes(router: Router, deps: AccessRouteDeps): voi
   );
 
   router.post('/api/v1/tokens', 'admin', async (ctx) => {
-    const body = objectBody(await ctx.body());
+    const body = await ctx.json(createBody);
     const created = deps.tokens.create({ name: body.name, role: body.role }, ctx.principal!.name);
     ctx.res.statusCode = 201;
     return created;
   });
 
-  router.post('/api/v1/tokens/:id/revoke', 'admin', (ctx) => ({
-    apiToken: deps.tokens.revoke(ctx.params.id!, ctx.principal!.name, (tokenId) => deps.sessions.deleteForToken(tokenId)),
-  }));
+  router.post('/api/v1/tokens/:id/revoke', 'admin', async (ctx) => {
+    await ctx.json(noBody, { absent: 'empty' });
+    return { apiToken: deps.tokens.revoke(ctx.params.id!, ctx.principal!.name, (tokenId) => deps.sessions.deleteForToken(tokenId)) };
+  });
 
   router.get('/api/v1/audit', 'admin', ({ query }) => {
     const filter: { actor?: string; action?: string; target?: string } = {};

@@ -1,7 +1,8 @@
-import type { Router } from '../router.js';
+import { z } from 'zod';
+import { noBody, type Router } from '../router.js';
 import type { DeviceRegistry } from '../../registry/device-registry.js';
 import { listDevices } from '../device-list.js';
-import { parseDeviceInput, parseDeviceCsv, type DeviceInput } from '../../registry/device-input.js';
+import { deviceInputSchema, parseDeviceCsv, type DeviceInput } from '../../registry/device-input.js';
 import type { DeviceRecord } from '../../registry/types.js';
 import { NotFoundError, ValidationError } from '../../errors.js';
 
@@ -25,6 +26,11 @@ export interface DeviceRouteDeps {
   onTokenRotated(deviceId: string): void;
 }
 
+/** Devices one import may provision (each costs a scrypt hash): README "Limits". */
+export const MAX_IMPORT_DEVICES = 10_000;
+
+const importBody = z.strictObject({ devices: z.array(deviceInputSchema).min(1, 'nothing to import').max(MAX_IMPORT_DEVICES) });
+
 export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): void {
   router.get('/api/v1/devices', 'admin', ({ query }) => {
     const page = listDevices({ registry: deps.registry, view: deps.view, stateOf: deps.stateOf ?? ((d) => deps.view(d).state) }, query);
@@ -38,7 +44,7 @@ export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): voi
   });
 
   router.post('/api/v1/devices', 'admin', async (ctx) => {
-    const input = parseDeviceInput(await ctx.body());
+    const input = await ctx.json(deviceInputSchema);
     const [created] = await deps.registry.add([input]);
     ctx.res.statusCode = 201;
     return { device: created!.device, token: created!.token };
@@ -50,10 +56,9 @@ export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): voi
     let inputs: DeviceInput[];
     if (type.startsWith('text/csv')) {
       inputs = parseDeviceCsv((await ctx.rawBody(16 * 1024 * 1024)).toString('utf8'));
+      if (inputs.length > MAX_IMPORT_DEVICES) throw new ValidationError(`devices: at most ${MAX_IMPORT_DEVICES} per import`);
     } else {
-      const body = (await ctx.body()) as { devices?: unknown };
-      if (!Array.isArray(body.devices)) throw new ValidationError('devices: expected an array');
-      inputs = body.devices.map((d, i) => parseDeviceInput(d, `devices.${i}.`));
+      inputs = (await ctx.json(importBody)).devices;
     }
     if (inputs.length === 0) throw new ValidationError('devices: nothing to import');
     const created = await deps.registry.add(inputs);
@@ -61,8 +66,9 @@ export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): voi
     return { devices: created.map((c) => ({ id: c.device.id, token: c.token })) };
   });
 
-  router.post('/api/v1/devices/:id/revoke', 'admin', ({ params }) => {
-    const device = deps.registry.revoke(params.id!);
+  router.post('/api/v1/devices/:id/revoke', 'admin', async (ctx) => {
+    await ctx.json(noBody, { absent: 'empty' });
+    const device = deps.registry.revoke(ctx.params.id!);
     deps.onRevoked(device.id);
     return { device };
   });

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { z } from 'zod';
 import type { Router } from '../router.js';
 import { sendJson } from '../server.js';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError, ValidationError, wireCode } from '../../errors.js';
 import type { PatchService, SignatureInput } from '../../patches/patch-service.js';
 import { isKeyId } from '../../patches/patch-service.js';
 import { DEVICE_ID_PATTERN } from '../../protocol/names.js';
@@ -117,19 +117,15 @@ export function registerPatchRoutes(router: Router, deps: PatchRouteDeps): void 
   router.get('/api/v1/patches/:id', 'admin', ({ params }) => ({ patch: deps.patches.get(params.id!) }));
 
   router.post('/api/v1/devices/:id/offer', 'admin', async (ctx) => {
-    const parsed = offerBody.safeParse(await ctx.body());
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new ValidationError(`${issue.path.join('.') || 'body'}: ${issue.message}`);
-    }
+    const body = await ctx.json(offerBody);
     const deviceId = ctx.params.id!;
     if (deps.deviceExists && !deps.deviceExists(deviceId)) throw new NotFoundError(`device ${deviceId} not found`);
     const eligibility = deps.eligibility?.(deviceId);
     if (eligibility && !eligibility.eligible) {
       throw new ConflictError(`device ${deviceId} is not eligible for remote patching: ${eligibility.reasons.join('; ')}`);
     }
-    const offer = await deps.patches.offer(deviceId, parsed.data.patchId, parsed.data.rolloutId);
-    return { offered: { deviceId, patchId: parsed.data.patchId, rolloutId: parsed.data.rolloutId ?? null, url: offer.url } };
+    const offer = await deps.patches.offer(deviceId, body.patchId, body.rolloutId);
+    return { offered: { deviceId, patchId: body.patchId, rolloutId: body.rolloutId ?? null, url: offer.url } };
   });
 
   // PROTOCOL.md "HTTP": device Basic auth, only with an offer for this patch, Range for resumes.
@@ -137,12 +133,12 @@ export function registerPatchRoutes(router: Router, deps: PatchRouteDeps): void 
     const creds = basicAuth(req.headers.authorization);
     if (!creds || !(await deps.authenticateDevice(creds.id, creds.token))) {
       res.setHeader('www-authenticate', 'Basic realm="xcare-artifacts"');
-      sendJson(res, 401, { error: 'device authentication required' });
+      sendJson(res, 401, { error: 'device authentication required', code: wireCode('UNAUTHORIZED') });
       return;
     }
     const artifact = deps.patches.artifactFor(creds.id, params.id!);
     if (!artifact) {
-      sendJson(res, 403, { error: 'no offer of this patch to this device' });
+      sendJson(res, 403, { error: 'no offer of this patch to this device', code: wireCode('FORBIDDEN') });
       return;
     }
     const { size, path } = artifact;

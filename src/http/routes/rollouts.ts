@@ -1,4 +1,5 @@
-import type { Router } from '../router.js';
+import { z } from 'zod';
+import { jsonObject, noBody, type Router } from '../router.js';
 import type { RolloutScheduler } from '../../rollouts/rollout-scheduler.js';
 import { ValidationError } from '../../errors.js';
 import { pageOf, parsePage } from '../paging.js';
@@ -6,6 +7,12 @@ import { pageOf, parsePage } from '../paging.js';
 export interface RolloutRouteDeps {
   scheduler: Pick<RolloutScheduler, 'create' | 'list' | 'view' | 'pause' | 'resume' | 'abort'>;
 }
+
+/** `POST .../abort`: an absent body is documented (PROTOCOL.md: `rollout abort ID [--reason R] [--force]`). */
+const abortBody = z.strictObject({
+  reason: z.string().trim().min(1, 'expected a non-empty string of at most 1000 characters').max(1000, 'expected a non-empty string of at most 1000 characters').optional(),
+  force: z.boolean({ error: 'expected true or false' }).optional(),
+});
 
 /**
  * Rollouts API (issue 5, PROTOCOL.md "HTTP"), admin token:
@@ -18,7 +25,8 @@ export interface RolloutRouteDeps {
  */
 export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): void {
   router.post('/api/v1/rollouts', 'admin', async (ctx) => {
-    const view = deps.scheduler.create(await ctx.body());
+    // The outer shape here; parseRolloutSpec names each bad field.
+    const view = deps.scheduler.create(await ctx.json(jsonObject));
     ctx.res.statusCode = 201;
     return view;
   });
@@ -38,16 +46,28 @@ export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): v
     return deps.scheduler.view(params.id!, n);
   });
 
-  router.post('/api/v1/rollouts/:id/pause', 'admin', ({ params }) => deps.scheduler.pause(params.id!), { role: 'operator' });
-  router.post('/api/v1/rollouts/:id/resume', 'admin', ({ params }) => deps.scheduler.resume(params.id!), { role: 'operator' });
+  router.post(
+    '/api/v1/rollouts/:id/pause',
+    'admin',
+    async (ctx) => {
+      await ctx.json(noBody, { absent: 'empty' });
+      return deps.scheduler.pause(ctx.params.id!);
+    },
+    { role: 'operator' },
+  );
+  router.post(
+    '/api/v1/rollouts/:id/resume',
+    'admin',
+    async (ctx) => {
+      await ctx.json(noBody, { absent: 'empty' });
+      return deps.scheduler.resume(ctx.params.id!);
+    },
+    { role: 'operator' },
+  );
   router.post('/api/v1/rollouts/:id/abort', 'admin', async (ctx) => {
-    // An empty body reads as {} (server.ts).
-    const body = (await ctx.body()) as { reason?: unknown; force?: unknown } | undefined;
-    if (body?.reason !== undefined && (typeof body.reason !== 'string' || body.reason.trim() === '' || body.reason.length > 1000)) {
-      throw new ValidationError('reason: expected a non-empty string of at most 1000 characters');
-    }
-    if (body?.force !== undefined && typeof body.force !== 'boolean') throw new ValidationError('force: expected true or false');
+    // Issue 11 fault 3: null, [], "x" and 42 used to abort; only an object (or no body) is an abort request.
+    const body = await ctx.json(abortBody, { absent: 'empty' });
     // force: also send PatchCancel to every device in flight (PROTOCOL.md "PatchCancel").
-    return deps.scheduler.abort(ctx.params.id!, typeof body?.reason === 'string' ? `aborted by operator: ${body.reason.trim()}` : undefined, body?.force === true);
+    return deps.scheduler.abort(ctx.params.id!, body.reason !== undefined ? `aborted by operator: ${body.reason}` : undefined, body.force === true);
   });
 }

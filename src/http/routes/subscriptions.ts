@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { Router } from '../router.js';
 import type { SubscriptionService } from '../../subscriptions/subscription-service.js';
 import type { IntegrityRegistry } from '../../subscriptions/integrity-registry.js';
@@ -9,10 +10,9 @@ export interface SubscriptionRouteDeps {
   integrity: IntegrityRegistry;
 }
 
-function objectBody(body: unknown): Record<string, unknown> {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('body: expected a JSON object');
-  return body as Record<string, unknown>;
-}
+/** `renew ID [--tier T]`: the CLI sends `{}` without --tier; an absent body is the same. */
+const renewBody = z.strictObject({ tier: z.enum(['xcare', 'xcare_pro']).optional() });
+const integrityBody = z.strictObject({ version: z.string().max(64), digest: z.string().max(80), replace: z.boolean().optional() });
 
 /** Quotes, renewals, eligibility and the expected software digests (RULES.md "Subscriptions", "Eligibility"). */
 export function registerSubscriptionRoutes(router: Router, deps: SubscriptionRouteDeps): void {
@@ -27,9 +27,8 @@ export function registerSubscriptionRoutes(router: Router, deps: SubscriptionRou
   });
 
   router.post('/api/v1/devices/:id/renew', 'admin', async (ctx) => {
-    const body = objectBody(await ctx.body());
-    if (body.tier !== undefined && typeof body.tier !== 'string') throw new ValidationError('tier: expected xcare or xcare_pro');
-    return deps.subscriptions.renew(ctx.params.id!, body.tier as string | undefined);
+    const body = await ctx.json(renewBody, { absent: 'empty' });
+    return deps.subscriptions.renew(ctx.params.id!, body.tier);
   });
 
   router.get('/api/v1/devices/:id/eligibility', 'admin', ({ params }) => {
@@ -44,9 +43,8 @@ export function registerSubscriptionRoutes(router: Router, deps: SubscriptionRou
   });
 
   router.post('/api/v1/integrity', 'admin', async (ctx) => {
-    const body = objectBody(await ctx.body());
-    if (body.replace !== undefined && typeof body.replace !== 'boolean') throw new ValidationError('replace: expected a boolean');
-    const entry = deps.integrity.register(body.version as string, body.digest as string, 'api', { replace: body.replace === true });
+    const body = await ctx.json(integrityBody);
+    const entry = deps.integrity.register(body.version, body.digest, 'api', { replace: body.replace === true });
     ctx.res.statusCode = 201;
     return { integrity: entry };
   });

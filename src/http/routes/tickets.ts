@@ -1,4 +1,5 @@
-import type { Router } from '../router.js';
+import { z } from 'zod';
+import { noBody, type Router } from '../router.js';
 import type { TicketService, QueueFilter } from '../../tickets/ticket-service.js';
 import { ticketView } from '../../tickets/ticket-model.js';
 import type { Outbox, OutboxState } from '../../helpdesk/outbox.js';
@@ -10,6 +11,17 @@ export interface TicketRouteDeps {
   tickets: TicketService;
   outbox: Outbox;
 }
+
+/** `POST /api/v1/tickets`: the shape here, the rules (severity defaults, subject exists) in parseOpenInput. */
+const openBody = z.strictObject({
+  subject: z.string().max(200),
+  classification: z.string().max(32),
+  severity: z.string().max(16).nullable().optional(),
+  summary: z.string().max(2000),
+  kind: z.string().max(64).optional(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+const resolveBody = z.strictObject({ reason: z.string().max(2000) });
 
 function parseId(raw: string | undefined, what = 'ticket'): number {
   if (!raw || !/^[1-9]\d{0,15}$/.test(raw)) throw new ValidationError(`${what} id: expected a positive integer`);
@@ -76,17 +88,25 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
   });
 
   router.post('/api/v1/tickets', 'admin', async (ctx) => {
-    const ticket = deps.tickets.openByPerson((await ctx.body()) as never);
+    const ticket = deps.tickets.openByPerson((await ctx.json(openBody)) as never);
     ctx.res.statusCode = 201;
     return { ticket: ticketView(ticket) };
   }, { role: 'operator' });
 
-  router.post('/api/v1/tickets/:id/ack', 'admin', ({ params }) => ({ ticket: ticketView(deps.tickets.ack(parseId(params.id))) }), { role: 'operator' });
+  router.post(
+    '/api/v1/tickets/:id/ack',
+    'admin',
+    async (ctx) => {
+      const id = parseId(ctx.params.id);
+      await ctx.json(noBody, { absent: 'empty' });
+      return { ticket: ticketView(deps.tickets.ack(id)) };
+    },
+    { role: 'operator' },
+  );
 
   router.post('/api/v1/tickets/:id/resolve', 'admin', async (ctx) => {
     const id = parseId(ctx.params.id);
-    const body = (await ctx.body()) as { reason?: unknown } | null;
-    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('body: expected a JSON object');
+    const body = await ctx.json(resolveBody);
     return { ticket: ticketView(deps.tickets.resolve(id, body.reason)) };
   }, { role: 'operator' });
 
@@ -101,8 +121,9 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
     };
   });
 
-  router.post('/api/v1/outbox/:id/retry', 'admin', ({ params }) => {
-    const id = parseId(params.id, 'outbox');
+  router.post('/api/v1/outbox/:id/retry', 'admin', async (ctx) => {
+    const id = parseId(ctx.params.id, 'outbox');
+    await ctx.json(noBody, { absent: 'empty' });
     const existing = deps.outbox.get(id);
     if (!existing) throw new NotFoundError(`outbox entry ${id} not found`);
     if (existing.deadAt === null) throw new ValidationError(`outbox entry ${id} is not a dead letter`);

@@ -1,0 +1,228 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { once } from 'node:events';
+import { tempDir } from '../helpers/temp-dir.js';
+import { selfSignedCert, type SelfSignedCert } from '../helpers/tls-cert.js';
+import { connectDevice, endAll, startFleetBroker, type BrokerFixture } from '../helpers/mqtt-client.js';
+import { connectPacket, mqttPacket, mqttString } from '../helpers/mqtt-packets.js';
+import { eventually } from '../helpers/processes.js';
+import { labelled } from '../helpers/metrics.js';
+
+/** Issue 11 faults 1 and 5: idle and hostile peers on every MQTT listener, against a real broker on loopback. */
+
+const device = { id: 'gw-001', token: 'token-gw-001' };
+
+function openRaw(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: '127.0.0.1', port }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Resolves once the server has closed `socket` (end or reset). */
+function closedByServer(socket: Socket): Promise<void> {
+  if (socket.destroyed || socket.readableEnded) return Promise.resolve();
+  socket.on('error', () => {});
+  socket.resume();
+  return once(socket, 'close').then(() => undefined);
+}
+
+/** Sends raw bytes after CONNECT and collects what the broker answers until it closes. */
+async function exchange(port: number, packets: Buffer[]): Promise<{ received: Buffer; closed: boolean }> {
+  const socket = await openRaw(port);
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('error', () => {});
+  const closed = once(socket, 'close').then(() => true);
+  const [first, ...rest] = packets;
+  socket.write(first!);
+  if (rest.length > 0) {
+    // The rest goes after the CONNACK, as a real client's would (auth is asynchronous).
+    await Promise.race([closed, new Promise<void>((resolve) => socket.once('data', () => resolve()))]);
+    for (const p of rest) socket.write(p);
+  }
+  const outcome = await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+  socket.destroy();
+  return { received: Buffer.concat(chunks), closed: outcome };
+}
+
+/** CONNECT with explicit flags and a Will; the 0xde of issue 11 is username+password+will QoS 3+will+clean. */
+function connectWithFlags(flags: number, clientId: string, will?: { topic: string; payload: string }, username?: string, password?: string): Buffer {
+  const variable = Buffer.concat([mqttString('MQTT'), Buffer.from([4, flags, 0, 60])]);
+  const parts = [mqttString(clientId)];
+  if (will) parts.push(mqttString(will.topic), mqttString(will.payload));
+  if (username !== undefined) parts.push(mqttString(username));
+  if (password !== undefined) parts.push(mqttString(password));
+  return mqttPacket(0x10, Buffer.concat([variable, ...parts]));
+}
+
+/** SUBSCRIBE with a raw filter (bytes as given, so ill-formed UTF-8 and U+0000 reach the wire). */
+function rawSubscribe(packetId: number, filter: Buffer, options = 1): Buffer {
+  const len = Buffer.from([filter.length >> 8, filter.length & 0xff]);
+  return mqttPacket(0x82, Buffer.concat([Buffer.from([packetId >> 8, packetId & 0xff]), len, filter, Buffer.from([options])]));
+}
+
+describe('every MQTT listener drops peers that do not authenticate in time (issue 11 fault 1)', () => {
+  const dir = tempDir('xcare-hostile-tls-');
+  let cert: SelfSignedCert;
+  let fx: BrokerFixture;
+  beforeAll(async () => {
+    cert = await selfSignedCert(dir.path);
+    fx = await startFleetBroker(
+      { [device.id]: device.token },
+      { plainWithTls: true, connectTimeoutMs: 700, maxUnauthenticatedPerAddress: 40, tls: { cert: cert.certPath, key: cert.keyPath } },
+    );
+  });
+  afterAll(async () => {
+    await fx.stop();
+    dir.cleanup();
+  });
+
+  it('closes idle TCP sockets on the TLS port at mqtt.connectTimeoutMs and counts them', async () => {
+    const before = await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'connect_timeout' });
+    const sockets = await Promise.all(Array.from({ length: 20 }, () => openRaw(fx.broker.ports().mqtts!)));
+    const started = Date.now();
+    await Promise.all(sockets.map(closedByServer));
+    // Closed by the guard, far before Node's 120 s TLS handshake timeout.
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'connect_timeout' })).toBe(before + 20);
+  });
+
+  it('closes a peer that completed TLS but never sends CONNECT', async () => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: fx.broker.ports().mqtts!, ca: cert.cert, servername: 'localhost' });
+    await once(socket, 'secureConnect');
+    await closedByServer(socket as unknown as Socket);
+  });
+
+  it('closes a peer that speaks plain MQTT to the TLS port at once, counted as tls_error', async () => {
+    const before = await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'tls_error' });
+    const socket = await openRaw(fx.broker.ports().mqtts!);
+    socket.write(connectPacket(device.id, device.id, device.token));
+    const started = Date.now();
+    await closedByServer(socket);
+    expect(Date.now() - started).toBeLessThan(5000);
+    await eventually(async () => (await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'tls_error' })) === before + 1, 5000, 'tls_error counted');
+  });
+
+  it('closes idle sockets on the plain port too', async () => {
+    const socket = await openRaw(fx.broker.ports().mqtt!);
+    await closedByServer(socket);
+  });
+
+  it('an authenticated device is not cut by the connect timeout', async () => {
+    const client = await connectDevice(`mqtts://127.0.0.1:${fx.broker.ports().mqtts}`, { ...device, ca: cert.cert });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(client.connected).toBe(true);
+    expect(fx.broker.isConnected(device.id)).toBe(true);
+    await endAll(client);
+  });
+});
+
+describe('caps on unauthenticated connections (issue 11 fault 1)', () => {
+  it('refuses more than mqtt.maxUnauthenticatedPerAddress from one address, counted; authenticated ones do not count', async () => {
+    const fx = await startFleetBroker({ [device.id]: device.token }, { maxUnauthenticatedPerAddress: 3, maxUnauthenticated: 100, connectTimeoutMs: 30_000 });
+    const port = Number(new URL(fx.url).port);
+    try {
+      const authenticated = await connectDevice(fx.url, device);
+      const idle = await Promise.all([openRaw(port), openRaw(port), openRaw(port)]);
+      const fourth = await openRaw(port);
+      await closedByServer(fourth);
+      expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'address_cap' })).toBe(1);
+      expect(idle.every((s) => !s.destroyed)).toBe(true);
+      // A slot frees when an idle peer leaves.
+      idle[0]!.destroy();
+      await eventually(async () => (await fx.metric('fleet_mqtt_unauthenticated_connections')) === 2, 5000, 'slot released');
+      const again = await openRaw(port);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(again.destroyed).toBe(false);
+      for (const s of [...idle, again]) s.destroy();
+      await endAll(authenticated);
+    } finally {
+      await fx.stop();
+    }
+  });
+
+  it('refuses more than mqtt.maxUnauthenticated in all, counted', async () => {
+    const fx = await startFleetBroker({}, { maxUnauthenticated: 2, connectTimeoutMs: 30_000 });
+    const port = Number(new URL(fx.url).port);
+    try {
+      const idle = await Promise.all([openRaw(port), openRaw(port)]);
+      const third = await openRaw(port);
+      await closedByServer(third);
+      expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'unauthenticated_cap' })).toBe(1);
+      for (const s of idle) s.destroy();
+    } finally {
+      await fx.stop();
+    }
+  });
+});
+
+describe('malformed CONNECT and SUBSCRIBE are closed and counted (issue 11 fault 5)', () => {
+  let fx: BrokerFixture;
+  let port: number;
+  beforeAll(async () => {
+    fx = await startFleetBroker({ [device.id]: device.token });
+    port = Number(new URL(fx.url).port);
+  });
+  afterAll(() => fx.stop());
+
+  async function expectClosedFor(rule: string, packets: Buffer[]): Promise<Buffer> {
+    const before = await labelled(fx.metrics, 'fleet_mqtt_protocol_violations_total', { rule });
+    const { received, closed } = await exchange(port, packets);
+    expect(closed).toBe(true);
+    expect(await labelled(fx.metrics, 'fleet_mqtt_protocol_violations_total', { rule })).toBe(before + 1);
+    return received;
+  }
+
+  it('the CONNECT with flags 0xde (Will QoS 3) gets no CONNACK: closed [MQTT-3.1.2-14]', async () => {
+    const packet = connectWithFlags(0xde, device.id, { topic: `fleet/v1/${device.id}/state`, payload: '{"online":false}' }, device.id, device.token);
+    const received = await expectClosedFor('MQTT-3.1.2-14', [packet]);
+    expect(received.length).toBe(0);
+    expect(fx.broker.isConnected(device.id)).toBe(false);
+  });
+
+  it('a SUBSCRIBE whose filter holds U+0000 is closed, not granted [MQTT-1.5.3-2]', async () => {
+    const received = await expectClosedFor('MQTT-1.5.3-2', [
+      connectPacket(device.id, device.id, device.token),
+      rawSubscribe(1, Buffer.from(`fleet/v1/${device.id}/cmd/\u0000x`, 'utf8')),
+    ]);
+    // The CONNACK came (0x20 0x02 0x00 0x00), no SUBACK (0x90).
+    expect([...received.subarray(0, 4)]).toEqual([0x20, 0x02, 0x00, 0x00]);
+    expect(received.includes(0x90)).toBe(false);
+  });
+
+  const cases: Array<[string, string, () => Buffer[]]> = [
+    ['Will QoS set without a Will [MQTT-3.1.2-13]', 'MQTT-3.1.2-13', () => [connectWithFlags(0xc2 | 0x08, device.id, undefined, device.id, device.token)]],
+    ['Will Retain set without a Will [MQTT-3.1.2-15]', 'MQTT-3.1.2-15', () => [connectWithFlags(0xc2 | 0x20, device.id, undefined, device.id, device.token)]],
+    ['a password without a user name [MQTT-3.1.2-22]', 'MQTT-3.1.2-22', () => [connectWithFlags(0x42, device.id, undefined, undefined, device.token)]],
+    ['a client id of ill-formed UTF-8 [MQTT-1.5.3-1]', 'MQTT-1.5.3-1', () => [mqttPacket(0x10, Buffer.concat([mqttString('MQTT'), Buffer.from([4, 0x02, 0, 60, 0, 2, 0xc3, 0x28])]))]],
+    ['a client id holding an encoded surrogate [MQTT-1.5.3-1]', 'MQTT-1.5.3-1', () => [mqttPacket(0x10, Buffer.concat([mqttString('MQTT'), Buffer.from([4, 0x02, 0, 60, 0, 3, 0xed, 0xa0, 0x80])]))]],
+    ['a Will topic with a wildcard [MQTT-4.7.1-1]', 'MQTT-4.7.1-1', () => [connectWithFlags(0xc6, device.id, { topic: 'fleet/v1/#', payload: 'x' }, device.id, device.token)]],
+    ['bytes after the last CONNECT field', 'MQTT-1.5.3', () => [mqttPacket(0x10, Buffer.concat([mqttString('MQTT'), Buffer.from([4, 0x02, 0, 60]), mqttString('x'), Buffer.from([1, 2, 3])]))]],
+    ['a first packet that is not CONNECT [MQTT-3.1.0-1]', 'MQTT-3.1.0-1', () => [Buffer.from([0xc0, 0x00])]],
+    ['a second CONNECT [MQTT-3.1.0-2]', 'MQTT-3.1.0-2', () => [connectPacket(device.id, device.id, device.token), connectPacket(device.id, device.id, device.token)]],
+    ['a CONNACK sent by a client [MQTT-2.2.1]', 'MQTT-2.2.1', () => [connectPacket(device.id, device.id, device.token), Buffer.from([0x20, 0x02, 0x00, 0x00])]],
+    ['a PUBLISH with both QoS bits set [MQTT-3.3.1-4]', 'MQTT-3.3.1-4', () => [connectPacket(device.id, device.id, device.token), mqttPacket(0x36, Buffer.concat([mqttString(`fleet/v1/${device.id}/heartbeat`), Buffer.from([0, 1]), Buffer.from('{}')]))]],
+    ['a PINGREQ with reserved flags set [MQTT-2.2.2-2]', 'MQTT-2.2.2-1', () => [connectPacket(device.id, device.id, device.token), Buffer.from([0xc1, 0x00])]],
+    ['a SUBSCRIBE with packet id 0 [MQTT-2.3.1-1]', 'MQTT-2.3.1-1', () => [connectPacket(device.id, device.id, device.token), rawSubscribe(0, Buffer.from(`fleet/v1/${device.id}/cmd/#`))]],
+    ['a SUBSCRIBE with no filter [MQTT-3.8.3-3]', 'MQTT-3.8.3-3', () => [connectPacket(device.id, device.id, device.token), mqttPacket(0x82, Buffer.from([0, 1]))]],
+    ['a SUBSCRIBE to an empty filter [MQTT-4.7.3-1]', 'MQTT-4.7.3-1', () => [connectPacket(device.id, device.id, device.token), rawSubscribe(1, Buffer.alloc(0))]],
+    ['a SUBSCRIBE with # not last [MQTT-4.7.1-2]', 'MQTT-4.7.1-2', () => [connectPacket(device.id, device.id, device.token), rawSubscribe(1, Buffer.from('fleet/#/cmd'))]],
+    ['a SUBSCRIBE with + inside a level [MQTT-4.7.1-3]', 'MQTT-4.7.1-3', () => [connectPacket(device.id, device.id, device.token), rawSubscribe(1, Buffer.from('fleet/v1/gw+/cmd'))]],
+    ['an UNSUBSCRIBE with no filter [MQTT-3.10.3-2]', 'MQTT-3.10.3-2', () => [connectPacket(device.id, device.id, device.token), mqttPacket(0xa2, Buffer.from([0, 1]))]],
+  ];
+  for (const [name, rule, packets] of cases) {
+    it(`closes ${name}`, async () => {
+      await expectClosedFor(rule, packets());
+    });
+  }
+
+  it('a well-formed device session still works next to all of that', async () => {
+    const client = await connectDevice(fx.url, device);
+    await client.subscribeAsync(`fleet/v1/${device.id}/cmd/#`, { qos: 1 });
+    await client.publishAsync(`fleet/v1/${device.id}/heartbeat`, '{"ok":1}', { qos: 1 });
+    await fx.waitMessage((m) => m.payload === '{"ok":1}');
+    await endAll(client);
+  });
+});
