@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../src/log.js';
+import { PROTOCOL_RULES } from './packet-rules.js';
 
 /** The guard's settings: `mqtt.connectTimeoutMs`, `mqtt.maxUnauthenticated`, `mqtt.maxUnauthenticatedPerAddress`. */
 export interface ConnectionGuardLimits {
@@ -10,7 +11,8 @@ export interface ConnectionGuardLimits {
 }
 
 /** Why a connection was cut before or instead of a session: the `reason` label of `fleet_mqtt_connections_dropped_total`. */
-export type DropReason = 'connect_timeout' | 'unauthenticated_cap' | 'address_cap' | 'protocol_violation' | 'tls_error';
+export const DROP_REASONS = ['connect_timeout', 'unauthenticated_cap', 'address_cap', 'protocol_violation', 'tls_error'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
 
 interface Pending {
   address: string;
@@ -58,6 +60,9 @@ export class ConnectionGuard {
       labelNames: ['rule'],
       registers: [registry],
     });
+    // Every known label at 0 from start, so rate()/increase() see the first drop (issue 10 fault 3).
+    for (const reason of DROP_REASONS) this.dropped.inc({ reason }, 0);
+    for (const rule of PROTOCOL_RULES) this.violations.inc({ rule }, 0);
     const pending = this.pending;
     new Gauge({
       name: 'fleet_mqtt_unauthenticated_connections',

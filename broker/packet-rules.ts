@@ -13,6 +13,18 @@
  */
 export type Rule = string;
 
+/**
+ * Every clause the checks below (and the connection guard) can report, so that
+ * `fleet_mqtt_protocol_violations_total{rule}` exports each at 0 from start (issue 10: rate() misses a
+ * counter's first increment otherwise). A clause added to a check belongs here too.
+ */
+export const PROTOCOL_RULES: readonly Rule[] = [
+  'MQTT-1.5.3', 'MQTT-1.5.3-1', 'MQTT-1.5.3-2', 'MQTT-2.2.1', 'MQTT-2.2.2-1', 'MQTT-2.2.3', 'MQTT-2.3.1-1',
+  'MQTT-3.1.0-1', 'MQTT-3.1.0-2', 'MQTT-3.1.2-1', 'MQTT-3.1.2-3', 'MQTT-3.1.2-13', 'MQTT-3.1.2-14',
+  'MQTT-3.1.2-15', 'MQTT-3.1.2-22', 'MQTT-3.3.1-4', 'MQTT-3.8.3-3', 'MQTT-3.8.3-4', 'MQTT-3.10.3-2',
+  'MQTT-4.7.1-1', 'MQTT-4.7.1-2', 'MQTT-4.7.1-3', 'MQTT-4.7.3-1',
+];
+
 /** Control packet types (MQTT 3.1.1 §2.2.1). */
 export const PacketType = { CONNECT: 1, SUBSCRIBE: 8, UNSUBSCRIBE: 10 } as const;
 

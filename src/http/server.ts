@@ -186,6 +186,9 @@ async function answer(req: IncomingMessage, res: ServerResponse, maxDiscardBytes
  * The daemon's one HTTP listener (PROTOCOL.md "HTTP"): routes from the Router, admin bearer auth,
  * JSON errors `{"error": message}`. `stop()` stops accepting and waits for in-flight requests.
  */
+/** The 4xx/5xx statuses the daemon's own handlers and node:http's client-error path answer with. */
+const HTTP_REJECT_STATUSES = [400, 401, 403, 404, 405, 408, 409, 413, 415, 431, 500, 503] as const;
+
 export class HttpServer {
   private server?: Server;
   private rejected: Counter<'status'> | undefined;
@@ -205,6 +208,8 @@ export class HttpServer {
         labelNames: ['status'],
         registers: [this.deps.metrics],
       });
+      // The statuses this server answers with, at 0 from start (issue 10 fault 3: rate() misses a first increment).
+      for (const status of HTTP_REJECT_STATUSES) this.rejected.inc({ status: String(status) }, 0);
     }
     const server = createServer(
       {
