@@ -6,6 +6,7 @@ import { heartbeatSchema, parsePayload, patchStatusSchema, stateSchema } from '.
 import type { DeviceDirectory } from '../registry/types.js';
 import type { DeviceStateWriter } from './device-state-writer.js';
 import type { IngestListener } from './ingest-listener.js';
+import { LogThrottle } from '../log-throttle.js';
 
 export type RejectReason = 'json' | 'schema' | 'size' | 'unknown_device';
 
@@ -18,6 +19,8 @@ export interface DeviceMessageIngestDeps {
   heartbeats: Counter;
   rejected: Counter<'reason'>;
   listeners: IngestListener[];
+  /** At most one 'device message rejected' line per device and reason in this many ms (default 60 s). */
+  rejectLogWindowMs?: number;
 }
 
 /**
@@ -27,8 +30,10 @@ export interface DeviceMessageIngestDeps {
  */
 export class DeviceMessageIngest {
   private readonly log: Logger;
+  private readonly rejectLog: LogThrottle;
   constructor(private readonly deps: DeviceMessageIngestDeps) {
     this.log = deps.log;
+    this.rejectLog = new LogThrottle(deps.rejectLogWindowMs ?? 60_000);
   }
 
   handle(deviceId: string, kind: DeviceTopicKind, payload: Buffer): void {
@@ -90,6 +95,9 @@ export class DeviceMessageIngest {
 
   private reject(reason: RejectReason, deviceId: string, kind: string, detail?: string): void {
     this.deps.rejected.inc({ reason });
-    this.log.warn({ deviceId, topic: kind, reason, detail }, 'device message rejected');
+    // Counted every time; logged once per device and reason per window, so one device cannot flood the log.
+    const suppressed = this.rejectLog.admit(`${deviceId}\u0000${reason}`, this.deps.clock.monotonicNow());
+    if (suppressed === undefined) return;
+    this.log.warn({ deviceId, topic: kind, reason, detail, suppressed }, 'device message rejected');
   }
 }
