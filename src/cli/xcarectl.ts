@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { CliError, type Command } from './command.js';
 import { createCliContext } from './cli-context.js';
 import { commands as deviceCommands } from './commands/device.js';
@@ -34,9 +33,17 @@ function findCommand(words: string[]): { command: Command; rest: string[] } | un
   return best ? { command: best, rest: words.slice(best.name.length) } : undefined;
 }
 
-function help(): string {
-  const width = Math.max(...ALL.map((c) => c.name.join(' ').length));
-  return `${GLOBAL_HELP}\n${ALL.map((c) => `  ${c.name.join(' ').padEnd(width)}  ${c.summary}`).join('\n')}`;
+/** The commands whose name begins with `prefix` (a group such as `device` or `rollout`); all for `[]`. */
+function commandsUnder(prefix: string[]): Command[] {
+  return ALL.filter((c) => prefix.length < c.name.length && prefix.every((w, i) => c.name[i] === w));
+}
+
+/** The global help, or with a group prefix (`xcarectl rollout --help`) that group's subcommands only. */
+function help(prefix: string[] = []): string {
+  const listed = commandsUnder(prefix);
+  const width = Math.max(...listed.map((c) => c.name.join(' ').length));
+  const head = prefix.length === 0 ? GLOBAL_HELP : `Usage: xcarectl [--url URL] [--token TOKEN] [--json] ${prefix.join(' ')} <command> [options]\n\nCommands:`;
+  return `${head}\n${listed.map((c) => `  ${c.name.join(' ').padEnd(width)}  ${c.summary}`).join('\n')}`;
 }
 
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out?: (s: string) => void): Promise<number> {
@@ -58,6 +65,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out?: (s: s
   }
   const found = findCommand(rest);
   if (!found) {
+    // A group alone (`xcarectl device`, `xcarectl rollout --help`): list its subcommands.
+    if (commandsUnder(rest).length > 0) {
+      write(`${help(rest)}\n`);
+      return globals.help ? 0 : 2;
+    }
     if (rest.length === 0 || globals.help) {
       write(`${help()}\n`);
       return rest.length === 0 && !globals.help ? 2 : 0;
