@@ -167,7 +167,7 @@ export class App {
       sink: this.tickets,
       metrics: this.metrics,
       expectedIntegrity: (version) => this.integrity.expected(version),
-      isInstallingOrRestarting: (id, now) => this.patches.isInstallingOrRestarting(id, now),
+      installGraceUntil: (id, now) => this.patches.installGraceUntil(id, now),
       storeHealth: this.storeHealth,
     });
 

@@ -10,7 +10,7 @@ import { DeadlineHeap } from './deadline-heap.js';
 import type { LiveState } from './device-conditions.js';
 import { createHealthMetrics, type DropReason, type HealthMetrics } from './health-metrics.js';
 import { HealthStateWriter, type HealthEventKind, type PendingHealthWrites } from './health-state-writer.js';
-import { livenessVerdict, restartGraceUntil, type HealthSettings, type LivenessInput } from './liveness.js';
+import { livenessVerdict, type HealthSettings, type LivenessInput } from './liveness.js';
 import { livenessStep } from './liveness-step.js';
 import { detectGap, startupGraceUntil, type HerdProgress } from './own-outage.js';
 import { isSignatureOrHashFailure, type SecurityEvent } from './security.js';
@@ -27,10 +27,11 @@ export interface HealthEvaluatorDeps {
   /** The integrity digest registered for a software version (RULES.md "Eligibility" 3); must be O(1) (cached). */
   expectedIntegrity(version: string): string | undefined;
   /**
-   * Rollouts/patches: is this device installing, or within its expected-restart grace, at wall time `now`?
-   * Must be O(1). Default: never.
+   * The one record of "is this device installing, or restarting after an install" (PatchService ->
+   * src/patches/install-grace.ts, RULES.md "Updates and alerting work together"): when its grace ends (wall ms,
+   * > `now`), or null when it has none at wall time `now`. Must be O(1). Default: never.
    */
-  isInstallingOrRestarting?(deviceId: string, now: number): boolean;
+  installGraceUntil?(deviceId: string, now: number): number | null;
   /** Where the outcome of every tick's write is reported (/readyz, `fleet_store_healthy`). */
   storeHealth?: StoreHealth;
 }
@@ -45,9 +46,6 @@ export interface HealthSnapshot {
 }
 
 export type { DropReason };
-
-const IN_PROGRESS = new Set(['verifying', 'installing']);
-const FINAL = new Set(['installed', 'failed', 'rolled_back']);
 
 /**
  * Turns heartbeats, Last Wills and security signals into the automatic tickets of RULES.md, through the
@@ -76,12 +74,12 @@ export class HealthEvaluator {
   private failing = false;
   private unsubscribe: (() => void)[] = [];
   private readonly log: Logger;
-  private readonly isInstalling: (deviceId: string, now: number) => boolean;
+  private readonly graceUntilWall: (deviceId: string, now: number) => number | null;
   private m?: HealthMetrics;
 
   constructor(private readonly deps: HealthEvaluatorDeps) {
     this.log = deps.log;
-    this.isInstalling = deps.isInstallingOrRestarting ?? (() => false);
+    this.graceUntilWall = deps.installGraceUntil ?? (() => null);
     this.store = new HealthStateWriter({ db: deps.db, log: deps.log });
     this.evaluation = new ConditionEvaluation({
       devices: this.devices,
@@ -242,12 +240,6 @@ export class HealthEvaluator {
     const at = this.toMono(receivedAt);
     t.ownLastSeen = at;
     t.ownIntervalS = hb.intervalS;
-    // RULES.md "Updates and alerting work together": the first heartbeat after the install's final status closes
-    // the expected-restart grace.
-    if (t.installDone) {
-      t.installAt = null;
-      t.installDone = false;
-    }
     this.signOfLife(t, at);
 
     const faults = (hb.subsystems ?? []).filter((s) => !s.ok).map((s) => ({ source: `subsystem:${s.name}`, detail: s.detail ?? '' }));
@@ -257,8 +249,6 @@ export class HealthEvaluator {
       t.subsystemFaults = faults;
       this.evaluation.dirty.add(t.id);
     }
-    // The heartbeat repeats the latest patch state: only a transition into an install opens the grace.
-    if (hb.patch) this.patchTransition(t, hb.patch.patchId, hb.patch.state, at);
 
     if (hb.integrity) {
       const integrityKey = `${hb.softwareVersion}|${hb.integrity}`;
@@ -310,27 +300,11 @@ export class HealthEvaluator {
   onPatchStatus(deviceId: string, status: PatchStatus, receivedAt: number = this.deps.clock.now()): void {
     const t = this.devices.get(deviceId);
     if (!t) return this.drop('unknown_device', deviceId);
-    this.patchTransition(t, status.patchId, status.state, this.toMono(receivedAt));
+    // The install grace lives in PatchService (installGraceUntil); a status may shorten it (installed after
+    // installing: the restart grace, not the install bound), so a device held as restarting is judged again.
+    if (t.state === 'restarting') this.schedule(t, this.toMono(receivedAt));
     if (status.state === 'rejected' && isSignatureOrHashFailure(status.detail)) {
       this.onSecurityEvent({ kind: 'patch_rejected', deviceId, detail: status.detail }, receivedAt);
-    }
-  }
-
-  /**
-   * The evaluator's own install mark (alongside the rollouts/patches predicate `isInstallingOrRestarting`): only a
-   * state not seen before for this device opens or extends the grace (RULES.md: "a patch state repeated after a
-   * reconnect never does"); a final state only carries an install already in progress over its restart.
-   */
-  private patchTransition(t: Tracked, patchId: string, state: string, at: number): void {
-    const key = `${patchId}|${state}`;
-    if (key === t.patchKey) return;
-    t.patchKey = key;
-    if (IN_PROGRESS.has(state)) {
-      t.installAt = at;
-      t.installDone = false;
-    } else if (FINAL.has(state) && t.installAt !== null && !t.installDone) {
-      t.installAt = at;
-      t.installDone = true;
     }
   }
 
@@ -437,8 +411,7 @@ export class HealthEvaluator {
       {
         liveness: this.livenessInput(t),
         state: t.state,
-        installGraceUntil: restartGraceUntil(t.installAt === null ? null : { at: t.installAt }, now, this.deps.config),
-        installing: this.isInstalling(t.id, this.toWall(now)),
+        installGraceUntil: this.installGraceUntil(t, now),
         heardSinceStart: t.heardSinceStart,
         startupGraceUntil: startupGraceUntil(this.herd, now, this.deps.config),
       },
@@ -515,8 +488,7 @@ export class HealthEvaluator {
    * those of the reconnect herd after our own start (RULES.md "Our own outages are not the fleet's").
    */
   private recordChange(t: Tracked, at: number): void {
-    if (restartGraceUntil(t.installAt === null ? null : { at: t.installAt }, at, this.deps.config) !== null) return;
-    if (this.isInstalling(t.id, this.toWall(at))) return;
+    if (this.installGraceUntil(t, at) !== null) return;
     if (startupGraceUntil(this.herd, at, this.deps.config) !== null || at < this.quietUntil) return;
     const windowMs = this.deps.config.flapping.windowS * 1000;
     let drop = 0;
@@ -524,6 +496,12 @@ export class HealthEvaluator {
     if (drop > 0) t.changes.splice(0, drop);
     t.changes.push(at);
     this.evaluation.flapDirty.add(t.id);
+  }
+
+  /** The device's install grace (the one record, in PatchService) as monotonic ms, or null. */
+  private installGraceUntil(t: Tracked, now: number): number | null {
+    const until = this.graceUntilWall(t.id, this.toWall(now));
+    return until === null ? null : this.toMono(until);
   }
 
   private livenessInput(t: Tracked): LivenessInput {

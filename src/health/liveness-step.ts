@@ -6,10 +6,11 @@ export interface LivenessStepInput {
   liveness: LivenessInput;
   /** Its state as the evaluator holds it now. */
   state: LiveState;
-  /** When the expected-restart grace of its own install ends (from its patch statuses), or null. */
+  /**
+   * When its install grace ends (installing, or restarting after the install's final status; from the one
+   * record, src/patches/install-grace.ts), or null. A value not after `now` means the grace is over.
+   */
   installGraceUntil: number | null;
-  /** The rollouts/patches predicate: installing or within its expected-restart grace now. */
-  installing: boolean;
   /** Heard from (itself, or a gateway listing it) since the daemon started. */
   heardSinceStart: boolean;
   /** When the start-up grace ends (RULES.md "Our own outages are not the fleet's"), or null when it is over. */
@@ -39,9 +40,8 @@ export function livenessStep(input: LivenessStepInput, now: number, settings: He
   if (verdict.state === 'unknown') return { action: 'none' };
   if (verdict.state !== 'lost') return { action: 'wait', at: verdict.deadline };
   if (input.state === 'lost') return { action: 'stay' };
-  if (input.installGraceUntil !== null || input.installing) {
-    return { action: 'restarting', at: input.installGraceUntil ?? now + settings.tickMs };
-  }
+  // Strictly after now: a grace ending now is over (and a judgement scheduled at `now` would never advance).
+  if (input.installGraceUntil !== null && input.installGraceUntil > now) return { action: 'restarting', at: input.installGraceUntil };
   // A Last Will is the device's own word that it went away; silence since our start may be our doing.
   if (verdict.reason === 'silence' && !input.heardSinceStart && input.startupGraceUntil !== null && now < input.startupGraceUntil) {
     return { action: 'hold', at: input.startupGraceUntil };

@@ -56,19 +56,3 @@ export function livenessVerdict(input: LivenessInput, now: number, settings: Hea
   if (now >= silence) return { state: 'lost', reason: 'silence', since: silence };
   return will !== null ? { state: 'offline', deadline: silence } : { state: 'alive', deadline: silence };
 }
-
-/** A device's own patch activity, as the evaluator learned it from PatchStatus messages and heartbeats. */
-export interface InstallMark {
-  /** Last time the device said it was verifying/installing, or finished (installed/failed/rolled_back). */
-  at: number;
-}
-
-/**
- * RULES.md "Updates and alerting work together": while a device installs, and for `expectedRestartGraceS` after
- * its last install signal, its silence opens no loss ticket. Returns when the suppression ends, or null.
- */
-export function restartGraceUntil(mark: InstallMark | null, now: number, settings: Pick<HealthSettings, 'expectedRestartGraceS'>): number | null {
-  if (!mark) return null;
-  const until = mark.at + settings.expectedRestartGraceS * 1000;
-  return now < until ? until : null;
-}

@@ -2,8 +2,8 @@
  * The pure decisions of the health evaluator (functions of state, now and settings), in one import for the
  * tests and for anyone explaining a verdict (API, CLI). Each lives in its own file; this only gathers them.
  */
-export { livenessVerdict, silenceDeadline, willDeadline, restartGraceUntil } from './liveness.js';
-export type { HealthSettings, LivenessInput, LivenessVerdict, InstallMark } from './liveness.js';
+export { livenessVerdict, silenceDeadline, willDeadline } from './liveness.js';
+export type { HealthSettings, LivenessInput, LivenessVerdict } from './liveness.js';
 export { classifyLosses, fleetCondition, customerCondition, firstCorrelatedGroup, reachesShare } from './correlation.js';
 export type { LostGateway, LossInput } from './correlation.js';
 export { gatewayCondition, sensorCondition, gatewayIsFine } from './device-conditions.js';

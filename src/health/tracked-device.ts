@@ -28,12 +28,6 @@ export interface Tracked {
   subsystemFaults: Fault[];
   subsystemKey: string;
   reportFault: Fault | null;
-  /** When its latest install signal opened or extended the expected-restart grace, or null. */
-  installAt: number | null;
-  /** The latest `patchId|state` it reported: a repeat changes nothing. */
-  patchKey: string | null;
-  /** Its install reported a final state: its next heartbeat closes the grace. */
-  installDone: boolean;
   changes: number[];
   integrityKey: string | null;
   /** Evaluated at least once since start (its first sign of life re-checks tickets left open before a restart). */
@@ -69,9 +63,6 @@ export function newTracked(d: DeviceRecord, now: number): Tracked {
     subsystemFaults: [],
     subsystemKey: '',
     reportFault: null,
-    installAt: null,
-    patchKey: null,
-    installDone: false,
     changes: [],
     integrityKey: null,
     evaluated: false,

@@ -3,7 +3,7 @@ import { FINAL_PATCH_STATES, INSTALLING_PATCH_STATES } from '../protocol/names.j
 /**
  * "Is this device installing or restarting after an install?" — the one place this fact lives (RULES.md
  * "Updates and alerting work together", issue 8 fault 1). The health evaluator asks it through its
- * `isInstallingOrRestarting(id, now)` dependency; nothing else keeps its own copy.
+ * `installGraceUntil(id, now)` dependency (PatchService.installGraceUntil); nothing else keeps its own copy.
  *
  * Rules:
  * - Only a *transition into* an install opens the grace: the caller feeds {@link InstallGrace.onTransition}
@@ -64,18 +64,24 @@ export class InstallGrace {
     this.entries.set(deviceId, { installingSince: since, finalAt: null });
   }
 
+  /**
+   * When the device's grace ends (wall ms, exclusive), or null when it is not installing or restarting after an
+   * install at wall time `now`. While installing: the install's start + `maxInstallMs` (a device stuck installing
+   * is judged again then); after the final status: that status + `restartGraceMs`, unless its first heartbeat
+   * closed it earlier. The result is always > `now`, so a caller may schedule its next look at it.
+   */
+  graceUntil(deviceId: string, now: number): number | null {
+    const entry = this.entries.get(deviceId);
+    if (!entry) return null;
+    const until = entry.installingSince !== null ? entry.installingSince + this.settings.maxInstallMs : entry.finalAt! + this.settings.restartGraceMs;
+    if (now < until) return until;
+    this.entries.delete(deviceId);
+    return null;
+  }
+
   /** True while the device installs, or restarts after the install's final status (until its first heartbeat). */
   isInstallingOrRestarting(deviceId: string, now: number): boolean {
-    const entry = this.entries.get(deviceId);
-    if (!entry) return false;
-    if (entry.installingSince !== null) {
-      if (now <= entry.installingSince + this.settings.maxInstallMs) return true;
-      this.entries.delete(deviceId);
-      return false;
-    }
-    if (entry.finalAt !== null && now <= entry.finalAt + this.settings.restartGraceMs) return true;
-    this.entries.delete(deviceId);
-    return false;
+    return this.graceUntil(deviceId, now) !== null;
   }
 
   /** Devices tracked now (tests, metrics): only the few updating at this moment. */

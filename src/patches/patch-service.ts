@@ -390,9 +390,14 @@ export class PatchService {
     return new Map(this.deps.repo.offersOfPatch(patchId).map((o) => [o.device_id, o.rollout_id]));
   }
 
-  /** The install-grace predicate (src/patches/install-grace.ts) for the health evaluator. */
+  /** The install-grace predicate (src/patches/install-grace.ts): installing or restarting after it at wall `now`. */
   isInstallingOrRestarting(deviceId: string, now: number): boolean {
     return this.grace.isInstallingOrRestarting(deviceId, now);
+  }
+
+  /** For the health evaluator: when this device's install grace ends (wall ms, > `now`), or null (InstallGrace.graceUntil). */
+  installGraceUntil(deviceId: string, now: number): number | null {
+    return this.grace.graceUntil(deviceId, now);
   }
 
   /** Every heartbeat (after its `patch` field was recorded): the first one after an install's final status ends the grace. */

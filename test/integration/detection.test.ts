@@ -16,7 +16,13 @@ import { Outbox } from '../../src/helpdesk/outbox.js';
 import { TicketService } from '../../src/tickets/ticket-service.js';
 import { HealthEvaluator } from '../../src/health/health-evaluator.js';
 import { CustomerStore } from '../../src/customers/customer-store.js';
-import type { Heartbeat } from '../../src/protocol/types.js';
+import type { Heartbeat, PatchStatus } from '../../src/protocol/types.js';
+import { PatchService } from '../../src/patches/patch-service.js';
+import { PatchRepository } from '../../src/patches/patch-repository.js';
+import { ArtifactStore } from '../../src/patches/artifact-store.js';
+import { createPatchMetrics } from '../../src/patches/patch-metrics.js';
+import { manifestBytes } from '../../patches/manifest.js';
+import { makeKey, manifestFor } from '../helpers/patch-fixtures.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 /**
@@ -91,6 +97,19 @@ function harness(opts: { devices: Seed[]; config?: ConfigInput; db?: Database; c
     storeHealth,
   });
   tickets.start();
+  // The one install-grace record, wired as src/app.ts does: PatchService records statuses (heartbeat `patch`
+  // field and patch/status), the evaluator asks it when a device's grace ends.
+  const patchRepo = new PatchRepository({ db });
+  if (!patchRepo.exists('gw-2.3.2')) {
+    const m = manifestFor({ sha256: 'b'.repeat(64), size: 10 }, makeKey(tmp.path, 'k'), { id: 'gw-2.3.2', version: '2.3.2' });
+    patchRepo.insert({ id: 'gw-2.3.2', version: '2.3.2', manifest: manifestBytes(m), signatures: '[]', sha256: 'b'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: clock.now() + 86_400_000 });
+  }
+  const patches = new PatchService({
+    repo: patchRepo, artifacts: new ArtifactStore({ dir: join(tmp.path, 'artifacts') }), clock, log, results: createPatchMetrics(new Registry()).results,
+    releaseKeys: [], threshold: 1, maxArtifactBytes: 1024, registerIntegrity: () => {}, sendToDevice: () => {},
+    installGrace: { restartGraceMs: config.health.expectedRestartGraceS * 1000, maxInstallMs: 3_600_000 },
+  });
+  patches.start();
   const health = new HealthEvaluator({
     clock,
     db,
@@ -100,6 +119,7 @@ function harness(opts: { devices: Seed[]; config?: ConfigInput; db?: Database; c
     sink: tickets,
     metrics,
     expectedIntegrity: (v) => integrity.expected(v),
+    installGraceUntil: (id, now) => patches.installGraceUntil(id, now),
     storeHealth,
   });
   health.start();
@@ -120,6 +140,13 @@ function harness(opts: { devices: Seed[]; config?: ConfigInput; db?: Database; c
     const h = hb({ intervalS: opts.intervals?.[id] ?? 1, ...over });
     latest.onHeartbeat(id, h);
     health.onHeartbeat(id, h, clock.now());
+    if (h.patch) patches.recordStatus(id, h.patch, clock.now());
+    patches.noteHeartbeat(id, clock.now());
+  };
+  /** A patch/status message, to both listeners in the daemon's order. */
+  const patchStatus = (id: string, status: PatchStatus) => {
+    health.onPatchStatus(id, status, clock.now());
+    patches.recordStatus(id, status, clock.now());
   };
   /** Heartbeat `ids` every second for `seconds`, letting the evaluator's timers run. */
   const beatFor = (seconds: number, ids: string[]) => {
@@ -130,7 +157,7 @@ function harness(opts: { devices: Seed[]; config?: ConfigInput; db?: Database; c
   };
   const count = (sql: string, ...args: unknown[]) => (db.prepare(sql).get(...args) as { n: number }).n;
   const gaps = async (cause: string) => (await metrics.getSingleMetric('fleet_health_own_gaps_total')!.get()).values.find((v) => v.labels.cause === cause)?.value ?? 0;
-  return { db, file, clock, config, registry, tickets, health, storeHealth, customers, latest, beat, beatFor, count, gaps, subscriptions, metrics };
+  return { db, file, clock, config, registry, tickets, health, patches, patchStatus, storeHealth, customers, latest, beat, beatFor, count, gaps, subscriptions, metrics };
 }
 
 const yieldToLoop = () => new Promise((resolve) => setImmediate(resolve));
@@ -389,12 +416,19 @@ describe('issue 8, faults 8-10 and customers: tickets against people and time', 
   });
 });
 
-describe('the evaluator\'s own install mark follows RULES.md "Updates and alerting work together"', () => {
+describe('the one install-grace record (PatchService) follows RULES.md "Updates and alerting work together"', () => {
   it('a patch state repeated after a reconnect (`installed`, heartbeat and patch/status) opens no grace: a kill -9 is lost on time', () => {
     const h = harness({ devices: FOUR.map((id) => ({ id })) });
     h.beatFor(3, FOUR);
+    // A real install first: installing -> installed -> back on the new version.
+    h.patchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installing' });
+    h.beatFor(5, FOUR.slice(1));
+    h.patchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' });
+    h.beat('gw-1', { patch: { patchId: 'gw-2.3.2', state: 'installed' } });
+    h.beatFor(3, FOUR);
+    expect(h.tickets.unresolved()).toEqual([]);
     // The agent reconnects and repeats its latest patch state.
-    h.health.onPatchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' }, h.clock.now());
+    h.patchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' });
     h.beat('gw-1', { patch: { patchId: 'gw-2.3.2', state: 'installed' } });
     h.beatFor(1, FOUR);
     h.beatFor(4, FOUR.slice(1)); // then it dies
@@ -404,12 +438,12 @@ describe('the evaluator\'s own install mark follows RULES.md "Updates and alerti
   it('installing -> installed -> its first heartbeat closes the grace; later silence is lost on time, not 5 min later', () => {
     const h = harness({ devices: FOUR.map((id) => ({ id })) });
     h.beatFor(3, FOUR);
-    h.health.onPatchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installing' }, h.clock.now());
+    h.patchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installing' });
     h.beatFor(20, FOUR.slice(1)); // restarting: silent, no ticket
     expect(h.tickets.unresolved()).toEqual([]);
     expect(h.health.snapshot('gw-1')?.state).toBe('restarting');
-    h.health.onPatchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' }, h.clock.now());
-    h.health.onPatchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' }, h.clock.now()); // a repeat: nothing
+    h.patchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' });
+    h.patchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installed' }); // a repeat: nothing
     h.beatFor(3, FOUR); // back on the new version: the grace is over
     h.beatFor(4, FOUR.slice(1));
     expect(h.tickets.unresolved().map((t) => t.subject)).toEqual(['gw-1']);

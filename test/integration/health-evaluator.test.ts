@@ -5,6 +5,7 @@ import { ManualClock } from '../../src/clock.js';
 import { configSchema } from '../../src/config/schema.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { silentLogger } from '../../src/log.js';
+import { InstallGrace } from '../../src/patches/install-grace.js';
 import { HealthEvaluator } from '../../src/health/health-evaluator.js';
 import type { HealthSettings } from '../../src/health/liveness.js';
 import type { Heartbeat } from '../../src/protocol/types.js';
@@ -143,7 +144,8 @@ interface Harness {
   sink: RecordingSink;
   ev: HealthEvaluator;
   integrity: Map<string, string>;
-  installing: Set<string>;
+  /** The one install-grace record, as PatchService feeds it in the daemon. */
+  grace: InstallGrace;
 }
 
 describe('HealthEvaluator', () => {
@@ -161,7 +163,7 @@ describe('HealthEvaluator', () => {
     }
     const sink = opts.sink ?? new RecordingSink();
     const integrity = new Map<string, string>();
-    const installing = new Set<string>();
+    const grace = new InstallGrace({ restartGraceMs: 300_000, maxInstallMs: 600_000 });
     const ev = new HealthEvaluator({
       clock,
       db,
@@ -171,11 +173,11 @@ describe('HealthEvaluator', () => {
       sink,
       metrics: opts.metrics,
       expectedIntegrity: (v) => integrity.get(v),
-      isInstallingOrRestarting: (id) => installing.has(id),
+      installGraceUntil: (id, now) => grace.graceUntil(id, now),
     });
     ev.start();
     extra.push(ev);
-    return { clock, db, dir, sink, ev, integrity, installing };
+    return { clock, db, dir, sink, ev, integrity, grace };
   }
 
   /** Heartbeat the given devices every 30 s (gateways listing their sensors) while `ms` passes. */
@@ -449,26 +451,59 @@ describe('HealthEvaluator', () => {
     expect(events.map((e) => e.kind)).toEqual(['online', 'lost', 'back']);
   });
 
-  it('a device installing a patch (and within the restart grace) opens no loss ticket', () => {
+  // RULES.md "Updates and alerting work together", through the one record (InstallGrace, fed with transitions as
+  // PatchService does) and the evaluator's inputs as ingest calls them.
+  it('a device installing a patch, then restarting after `installed`, opens no loss ticket until the restart grace ends', () => {
     beatFor(30_000, allAlive());
+    h.grace.onTransition('gw-3', 'installing', h.clock.now());
     h.ev.onPatchStatus('gw-3', { patchId: 'gw-2.3.2', state: 'installing' }, h.clock.now());
-    const installAt = h.clock.now();
     const rest = without(allAlive(), 'gw-3');
     beatFor(240_000, rest);
     expect(h.sink.raises('gateway_loss')).toEqual([]);
     expect(h.ev.snapshot('gw-3')?.state).toBe('restarting');
-    beatFor(installAt + 300_000 - h.clock.now(), rest);
+    // `installed` arrives (PatchStatus, no heartbeat yet): the grace is now the restart grace, shorter than the
+    // install bound; the evaluator judges again at its end, not at the bound.
+    const installedAt = h.clock.now();
+    h.grace.onTransition('gw-3', 'installed', installedAt);
+    h.ev.onPatchStatus('gw-3', { patchId: 'gw-2.3.2', state: 'installed' }, installedAt);
+    beatFor(installedAt + 300_000 - 1 - h.clock.now(), rest);
+    h.clock.advance(0);
+    expect(h.sink.raises('gateway_loss')).toEqual([]);
+    beatFor(2_000, rest);
+    expect(h.sink.raises('gateway_loss').map((r) => r.subject)).toEqual(['gw-3']);
+    expect(h.ev.snapshot('gw-3')?.lostSince).toBeGreaterThanOrEqual(installedAt + 300_000);
+  });
+
+  it('a device stuck installing is judged again after the install bound', () => {
+    beatFor(30_000, allAlive());
+    const since = h.clock.now();
+    h.grace.onTransition('gw-3', 'installing', since);
+    beatFor(590_000, without(allAlive(), 'gw-3'));
+    expect(h.sink.raises('gateway_loss')).toEqual([]);
+    expect(h.ev.snapshot('gw-3')?.state).toBe('restarting');
+    beatFor(since + 600_000 + 2_000 - h.clock.now(), without(allAlive(), 'gw-3'));
     expect(h.sink.raises('gateway_loss').map((r) => r.subject)).toEqual(['gw-3']);
   });
 
-  it('the rollouts hook isInstallingOrRestarting suppresses a loss too', () => {
+  it('the first heartbeat after `installed` closes the grace; a repeated `installed` after a reconnect never reopens it', () => {
     beatFor(30_000, allAlive());
-    h.installing.add('gw-3');
-    beatFor(400_000, without(allAlive(), 'gw-3'));
-    expect(h.sink.raises('gateway_loss')).toEqual([]);
-    h.installing.delete('gw-3');
-    beatFor(2_000, without(allAlive(), 'gw-3'));
+    h.grace.onTransition('gw-3', 'installing', h.clock.now());
+    beatFor(60_000, without(allAlive(), 'gw-3'));
+    h.grace.onTransition('gw-3', 'installed', h.clock.now());
+    // Back on the new version: every heartbeat repeats `installed`; PatchService stores no transition for it.
+    const back = { ...allAlive(), 'gw-3': { patch: { patchId: 'gw-2.3.2', state: 'installed' as const } } };
+    for (let i = 0; i < 3; i++) {
+      for (const [id, extraHb] of Object.entries(back)) h.ev.onHeartbeat(id, hb(extraHb), h.clock.now());
+      h.grace.onHeartbeat('gw-3', h.clock.now());
+      h.ev.onPatchStatus('gw-3', { patchId: 'gw-2.3.2', state: 'installed' }, h.clock.now()); // the repeat on patch/status
+      h.clock.advance(30_000);
+    }
+    expect(h.grace.isInstallingOrRestarting('gw-3', h.clock.now())).toBe(false);
+    const lastBeat = h.clock.now() - 30_000;
+    beatFor(120_000, without(allAlive(), 'gw-3'));
+    // Lost on time: missedHeartbeats x interval after its last heartbeat (3 x 30 s), not the 300 s restart grace.
     expect(h.sink.raises('gateway_loss').map((r) => r.subject)).toEqual(['gw-3']);
+    expect(h.ev.snapshot('gw-3')?.lostSince).toBeLessThanOrEqual(lastBeat + 90_000 + settings.tickMs);
   });
 
   it('a burst of failed CONNECTs opens one fleet security_incident and clears after the window', () => {

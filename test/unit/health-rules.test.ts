@@ -10,7 +10,6 @@ import {
   gatewayIsFine,
   isSignatureOrHashFailure,
   livenessVerdict,
-  restartGraceUntil,
   securityConditions,
   sensorCondition,
   type DeviceView,
@@ -82,15 +81,6 @@ describe('livenessVerdict', () => {
       state: 'lost',
       reason: 'will',
     });
-  });
-});
-
-describe('restartGraceUntil', () => {
-  it('suppresses loss for expectedRestartGraceS after the last install signal, not at its end', () => {
-    const at = T('2026-11-26T17:00:00.000Z');
-    expect(restartGraceUntil({ at }, T('2026-11-26T17:04:59.999Z'), settings)).toBe(T('2026-11-26T17:05:00.000Z'));
-    expect(restartGraceUntil({ at }, T('2026-11-26T17:05:00.000Z'), settings)).toBeNull();
-    expect(restartGraceUntil(null, at, settings)).toBeNull();
   });
 });
 

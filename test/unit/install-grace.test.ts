@@ -27,8 +27,9 @@ describe('InstallGrace (table)', () => {
   const rows: [string, Step[]][] = [
     ['installing opens it', [['transition', 'installing', 0], ['ask', 60, true]]],
     ['verifying opens it', [['transition', 'verifying', 0], ['ask', 60, true]]],
-    ['bounded by the longest install', [['transition', 'installing', 0], ['ask', 3600, true], ['ask', 3601, false]]],
-    ['installed after installing keeps it for the restart grace', [['transition', 'installing', 0], ['transition', 'installed', 10], ['ask', 310, true], ['ask', 311, false]]],
+    ['bounded by the longest install (a device stuck installing is judged again)', [['transition', 'installing', 0], ['ask', 3599.999, true], ['ask', 3600, false]]],
+    ['installed after installing keeps it for the restart grace, not at its end', [['transition', 'installing', 0], ['transition', 'installed', 10], ['ask', 309.999, true], ['ask', 310, false]]],
+    ['a repeated installing does not extend it', [['transition', 'installing', 0], ['transition', 'installing', 3000], ['ask', 3600, false]]],
     ['the first heartbeat after the final status ends it', [['transition', 'installing', 0], ['transition', 'installed', 10], ['heartbeat', 12], ['ask', 13, false]]],
     ['a heartbeat while installing does not end it', [['transition', 'installing', 0], ['heartbeat', 5], ['ask', 6, true]]],
     ['rolled_back after installing: grace until the first heartbeat', [['transition', 'installing', 0], ['transition', 'rolled_back', 10], ['ask', 11, true], ['heartbeat', 20], ['ask', 21, false]]],
@@ -42,11 +43,30 @@ describe('InstallGrace (table)', () => {
       for (const step of steps) {
         if (step[0] === 'transition') g.onTransition('gw-1', step[1], T0 + step[2] * S);
         else if (step[0] === 'heartbeat') g.onHeartbeat('gw-1', T0 + step[1] * S);
-        else expect(g.isInstallingOrRestarting('gw-1', T0 + step[1] * S), `at +${step[1]} s`).toBe(step[2]);
+        else {
+          const now = T0 + step[1] * S;
+          const until = g.graceUntil('gw-1', now);
+          // graceUntil is the same fact as the predicate, always strictly after now.
+          expect(until !== null && until > now, `graceUntil at +${step[1]} s`).toBe(step[2]);
+          expect(g.isInstallingOrRestarting('gw-1', now), `at +${step[1]} s`).toBe(step[2]);
+        }
       }
       expect(g.isInstallingOrRestarting('gw-other', T0)).toBe(false);
+      expect(g.graceUntil('gw-other', T0)).toBeNull();
     });
   }
+});
+
+describe('InstallGrace.graceUntil: when the grace ends (the liveness step schedules its next look there)', () => {
+  it('the install bound while installing, the restart grace after the final status, null after the first heartbeat', () => {
+    const g = new InstallGrace(settings);
+    g.onTransition('gw-1', 'installing', T0);
+    expect(g.graceUntil('gw-1', T0 + 60 * S)).toBe(T0 + 3600 * S);
+    g.onTransition('gw-1', 'installed', T0 + 100 * S);
+    expect(g.graceUntil('gw-1', T0 + 101 * S)).toBe(T0 + 400 * S);
+    g.onHeartbeat('gw-1', T0 + 102 * S);
+    expect(g.graceUntil('gw-1', T0 + 103 * S)).toBeNull();
+  });
 });
 
 describe('PatchService.isInstallingOrRestarting (real SQLite, a daemon restart in between)', () => {
