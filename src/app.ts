@@ -184,7 +184,7 @@ export class App {
       sendToDevice: (id, payload) => this.broker.publishToDevice(id, payload),
       canReceive: (id) => this.broker.isReady(id),
       rolloutActive: (rolloutId) => this.rollouts.isActive(rolloutId),
-      installGrace: { restartGraceMs: config.health.expectedRestartGraceS * 1000, maxInstallMs: 3_600_000 },
+      installGrace: { restartGraceMs: config.health.expectedRestartGraceS * 1000, maxInstallMs: config.health.maxInstallS * 1000 },
     });
 
     const rolloutMetrics = registerRolloutMetrics(this.metrics, { db: this.db, clock });

@@ -108,6 +108,8 @@ export const configSchema = z.strictObject({
         .prefault({}),
       /** After an install, silence this long is an expected restart and opens no loss ticket. */
       expectedRestartGraceS: seconds.default(300),
+      /** Longest an install in progress may hide a device's silence before it is judged again. */
+      maxInstallS: seconds.default(3600),
       /**
        * A tick that runs this much later than planned (the daemon stalled: SIGSTOP, swap, a blocked loop) first
        * lets ingest catch up, then gives every device a fresh interval: the gap was our outage, not theirs.
