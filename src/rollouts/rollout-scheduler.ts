@@ -595,11 +595,12 @@ export class RolloutScheduler {
   private endRollout(r: ActiveRollout, to: 'completed' | 'aborted' | 'failed', reason: string, automatic = false): void {
     const now = this.deps.clock.now();
     assertRolloutTransition(r.row.state, to, `rollout ${r.row.id}`);
-    // Completed: devices that stayed offline through the whole rollout are recorded as left out, with why.
-    if (to === 'completed') {
-      const left = [...r.devices.values()].filter((d) => d.state === 'pending').map((d) => ({ ...d, state: 'excluded' as const, detail: 'offline until the rollout completed' }));
-      this.transitionDevices(r, left, now);
-    }
+    // A device still `pending` when the rollout ends will never be offered by it: record it as left out, with
+    // why, so the store (and `fleet_rollout_devices{state="pending"}`) never shows stale pending devices of an
+    // ended rollout (issue 9 follow-up fault 3). Completed: they stayed offline through the whole rollout.
+    const why = to === 'completed' ? 'offline until the rollout completed' : `not offered: rollout ${to} (${reason})`;
+    const left = [...r.devices.values()].filter((d) => d.state === 'pending').map((d) => ({ ...d, state: 'excluded' as const, detail: why }));
+    this.transitionDevices(r, left, now);
     this.setRolloutState(r, to, reason, { endedAt: now });
     this.active.delete(r.row.id);
     for (const [deviceId, owner] of this.byDevice) if (owner === r) this.byDevice.delete(deviceId);
