@@ -50,6 +50,12 @@ export interface RolloutView {
   /** Earliest the rollout can complete: the current soak, then every later wave's soak (a lower bound), or null. */
   eta: string | null;
   counts: Record<DeviceRolloutState, number>;
+  /**
+   * Devices the rollout updates: those planned into a wave and not left out since, whatever their state now
+   * (the sum over waves of `size - counts.excluded`). `counts.pending` is not it: offers start at creation
+   * when the window is open.
+   */
+  devices: number;
   waves: WaveView[];
   excludedAtPlanning: number;
   excluded: { deviceId: string; wave: number | null; reason: string }[];
@@ -130,6 +136,7 @@ export function buildView(store: RolloutStore, id: string, now: number, opts: { 
     window,
     eta,
     counts: total,
+    devices: waves.reduce((n, w) => n + w.size - w.counts.excluded, 0),
     waves,
     excludedAtPlanning,
     excluded: store.excluded(id, opts.excludedLimit),

@@ -206,6 +206,58 @@ describe('rollouts over HTTP, the CLI and /metrics', () => {
     expect(lines[1]).toBe(`  wave 1  [${'#'.repeat(27)}xxx] 100%  pending 0  offered 0  installing 0  done 9  failed 1  excluded 0`);
   });
 
+  it('an aborted rollout leaves no device pending: store, view and /metrics agree; ended rollouts drop out after 24 h', async () => {
+    const id = (await api('POST', '/api/v1/rollouts', { patchId: examplePatch.id, waves: [2, '100%'], window: WINDOW })).body.id as string;
+    clock.set('2026-11-26T01:00:00.000Z');
+    await scheduler.tick();
+    expect((await api('POST', `/api/v1/rollouts/${id}/abort`, { reason: 'wrong patch' })).body.state).toBe('aborted');
+    const pendingInStore = (db.prepare(`SELECT COUNT(*) AS n FROM rollout_devices WHERE rollout_id = ? AND state = 'pending'`).get(id) as { n: number }).n;
+    expect(pendingInStore).toBe(0);
+    const view = (await api('GET', `/api/v1/rollouts/${id}`)).body as unknown as RolloutViewJson;
+    expect(view.counts).toMatchObject({ pending: 0, offered: 2, excluded: 8 });
+    expect(view.excluded).toContainEqual(expect.objectContaining({ wave: 1, reason: 'not offered: rollout aborted (aborted by operator: wrong patch)' }));
+    let text = await (await fetch(`${url}/metrics`)).text();
+    expect(text).toContain(`fleet_rollout_devices{rollout="${id}",state="pending"} 0`);
+    expect(text).toContain(`fleet_rollout_devices{rollout="${id}",state="excluded"} 8`);
+    clock.advance(24 * 3_600_000 + 1000);
+    text = await (await fetch(`${url}/metrics`)).text();
+    expect(text).not.toContain(`rollout="${id}"`);
+  });
+
+  it('the create summary counts every planned device and each wave its own size, as progress and --json do', async () => {
+    // Window open at creation: the scheduler offers the canary wave at once, which must not change the summary.
+    clock.set('2026-11-26T01:00:00.000Z');
+    await cli(['rollout', 'create', '--patch', examplePatch.id, '--customers', 'acme', '--wave', '2', '--wave', '100%', '--window', '0 2 * * *', '--duration', '4h', '--tz', 'Europe/Berlin']);
+    await scheduler.tick();
+    expect(out.join('')).toMatch(/rollout r-20261126-1 created \((scheduled|running)\): 5 devices in 2 waves \(2 \/ 3\), 5 left out\n/);
+    out = [];
+    await expect(cli(['rollout', 'watch', 'r-20261126-1', '--once'])).rejects.toMatchObject({ exitCode: 5 });
+    expect(out.join('')).toMatch(/wave 1 {2}\[={30}\] +0% {2}pending 0 {2}offered 2/);
+    out = [];
+    await cli(['rollout', 'create', '--patch', examplePatch.id, '--customers', 'globex', '--wave', '1', '--wave', '100%', '--window', '0 2 * * *', '--duration', '4h', '--tz', 'Europe/Berlin'], true);
+    const json = JSON.parse(out.join('')) as RolloutViewJson & { devices: number };
+    expect(json.devices).toBe(4);
+    expect(json.waves.map((w) => w.size)).toEqual([1, 3]);
+  });
+
+  it('refuses a window that can never open (30 February) with 400 naming the window, stores nothing', async () => {
+    for (const cron of ['0 0 30 2 *', '0 0 31 4 *', '0 0 31 11 *']) {
+      const res = await api('POST', '/api/v1/rollouts', { patchId: examplePatch.id, waves: ['100%'], window: { cron, duration: '1h', timezone: 'UTC' } });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatch(/^window\.cron: ".*" never opens/);
+    }
+    for (const duration of ['0s', '0', 0]) {
+      const res = await api('POST', '/api/v1/rollouts', { patchId: examplePatch.id, waves: ['100%'], window: { ...WINDOW, duration } });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatch(/^window\.duration:/);
+    }
+    const res = await api('POST', '/api/v1/rollouts', { patchId: examplePatch.id, waves: ['100%'], window: { ...WINDOW, timezone: 'Mars/Olympus' } });
+    expect(res.body.error).toMatch(/^window\.timezone:/);
+    expect(rowCount()).toBe(0);
+    // Then the same devices can go into a rollout whose window does open.
+    expect((await api('POST', '/api/v1/rollouts', { patchId: examplePatch.id, waves: ['100%'], window: WINDOW })).status).toBe(201);
+  });
+
   it('/metrics exports fleet_rollout_devices{rollout,state} and fleet_rollout_wave{rollout}', async () => {
     const id = (await api('POST', '/api/v1/rollouts', { patchId: examplePatch.id, waves: [2, '100%'], window: WINDOW })).body.id as string;
     clock.set('2026-11-26T01:00:00.000Z');

@@ -31,6 +31,8 @@ export interface RolloutViewJson {
   /** Earliest the rollout can complete (a lower bound), or null when it has ended. */
   eta?: string | null;
   counts: StateCounts;
+  /** Devices planned into waves and not left out since (absent from daemons before issue 9's follow-up). */
+  devices?: number;
   waves: { index: number; size: number; soakMs: number; counts: StateCounts; status?: string; soakEndsAt?: string | null }[];
   excludedAtPlanning: number;
   excluded: { deviceId: string; wave: number | null; reason: string }[];
@@ -210,7 +212,11 @@ const create: Command = {
     });
     const view = await ctx.api<RolloutViewJson>('POST', '/api/v1/rollouts', createBody(values));
     if (ctx.json) return ctx.printJson(view);
-    ctx.print(`rollout ${view.id} created (${view.state}): ${view.counts.pending} devices in ${view.waves.length} waves (${view.waves.map((w) => w.size).join(' / ')}), ${view.counts.excluded} left out`);
+    // Each wave's own size as the progress lines count it (size minus excluded), and their sum: not
+    // `counts.pending`, which already lacks the canary offers sent at creation when the window is open.
+    const sizes = view.waves.map((w) => w.size - w.counts.excluded);
+    const total = view.devices ?? sizes.reduce((n, s) => n + s, 0);
+    ctx.print(`rollout ${view.id} created (${view.state}): ${total} devices in ${view.waves.length} waves (${sizes.join(' / ')}), ${view.excludedAtPlanning} left out`);
     if (view.window && !view.window.open && view.window.opensAt) ctx.print(`first window opens ${view.window.opensAt}`);
   },
 };
