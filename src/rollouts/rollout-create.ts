@@ -4,6 +4,7 @@ import { rangesIntersect } from '../../patches/version-match.js';
 import type { RolloutPorts } from './ports.js';
 import { parseRolloutSpec, type SpecDefaults } from './rollout-spec.js';
 import { assignWaves, selectTargets } from './plan.js';
+import { windowNeverOpens } from './window.js';
 import type { DeviceRolloutState } from './rollout-states.js';
 import type { RolloutDeviceRow, RolloutRow } from './rollout-store.js';
 
@@ -20,6 +21,9 @@ export function planRollout(
 ): { targeted: number; excluded: number; rows(id: string): { row: RolloutRow; devices: RolloutDeviceRow[]; waves: number[] } } {
   const { ports } = deps;
   const spec = parseRolloutSpec(input, deps.config);
+  // A window that never opens would leave the rollout scheduled forever, holding its devices.
+  const never = windowNeverOpens(spec.window, now);
+  if (never) throw new ValidationError(never);
   const patch = ports.patch(spec.patchId);
   if (!patch) throw new ValidationError(`patchId: patch "${spec.patchId}" is not published`);
   if (Date.parse(patch.expiresAt) <= now) throw new ValidationError(`patchId: patch "${patch.id}" expired at ${patch.expiresAt}`);

@@ -9,7 +9,7 @@ import { compareVersions, parseVersion } from '../../patches/version-match.js';
 import type { PublishedPatch, RolloutPorts } from './ports.js';
 import { normalizeSpec, type RolloutSpec } from './rollout-spec.js';
 import { staticMismatch } from './plan.js';
-import { windowStateAt, type WindowState } from './window.js';
+import { windowNeverOpens, windowStateAt, type WindowState } from './window.js';
 import { abortTicket } from './gate.js';
 import { planRollout, newDevice } from './rollout-create.js';
 import { inFlightOf, pickOffers } from './offer-pick.js';
@@ -434,6 +434,8 @@ export class RolloutScheduler {
     }
     const win = windowStateAt(r.row.spec.window, now);
     if (r.row.state === 'scheduled') {
+      // Stored before creation refused it: fail it (reason, event, ticket) so it frees its devices.
+      if (!win.open && win.opensAt === undefined) throw new Error(windowNeverOpens(r.row.spec.window, now) ?? 'window never opens');
       if (!win.open) return [];
       this.setRolloutState(r, 'running', null, { startedAt: now, waveStartedAt: now });
       this.emit(r, 'rollout.started');

@@ -116,7 +116,9 @@ export function buildView(store: RolloutStore, id: string, now: number, opts: { 
     }
   }
   let eta: string | null = null;
-  if (!ended) {
+  // No ETA for a window that never opens (or cannot be computed): "at the earliest" would be a false promise.
+  const windowNever = window !== null && !window.open && window.opensAt === null;
+  if (!ended && !windowNever) {
     // A lower bound: the current wave's soak end (or now), plus each later wave's soak.
     let at = opts.soakEndsAt ?? now;
     for (let w = row.currentWave + 1; w < spec.waves.length; w++) at += spec.waves[w]!.soakMs;

@@ -87,6 +87,18 @@ export function windowStateAt(window: MaintenanceWindow, now: number): WindowSta
   return { open: false, opensAt: start };
 }
 
+/**
+ * Why a window can never open from `now` on, or undefined when it is open or opens again: the expression has
+ * no future occurrence in the timezone (e.g. `0 0 30 2 *`, 30 February; croner answers no next run).
+ * A rollout with such a window would stay `scheduled` and hold its devices forever, so it is refused at
+ * creation (400) and a stored one fails at run time (issue 9 follow-up fault 1).
+ */
+export function windowNeverOpens(window: MaintenanceWindow, now: number): string | undefined {
+  const state = windowStateAt(window, now);
+  if (state.open || state.opensAt !== undefined) return undefined;
+  return `window.cron: "${window.cron}" never opens in ${window.timezone} (no date from now on matches it)`;
+}
+
 export function windowOpenAt(window: MaintenanceWindow, now: number): boolean {
   return windowStateAt(window, now).open;
 }
