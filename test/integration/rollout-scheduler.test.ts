@@ -388,6 +388,23 @@ describe('RolloutScheduler (ManualClock, real SQLite file)', () => {
     expect(events.some((e) => e.type === 'rollout.failed' && e.rolloutId === bad.id)).toBe(true);
   });
 
+  it('a stored rollout whose window never opens shows no ETA, fails at the next tick and frees its devices for a new rollout', async () => {
+    fleet(2);
+    const stuck = scheduler.create(spec({ waves: ['100%'] }));
+    // Stored by a version that did not check: 30 February never comes.
+    db.prepare(`UPDATE rollouts SET spec = json_set(spec, '$.window.cron', '0 0 30 2 *') WHERE id = ?`).run(stuck.id);
+    await stopNow(scheduler);
+    scheduler = make(db);
+    scheduler.start();
+    expect(scheduler.view(stuck.id)).toMatchObject({ state: 'scheduled', eta: null, window: { open: false, opensAt: null } });
+    expect(() => scheduler.create(spec({ waves: ['100%'] }))).toThrow(/no eligible device/);
+    await tickAt(WINDOW_OPEN);
+    const view = scheduler.view(stuck.id);
+    expect(view).toMatchObject({ state: 'failed', reason: expect.stringMatching(/never opens/), counts: { pending: 0, excluded: 2 } });
+    expect(ports.sink.raised).toContainEqual(expect.objectContaining({ kind: 'rollout_aborted', subject: `rollout:${stuck.id}` }));
+    expect(scheduler.create(spec({ waves: ['100%'] })).counts.excluded).toBe(0);
+  });
+
   it('a single-wave rollout completes without a device that stays offline, and records why it was left out', async () => {
     fleet(4);
     ports.connected.delete('gw-03');
