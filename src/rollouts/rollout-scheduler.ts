@@ -602,8 +602,12 @@ export class RolloutScheduler {
     // ended rollout (issue 9 follow-up fault 3). Completed: they stayed offline through the whole rollout.
     const why = to === 'completed' ? 'offline until the rollout completed' : `not offered: rollout ${to} (${reason})`;
     const left = [...r.devices.values()].filter((d) => d.state === 'pending').map((d) => ({ ...d, state: 'excluded' as const, detail: why }));
-    this.transitionDevices(r, left, now);
-    this.setRolloutState(r, to, reason, { endedAt: now });
+    // One transaction (nested ones are savepoints): a crash never leaves a running rollout with its pending
+    // devices already left out, nor an ended one with devices still pending.
+    this.store.transaction(() => {
+      this.transitionDevices(r, left, now);
+      this.setRolloutState(r, to, reason, { endedAt: now });
+    });
     this.active.delete(r.row.id);
     for (const [deviceId, owner] of this.byDevice) if (owner === r) this.byDevice.delete(deviceId);
     if (to !== 'completed' && automatic) this.raiseTicket(r, reason);
