@@ -12,6 +12,13 @@ import { DeviceStateWriter } from './ingest/device-state-writer.js';
 import { DeviceMessageIngest } from './ingest/device-message-ingest.js';
 import type { IngestListener } from './ingest/ingest-listener.js';
 import { FleetBroker } from '../broker/fleet-broker.js';
+import type { DeviceTransport } from '../broker/device-transport.js';
+import { ExternalMode, instanceIdOf } from '../broker/external/external-mode.js';
+import { createLivenessIngest } from './ingest/liveness-ingest.js';
+import { registerMqttHookRoutes } from './http/routes/mqtt-auth.js';
+import { Cluster } from './cluster/cluster.js';
+import { RegistryFollower } from './cluster/registry-follower.js';
+import { leaderGuarded } from './cluster/leader-guard.js';
 import { Router } from './http/router.js';
 import { HttpServer } from './http/server.js';
 import { registerSystemRoutes } from './http/routes/system.js';
@@ -52,12 +59,19 @@ export interface AppDeps {
   clock: Clock;
   log: Logger;
   metrics?: Registry;
+  /**
+   * Cluster mode: this instance lost the leader lease while running. Default: stop and exit 3, so the
+   * supervisor restarts it as a follower (its leader-only work must not outlive the lease).
+   */
+  onLeadershipLost?(reason: string): void;
 }
 
 interface Component {
   name: string;
   start(): void | Promise<void>;
   stop(): void | Promise<void>;
+  /** Still healthy after start (an external broker connection can drop); absent: started is enough. */
+  ready?(): boolean;
 }
 
 /**
@@ -69,7 +83,11 @@ export class App {
   readonly db: Database;
   readonly metrics: Registry;
   readonly registry: DeviceRegistry;
-  readonly broker: FleetBroker;
+  readonly broker: DeviceTransport;
+  /** External broker mode (mqtt.broker.url): the broker client and its credential sync. */
+  readonly external: ExternalMode | undefined;
+  /** Several daemons on one fleet (cluster.enabled): the leader election and the leader-only work. */
+  readonly cluster: Cluster | undefined;
   readonly http: HttpServer;
   readonly writer: DeviceStateWriter;
   readonly ingest: DeviceMessageIngest;
@@ -109,6 +127,9 @@ export class App {
     this.storeMonitor = new StoreMonitor({ db: this.db, clock, log: log.child({ module: 'store' }), health: this.storeHealth, metrics: this.metrics });
     this.customers = new CustomerStore({ db: this.db, clock });
     const latestSoftware = new LatestSoftware();
+    this.external = config.mqtt.broker.url
+      ? new ExternalMode({ config, log: log.child({ module: 'broker' }), metrics: this.metrics, devices: () => this.registry.all() })
+      : undefined;
 
     this.registry = new DeviceRegistry({
       db: this.db,
@@ -117,6 +138,8 @@ export class App {
       fiscalYearEnd,
       tokenKey: loadTokenKey(dataDir, log),
       authFailures: config.mqtt.authFailures,
+      ...(this.external?.beforeIssue ? { beforeIssue: this.external.beforeIssue } : {}),
+      ...(this.external ? { afterTokenRotated: (id: string, token: string) => this.external!.rotated(id, token) } : {}),
     });
 
     this.integrity = new IntegrityRegistry({ db: this.db, clock });
@@ -237,11 +260,13 @@ export class App {
       refreshMs: config.ingest.refreshMs,
       workerFile: dbFile,
     });
+    // A cluster's evaluator and scheduler hear every device through the leader's liveness feed (below), not
+    // through this instance's share of the traffic. A single daemon's share is all of it.
+    const leaderListeners: IngestListener[] = [this.health, this.rollouts];
     const listeners: IngestListener[] = [
       // First: eligibility judged on this heartbeat's software must see it (issue 8, fault 7).
       latestSoftware,
-      this.health,
-      this.rollouts,
+      ...(this.external && config.cluster.enabled ? [] : leaderListeners),
       {
         // PatchStatus messages, and the heartbeat's `patch` field that repeats the latest one (PROTOCOL.md).
         onPatchStatus: (id, status, at) => void this.patches.recordStatus(id, status, at),
@@ -263,7 +288,7 @@ export class App {
       listeners,
     });
 
-    this.broker = new FleetBroker({
+    this.broker = this.external?.broker ?? new FleetBroker({
       config: config.mqtt,
       log: log.child({ module: 'broker' }),
       metrics: this.metrics,
@@ -273,8 +298,15 @@ export class App {
     });
     this.broker.onDeviceMessage((id, kind, payload) => this.ingest.handle(id, kind, payload));
     this.broker.onClientConnected((id) => this.ingest.connected(id, true));
-    this.broker.onDeviceReady((id) => this.deviceReady(id));
+    // A cluster sends owed commands and lets rollouts offer from the leader only: one sender, no duplicates.
+    this.broker.onDeviceReady((id) => {
+      if (this.cluster?.isLeader() ?? true) this.deviceReady(id);
+    });
     this.broker.onClientDisconnected((id) => this.ingest.connected(id, false));
+    if (this.external && config.cluster.enabled) {
+      const liveness = createLivenessIngest({ clock, log: log.child({ module: 'ingest' }), directory: this.registry, maxHeartbeatBytes: config.ingest.maxHeartbeatBytes, listeners: [latestSoftware, ...leaderListeners] });
+      this.external.broker.onLivenessMessage((id, kind, payload) => liveness.handle(id, kind, payload));
+    }
 
     registerDeviceMetrics(this.metrics, () => this.registry.all(), (d) => this.stateOf(d));
 
@@ -282,11 +314,12 @@ export class App {
     registerSystemRoutes(router, {
       metrics: this.metrics,
       readiness: () => {
-        const checks = Object.fromEntries(this.components.map((c) => [c.name, this.started.includes(c)]));
+        const checks = Object.fromEntries(this.components.map((c) => [c.name, this.started.includes(c) && (c.ready?.() ?? true)]));
         if (!this.storeHealth.healthy()) checks.store = false;
         return checks;
       },
       reasons: () => this.storeHealth.current().map((f) => `store ${f.reason.replace('_', ' ')} (${f.source}): ${f.message}`),
+      details: () => (this.cluster ? { cluster: this.cluster.view() } : {}),
     });
     registerCustomerRoutes(router, { customers: this.customers });
     registerDeviceRoutes(router, {
@@ -295,11 +328,21 @@ export class App {
       detail: (d) => this.deviceDetail(d),
       onRevoked: (id) => this.broker.disconnectDevice(id),
       stateOf: (d) => this.stateOf(d),
-      onTokenRotated: (id) => this.broker.disconnectDevice(id),
+      // External broker: the credential sync sets the new password and closes the old connection itself.
+      onTokenRotated: (id) => (this.external ? undefined : this.broker.disconnectDevice(id)),
     });
-    registerTicketRoutes(router, { tickets: this.tickets, outbox: this.outbox });
+    // Cluster: tickets and rollouts live in the leader's memory; followers refuse changes to them.
+    // (Patches are read from the store on every request: any instance publishes and serves them.)
+    const leaderOwned = leaderGuarded(router, {
+      following: () => this.cluster !== undefined && !this.cluster.isLeader(),
+      leader: () => this.cluster?.view().holder ?? null,
+      beforeFollowerRead: (path) => {
+        if (path.startsWith('/api/v1/tickets')) this.tickets.load();
+      },
+    });
+    registerTicketRoutes(leaderOwned, { tickets: this.tickets, outbox: this.outbox });
     registerSubscriptionRoutes(router, { subscriptions: this.subscriptions, integrity: this.integrity });
-    registerRolloutRoutes(router, { scheduler: this.rollouts });
+    registerRolloutRoutes(leaderOwned, { scheduler: this.rollouts });
     registerPatchRoutes(router, {
       patches: this.patches,
       authenticateDevice: (id, token) => this.registry.authenticate(id, token),
@@ -325,6 +368,16 @@ export class App {
       rollouts: this.rollouts,
       sessionTtlS: config.console.sessionTtlS,
     });
+    if (this.external && config.mqtt.broker.credentials === 'http') {
+      const external = this.external.broker;
+      registerMqttHookRoutes(router, {
+        log: log.child({ module: 'broker' }),
+        authenticate: (id, token, source) => this.registry.authenticate(id, token, source),
+        onSecurityEvent: (e) => this.health.onSecurityEvent({ kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote }),
+        countAuthFailure: () => external.countAuthFailure(),
+        countAclDenied: () => external.countAclDenied(),
+      });
+    }
     this.http = new HttpServer({
       router,
       log: log.child({ module: 'http' }),
@@ -346,10 +399,63 @@ export class App {
       { name: 'patches', start: () => this.patches.start(), stop: () => this.patches.stop() },
       { name: 'health', start: () => this.health.start(), stop: () => this.health.stop() },
       { name: 'ingest', start: () => this.writer.start(), stop: () => this.writer.stop() },
-      { name: 'broker', start: () => this.broker.start(), stop: () => this.broker.stop() },
+      {
+        name: 'broker',
+        start: () => this.broker.start(),
+        stop: async () => {
+          this.external?.stop();
+          await this.broker.stop();
+        },
+        ready: () => this.broker.healthy?.() ?? true,
+      },
       { name: 'scheduler', start: () => this.rollouts.start(), stop: () => this.rollouts.stop() },
       { name: 'http', start: () => this.http.start(), stop: () => this.http.stop() },
     );
+    this.cluster = config.cluster.enabled ? this.clusterOf(config) : undefined;
+  }
+
+  /**
+   * Cluster mode: the tickets' timers, the helpdesk dispatcher, the evaluator and the scheduler move from
+   * the start sequence to the leader-only work, started when this instance wins the lease; a last
+   * component joins the election once everything else (ingest, broker, HTTP) is up.
+   */
+  private clusterOf(config: Readonly<Config>): Cluster {
+    const leaderOnly = new Set(['tickets', 'helpdesk', 'health', 'scheduler']);
+    const work = this.components.filter((c) => leaderOnly.has(c.name)).map((c) => ({ name: c.name, start: c.start, stop: c.stop }));
+    for (const c of this.components) {
+      if (!leaderOnly.has(c.name)) continue;
+      c.start = () => {};
+      c.stop = () => {};
+    }
+    const log = this.deps.log.child({ module: 'cluster' });
+    const cluster = new Cluster({
+      config: config.cluster,
+      instanceId: instanceIdOf(config),
+      db: this.db,
+      clock: this.deps.clock,
+      log,
+      metrics: this.metrics,
+      work,
+      afterElected: async () => this.external?.broker.setLivenessFeed(true),
+      onLost: (reason) => {
+        if (this.deps.onLeadershipLost) return this.deps.onLeadershipLost(reason);
+        log.fatal({ reason }, 'leadership lost: stopping so no leader-only work outlives the lease (exit 3)');
+        void this.stop().finally(() => process.exit(3));
+      },
+    });
+    const follower = new RegistryFollower({ db: this.db, clock: this.deps.clock, log, intervalMs: config.cluster.renewS * 1000, reload: (id) => void this.registry.reload(id) });
+    // Right after the store: the follower marks its start before the registry loads; it stops (with the
+    // leader-only work and the lease) last before the database closes.
+    this.components.splice(1, 0, {
+      name: 'cluster',
+      start: () => follower.start(),
+      stop: async () => {
+        follower.stop();
+        await cluster.stop();
+      },
+    });
+    this.components.push({ name: 'election', start: () => cluster.start(), stop: () => {} });
+    return cluster;
   }
 
   /**

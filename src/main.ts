@@ -19,7 +19,8 @@ Options:
 
 Environment overrides (applied over the file):
   XCARE_DATA_DIR, XCARE_MQTT_PORT, XCARE_MQTTS_PORT, XCARE_HTTP_HOST, XCARE_HTTP_PORT,
-  XCARE_ADMIN_TOKEN, XCARE_LOG_LEVEL, XCARE_LOG_FORMAT (auto|json|pretty)
+  XCARE_ADMIN_TOKEN, XCARE_LOG_LEVEL, XCARE_LOG_FORMAT (auto|json|pretty), XCARE_MQTT_BROKER_URL (external
+  broker), XCARE_DATABASE_URL
 
 Signals: SIGTERM/SIGINT stop gracefully (stop accepting, flush, close) and exit 0.`;
 

@@ -14,6 +14,8 @@ const ENV_OVERRIDES: { env: string; path: string[]; type: 'string' | 'port' }[] 
   { env: 'XCARE_ADMIN_TOKEN', path: ['adminToken'], type: 'string' },
   { env: 'XCARE_LOG_LEVEL', path: ['log', 'level'], type: 'string' },
   { env: 'XCARE_LOG_FORMAT', path: ['log', 'format'], type: 'string' },
+  { env: 'XCARE_MQTT_BROKER_URL', path: ['mqtt', 'broker', 'url'], type: 'string' },
+  { env: 'XCARE_DATABASE_URL', path: ['store', 'url'], type: 'string' },
 ];
 
 function formatIssues(issues: z.core.$ZodIssue[], source: string): string {

@@ -11,6 +11,29 @@ const seconds = z.number().positive();
 const share = z.number().min(0).max(1);
 const nullableString = z.string().min(1).nullable();
 
+/** `mqtt.broker.*`: an external MQTT broker xcared joins as a client (issue 13). */
+const brokerSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^mqtts?:\/\/[^/]+/, 'expected mqtt://host:port or mqtts://host:port')
+      .nullable()
+      .default(null),
+    username: nullableString.default(null),
+    password: nullableString.default(null),
+    /** Client certificate, key and CA (PEM file paths) for mqtts. */
+    cert: nullableString.default(null),
+    key: nullableString.default(null),
+    ca: nullableString.default(null),
+    /** Shared-subscription group: every xcared of one fleet uses the same, so the broker splits the load. */
+    sharedGroup: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('xcare'),
+    /** Who keeps device credentials in the broker: Mosquitto dynsec (xcared manages it) or HTTP hooks (EMQX). */
+    credentials: z.enum(['dynsec', 'http']).default('dynsec'),
+    /** Time to wait for the broker's answer to a command (CONNACK, dynsec response). */
+    timeoutMs: z.number().int().positive().default(10_000),
+  })
+  .prefault({});
+
 const tierWeights = z.strictObject({ none: z.number().default(1), xcare: z.number().default(1), xcare_pro: z.number().default(1.25) });
 
 export const configSchema = z.strictObject({
@@ -53,6 +76,8 @@ export const configSchema = z.strictObject({
       authFailures: z
         .strictObject({ burst: z.number().int().min(0).default(20), perSecond: z.number().positive().default(5) })
         .prefault({}),
+      /** External broker mode (README "At scale"): with `broker.url` no embedded broker is started. */
+      broker: brokerSchema,
     })
     .prefault({}),
 
@@ -190,11 +215,53 @@ export const configSchema = z.strictObject({
       sessionTtlS: z.number().int().min(60).max(30 * 86_400).default(8 * 3600),
     })
     .prefault({}),
+
+  /** `store.url`: PostgreSQL instead of SQLite under the data dir (README "At scale": what is ported). */
+  store: z
+    .strictObject({
+      url: z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, 'expected postgres://user:password@host:port/database')
+        .nullable()
+        .default(null),
+    })
+    .prefault({}),
+
+  /** Several xcared on one fleet: one leader runs the evaluator, the scheduler and the webhook dispatcher. */
+  cluster: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** This instance's name in the lease, logs and `xcare_leader{instance}`; default `<hostname>-<pid>`. */
+      instanceId: nullableString.default(null),
+      /** A leader that has not renewed for this long is replaced (issue 13: default <= 10 s). */
+      leaseS: z.number().positive().max(300).default(10),
+      /** How often the leader renews and followers try to take over; must be well under leaseS. */
+      renewS: z.number().positive().default(2),
+    })
+    .prefault({}),
 })
   // Keys that only make sense together: refused at start, before the database is opened.
   .superRefine((c, ctx) => {
     if (c.webhook.url && !c.webhook.secret) {
       ctx.addIssue({ code: 'custom', path: ['webhook', 'secret'], message: 'required when webhook.url is set (deliveries are signed)' });
+    }
+    if (c.store.url) {
+      // Issue 13: never a half-wired mode that silently keeps some state in SQLite (README "At scale").
+      ctx.addIssue({
+        code: 'custom',
+        path: ['store', 'url'],
+        message:
+          'PostgreSQL is not supported yet for the whole store: only the cluster lease is ported; devices, device state, tickets, outbox, patches and rollouts are SQLite-only, so xcared refuses to start rather than keep part of its state in SQLite',
+      });
+    }
+    if (c.cluster.enabled && !c.mqtt.broker.url) {
+      ctx.addIssue({ code: 'custom', path: ['cluster', 'enabled'], message: 'needs mqtt.broker.url (several daemons share one external broker)' });
+    }
+    if (c.cluster.renewS * 2 > c.cluster.leaseS) {
+      ctx.addIssue({ code: 'custom', path: ['cluster', 'renewS'], message: 'must be at most half of cluster.leaseS' });
+    }
+    if (Boolean(c.mqtt.broker.cert) !== Boolean(c.mqtt.broker.key)) {
+      ctx.addIssue({ code: 'custom', path: ['mqtt', 'broker', c.mqtt.broker.cert ? 'key' : 'cert'], message: 'mqtt.broker.cert and mqtt.broker.key go together' });
     }
     if (Boolean(c.mqtt.tls.cert) !== Boolean(c.mqtt.tls.key)) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'tls', c.mqtt.tls.cert ? 'key' : 'cert'], message: 'mqtt.tls.cert and mqtt.tls.key go together' });

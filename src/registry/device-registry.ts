@@ -42,6 +42,13 @@ export interface DeviceRegistryDeps {
   authFailures?: AuthFailureLimits;
   /** @deprecated No effect since tokens are HMAC-checked (issue 12); kept so old callers compile. */
   authCacheSize?: number;
+  /**
+   * Hand fresh tokens to an external broker's credential store (dynsec) before they are committed;
+   * a rejection aborts the provisioning with nothing stored (README "At scale").
+   */
+  beforeIssue?(issued: { id: string; token: string }[]): Promise<void>;
+  /** A rotated token, committed: an external broker's credential store follows (README "At scale"). */
+  afterTokenRotated?(id: string, token: string): void;
 }
 
 // Unit tests build several registries over one database in a process; they must agree on the key.
@@ -198,6 +205,7 @@ export class DeviceRegistry implements DeviceDirectory {
         return { record, token, hash: hashTokenHmac(this.tokenKey, token) };
       }),
     );
+    await this.deps.beforeIssue?.(prepared.map(({ record, token }) => ({ id: record.id, token })));
     const insert = this.deps.db.prepare(
       `INSERT INTO devices (id, type, parent, customer, installer, tier, subscription_start, subscription_end, tags, token_hash, created_at)
        VALUES (@id, @type, @parent, @customer, @installer, @tier, @subscriptionStart, @subscriptionEnd, @tags, @hash, @createdAt)`,
@@ -272,6 +280,7 @@ export class DeviceRegistry implements DeviceDirectory {
     const updated = { ...device, revokedAt: null };
     this.index(updated, hash);
     this.emit(updated);
+    this.deps.afterTokenRotated?.(id, token);
     return { device: updated, token, reenabled };
   }
 

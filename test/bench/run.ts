@@ -10,6 +10,7 @@ const all: Record<string, () => Promise<unknown>> = {
   console: async () => (await import('./console-bench.js')).runConsoleBench(),
   detection: async () => (await import('./detection-bench.js')).runDetectionBench(),
   'rollout-soak': async () => (await import('./rollout-soak.js')).runRolloutSoak(),
+  scale: async () => (await import('./scale-bench.js')).runScaleBench(),
 };
 
 const wanted = (process.env.BENCH ?? Object.keys(all).join(',')).split(',').map((s) => s.trim());

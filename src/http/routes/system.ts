@@ -8,6 +8,8 @@ export interface SystemRouteDeps {
   readiness(): Record<string, boolean>;
   /** Why it is not ready, one line each (e.g. `store read only (probe): attempt to write a readonly database`). */
   reasons?(): string[];
+  /** Extra facts for /readyz that do not decide readiness (cluster: this instance, the leader, the term). */
+  details?(): Record<string, unknown>;
 }
 
 /**
@@ -21,7 +23,7 @@ export function registerSystemRoutes(router: Router, deps: SystemRouteDeps): voi
     const ready = Object.values(checks).every(Boolean);
     const reasons = deps.reasons?.() ?? [];
     for (const [name, ok] of Object.entries(checks)) if (!ok && !reasons.some((r) => r.startsWith(`${name} `))) reasons.push(`${name} not started`);
-    sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks, ...(ready ? {} : { reasons }) });
+    sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks, ...(ready ? {} : { reasons }), ...deps.details?.() });
   });
   router.get('/metrics', 'public', async ({ res }) => {
     const body = await deps.metrics.metrics();

@@ -1,0 +1,78 @@
+import type { Clock, TimerHandle } from '../clock.js';
+import type { Database } from '../db/database.js';
+import type { Logger } from '../log.js';
+
+/** Registry events that change what the in-memory registry holds (written by the registry and subscriptions). */
+const REGISTRY_KINDS = ['provisioned', 'revoked', 'renewed'] as const;
+
+export interface RegistryFollowerDeps {
+  db: Database;
+  clock: Clock;
+  log: Logger;
+  intervalMs: number;
+  /** Re-read one device from the store into the in-memory registry (DeviceRegistry.reload). */
+  reload(deviceId: string): void;
+}
+
+/**
+ * Cluster mode: each instance keeps its registry in memory (O(1) CONNECT auth, ingest, evaluator), so a
+ * device provisioned, revoked or renewed through another instance must reach it. The `events` log is the
+ * change feed: its ids only grow, so polling `id > last` every `intervalMs` sees each change once, on
+ * every engine, without relying on the instances' clocks agreeing.
+ */
+export class RegistryFollower {
+  private last = 0;
+  private timer: TimerHandle | undefined;
+  private stopped = true;
+  private readonly poll;
+
+  constructor(private readonly deps: RegistryFollowerDeps) {
+    this.poll = deps.db.prepare(
+      `SELECT id, device_id FROM events WHERE id > ? AND kind IN (${REGISTRY_KINDS.map((k) => `'${k}'`).join(', ')}) AND device_id IS NOT NULL ORDER BY id LIMIT 10000`,
+    );
+  }
+
+  /** Call before the registry loads: a change committed between the two is then re-read, never missed. */
+  start(): void {
+    this.last = (this.deps.db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
+    this.stopped = false;
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One pass: reload every device with a registry event since the last pass. Returns how many. */
+  sync(): number {
+    const rows = this.poll.all(this.last) as { id: number; device_id: string }[];
+    const ids = new Set<string>();
+    for (const r of rows) {
+      ids.add(r.device_id);
+      this.last = r.id;
+    }
+    for (const id of ids) {
+      try {
+        this.deps.reload(id);
+      } catch (err) {
+        this.deps.log.error({ err, deviceId: id }, 'registry follow-up failed');
+      }
+    }
+    if (ids.size > 0) this.deps.log.debug({ devices: ids.size }, 'registry changes from other instances applied');
+    return ids.size;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = this.deps.clock.setTimeout(() => {
+      try {
+        this.sync();
+      } catch (err) {
+        this.deps.log.error({ err }, 'registry follow-up failed');
+      }
+      this.schedule();
+    }, this.deps.intervalMs);
+  }
+}

@@ -1,0 +1,44 @@
+import pg from 'pg';
+import { pgMigrations, type PgMigration } from './pg-migrations.js';
+
+export type PgPool = pg.Pool;
+
+/**
+ * A pool on `url` with every pending migration of `list` applied, each in its own transaction. Two
+ * daemons starting together do not both apply one: the version row is inserted first, inside the
+ * migration's transaction, and the loser's INSERT fails on the primary key and rolls back.
+ */
+export async function openPg(url: string, list: readonly PgMigration[] = pgMigrations, options: { max?: number } = {}): Promise<PgPool> {
+  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 4 });
+  // An idle client losing its server must not crash the daemon; the next query reconnects.
+  pool.on('error', () => undefined);
+  try {
+    await migratePg(pool, list);
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  return pool;
+}
+
+export async function migratePg(pool: PgPool, list: readonly PgMigration[]): Promise<void> {
+  await pool.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+  const applied = new Set((await pool.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+  for (const m of [...list].sort((a, b) => a.version - b.version)) {
+    if (applied.has(m.version)) continue;
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [m.version, m.name, new Date().toISOString()]);
+      await client.query(m.up);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      // Another instance applied it meanwhile: fine. Anything else stops the start.
+      const again = await pool.query('SELECT 1 FROM schema_migrations WHERE version = $1', [m.version]);
+      if (again.rowCount === 0) throw err;
+    } finally {
+      client.release();
+    }
+  }
+}
