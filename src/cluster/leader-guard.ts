@@ -36,7 +36,10 @@ export function leaderGuarded(router: Router, options: LeaderGuardOptions): Rout
   return new Proxy(router, {
     get(target, prop, receiver) {
       // get()/post() call this.add(): through the proxy, so every registration is wrapped here once.
-      if (prop === 'add') return (method: string, path: string, auth: Parameters<Router['add']>[2], handler: Handler) => target.add(method, path, auth, wrap(method, path, handler));
+      // Every argument after the handler (route options: the role) passes through untouched.
+      if (prop === 'add')
+        return (method: string, path: string, auth: Parameters<Router['add']>[2], handler: Handler, ...rest: unknown[]) =>
+          (target.add as (...args: unknown[]) => Router)(method, path, auth, wrap(method, path, handler), ...rest);
       return Reflect.get(target, prop, receiver);
     },
   });
