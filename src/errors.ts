@@ -20,6 +20,9 @@ export const ERROR_CATALOGUE = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, wire: 'unsupported_media_type', meaning: 'a content type the route does not read' },
   CONFIG_INVALID: { status: 500, wire: 'config_invalid', meaning: 'the configuration is unusable (never sent for a request)' },
   INTERNAL: { status: 500, wire: 'internal', meaning: 'a bug: logged with the request path' },
+  BROKER_UNAVAILABLE: { status: 503, wire: 'broker_unavailable', meaning: 'the external MQTT broker is not connected or did not take the device credentials' },
+  AUTH_UNAVAILABLE: { status: 503, wire: 'auth_unavailable', meaning: 'the device credential check failed with an error (the broker hook then denies)' },
+  NOT_LEADER: { status: 503, wire: 'not_leader', meaning: 'a cluster follower refuses changes to leader-owned state; send them to the leader' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

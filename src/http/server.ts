@@ -334,7 +334,8 @@ export class HttpServer {
     } catch (caught) {
       // A storage constraint (a race past a service's own check) is a 409/400, never a 500 (issue 11 fault 2).
       const err = fromStorageError(caught);
-      const known = err instanceof XcareError && err.status < 500 ? err : undefined;
+      // 503 is a known, retryable answer (external broker away, cluster follower), not a bug: sent as is.
+      const known = err instanceof XcareError && (err.status < 500 || err.status === 503) ? err : undefined;
       if (!known) log.error({ err, path: url.pathname }, 'request failed');
       if (!res.headersSent) {
         await answer(req, res, this.limits.maxDiscardBytes, () => {
