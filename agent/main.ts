@@ -104,8 +104,7 @@ async function main(argv: string[]): Promise<number> {
  * answered `rejected` by EdgeAgent.
  */
 async function loadPatchPortFactory(log: ReturnType<typeof createAgentLogger>): Promise<PatchPortFactory | undefined> {
-  const specifier = './patch-port-impl.js';
-  const mod = (await import(specifier).catch((err: NodeJS.ErrnoException) => {
+  const mod = (await import('./patch-port-impl.js').catch((err: NodeJS.ErrnoException) => {
     const absent = err?.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('patch-port-impl');
     if (absent) log.info('no patch module installed; patch offers will be rejected');
     else log.error('cannot load the patch module; patching disabled', { err });
