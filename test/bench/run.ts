@@ -10,6 +10,7 @@ const all: Record<string, () => Promise<unknown>> = {
   console: async () => (await import('./console-bench.js')).runConsoleBench(),
   detection: async () => (await import('./detection-bench.js')).runDetectionBench(),
   'rollout-soak': async () => (await import('./rollout-soak.js')).runRolloutSoak(),
+  'agent-rss': async () => (await import('./agent-rss-bench.js')).runAgentRssBench(),
 };
 
 const wanted = (process.env.BENCH ?? Object.keys(all).join(',')).split(',').map((s) => s.trim());
