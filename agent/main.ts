@@ -67,6 +67,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const log = createAgentLogger({ level: config.logLevel, base: { deviceId: config.deviceId } });
+  if (config.ca && config.daemonUrl.startsWith('https:')) await trustDaemonCa(config.ca.pem);
   const patchPortFactory = await loadPatchPortFactory(log);
   const agent = new EdgeAgent({ config, log, patchPortFactory });
 
@@ -99,9 +100,20 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * The patch job lives in agent/patch-port-impl.ts (another part of the agent). The specifier is a
- * variable so tsc does not require the file, and a build without it still runs: offers are then
- * answered `rejected` by EdgeAgent.
+ * Patch downloads over https:// verify the daemon's certificate with the agent's `ca` too (issue 10
+ * fault 5: the device token crosses the network in the Basic auth header, so the daemon must be the
+ * daemon). The agent's only HTTPS peer is its daemon, so the process-wide agent carries the CA, and
+ * the patch job needs no TLS settings of its own. node:https is loaded only here, when it is needed.
+ */
+async function trustDaemonCa(ca: Buffer): Promise<void> {
+  const https = await import('node:https');
+  https.globalAgent.options.ca = ca;
+}
+
+/**
+ * The patch job lives in agent/patch-port-impl.ts (another part of the agent). A build without it
+ * still runs: offers are then answered `rejected` by EdgeAgent. The specifier is a literal so that
+ * esbuild puts the patch job into the agent bundle (scripts/build-agent.mjs).
  */
 async function loadPatchPortFactory(log: ReturnType<typeof createAgentLogger>): Promise<PatchPortFactory | undefined> {
   const mod = (await import('./patch-port-impl.js').catch((err: NodeJS.ErrnoException) => {

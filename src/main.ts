@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
+import { checkConfigFiles } from './config/check.js';
 import { createLogger, logFormat } from './log.js';
 import { readFileSync } from 'node:fs';
 import { systemClock, wallOffsetClock } from './clock.js';
 import { App } from './app.js';
-import { XcareError } from './errors.js';
+import { ConfigError, XcareError } from './errors.js';
 
 const HELP = `Usage: xcared [--config FILE]
 
@@ -13,7 +14,8 @@ helpdesk delivery, patch rollouts and the HTTP API.
 
 Options:
   -c, --config FILE   YAML configuration (see config.example.yaml); without it, built-in defaults
-      --check         validate the configuration and exit
+      --check         validate the configuration, open every file it names, check the
+                      data dir is writable, and exit (0 ok, 2 naming each bad key)
   -h, --help          show this help
   -v, --version       print the version
 
@@ -50,8 +52,12 @@ async function main(): Promise<number> {
   let config;
   try {
     config = loadConfig(args.config);
+    // Every file the config names is opened before anything is written (issue 10 fault 4), for a real
+    // start as for --check: a missing release key or an expired certificate exits 2 naming its key.
+    await checkConfigFiles(config, systemClock.now());
   } catch (err) {
-    process.stderr.write(`xcared: invalid configuration:\n${(err as Error).message}\n`);
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`xcared: invalid configuration:\n${err.message}\n`);
     return 2;
   }
   if (args.check) {
