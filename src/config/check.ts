@@ -57,7 +57,8 @@ export function checkDataDir(dir: string): string | undefined {
       break;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') return `${dir}: cannot use ${probe}: ${describe(err)}`;
+      // ENOTDIR: a component on the way is a file; walking up finds it and names it.
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') return `${dir}: cannot use ${probe}: ${describe(err)}`;
       if (dirname(probe) === probe) return `${dir}: no existing parent directory`;
       probe = dirname(probe);
     }
