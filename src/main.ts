@@ -1,4 +1,6 @@
 import { parseArgs } from 'node:util';
+import { join, resolve } from 'node:path';
+import { backupDatabase } from './db/backup.js';
 import { loadConfig } from './config/load.js';
 import { checkConfigFiles } from './config/check.js';
 import { createLogger, logFormat } from './log.js';
@@ -7,13 +9,15 @@ import { systemClock, wallOffsetClock } from './clock.js';
 import { App } from './app.js';
 import { ConfigError, XcareError } from './errors.js';
 
-const HELP = `Usage: xcared [--config FILE]
+const HELP = `Usage: xcared [--config FILE] [--check | --backup FILE]
 
 The xcare-fleet daemon: embedded MQTT broker, heartbeat ingest, health evaluator, tickets,
 helpdesk delivery, patch rollouts and the HTTP API.
 
 Options:
   -c, --config FILE   YAML configuration (see config.example.yaml); without it, built-in defaults
+      --backup FILE   write an online backup of the database (<dataDir>/xcare.db) to FILE and
+                      exit; safe while the daemon runs (README "Upgrade and backup")
       --check         validate the configuration, open every file it names, check the
                       data dir is writable, and exit (0 ok, 2 naming each bad key)
   -h, --help          show this help
@@ -32,6 +36,7 @@ async function main(): Promise<number> {
       options: {
         config: { type: 'string', short: 'c' },
         check: { type: 'boolean' },
+        backup: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -63,6 +68,17 @@ async function main(): Promise<number> {
   if (args.check) {
     process.stdout.write('configuration ok\n');
     return 0;
+  }
+  if (args.backup !== undefined) {
+    const source = join(resolve(config.dataDir), 'xcare.db');
+    try {
+      const { totalPages } = await backupDatabase(source, resolve(args.backup));
+      process.stdout.write(`backup of ${source} written to ${resolve(args.backup)} (${totalPages} pages)\n`);
+      return 0;
+    } catch (err) {
+      process.stderr.write(`xcared: ${(err as Error).message}\n`);
+      return 1;
+    }
   }
   const log = createLogger(config.log.level, undefined, logFormat(config.log.format));
   // Signals are caught from before the start: one arriving while components start (right after the "xcared
