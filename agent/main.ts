@@ -67,8 +67,11 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const log = createAgentLogger({ level: config.logLevel, base: { deviceId: config.deviceId } });
-  if (config.ca && config.daemonUrl.startsWith('https:')) await trustDaemonCa(config.ca.pem);
-  const patchPortFactory = await loadPatchPortFactory(log);
+  const loaded = await loadPatchPortFactory(log);
+  // Patch downloads from an https daemonUrl verify the daemon's certificate with the agent's `ca`, as the
+  // broker's is (issue 10 fault 5: the device token crosses the network in the downloads' Basic auth).
+  const ca = config.ca?.pem;
+  const patchPortFactory: PatchPortFactory | undefined = loaded && ca ? (deps) => loaded({ ...deps, ca }) : loaded;
   const agent = new EdgeAgent({ config, log, patchPortFactory });
 
   return new Promise<number>((resolve) => {
@@ -97,17 +100,6 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', () => shutdown('SIGINT'));
     agent.start();
   });
-}
-
-/**
- * Patch downloads over https:// verify the daemon's certificate with the agent's `ca` too (issue 10
- * fault 5: the device token crosses the network in the Basic auth header, so the daemon must be the
- * daemon). The agent's only HTTPS peer is its daemon, so the process-wide agent carries the CA, and
- * the patch job needs no TLS settings of its own. node:https is loaded only here, when it is needed.
- */
-async function trustDaemonCa(ca: Buffer): Promise<void> {
-  const https = await import('node:https');
-  https.globalAgent.options.ca = ca;
 }
 
 /**

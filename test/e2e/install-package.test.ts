@@ -11,7 +11,8 @@ const run = promisify(execFile);
 
 /** npm with the machine's cache, preferring it over the registry (the clone installs what main's lockfile pins). */
 function npm(args: string[], cwd: string, timeoutMs: number) {
-  return run('npm', [...args, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], {
+  // nice: compiling better-sqlite3 takes minutes of CPU; the rest of the suite runs beside it and keeps priority.
+  return run('nice', ['-n', '10', 'npm', ...args, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], {
     cwd,
     timeout: timeoutMs,
     maxBuffer: 64 * 1024 * 1024,
