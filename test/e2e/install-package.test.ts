@@ -52,7 +52,7 @@ describe.skipIf(toolsMissing(['git'], 'git').length > 0)('npm pack -> install ->
   afterAll(() => dir.cleanup());
 
   it('ships dist/ and the bin/ entry points it needs', () => {
-    for (const f of ['dist/src/main.js', 'dist/src/cli/xcarectl.js', 'dist/agent/main.js', 'dist/broker/fleet-broker.js', 'dist/patches/signing.js', 'bin/xcared.js', 'bin/xcarectl.js', 'bin/xcare-agent.js', 'config.example.yaml', 'deploy/systemd/xcared.service']) {
+    for (const f of ['dist/src/main.js', 'dist/src/cli/xcarectl.js', 'dist/agent/main.js', 'dist/broker/fleet-broker.js', 'dist/patches/signing.js', 'bin/xcared.js', 'bin/xcarectl.js', 'bin/xcare-agent.js', 'config.example.yaml', 'deploy/systemd/xcared.service', 'src/console/assets/console.js', 'src/console/assets/console.css']) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => f.startsWith('dist/test/'))).toEqual([]);
