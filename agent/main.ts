@@ -67,7 +67,11 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const log = createAgentLogger({ level: config.logLevel, base: { deviceId: config.deviceId } });
-  const patchPortFactory = await loadPatchPortFactory(log);
+  const loaded = await loadPatchPortFactory(log);
+  // Patch downloads from an https daemonUrl verify the daemon's certificate with the agent's `ca`, as the
+  // broker's is (issue 10 fault 5: the device token crosses the network in the downloads' Basic auth).
+  const ca = config.ca?.pem;
+  const patchPortFactory: PatchPortFactory | undefined = loaded && ca ? (deps) => loaded({ ...deps, ca }) : loaded;
   const agent = new EdgeAgent({ config, log, patchPortFactory });
 
   return new Promise<number>((resolve) => {
@@ -99,13 +103,12 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * The patch job lives in agent/patch-port-impl.ts (another part of the agent). The specifier is a
- * variable so tsc does not require the file, and a build without it still runs: offers are then
- * answered `rejected` by EdgeAgent.
+ * The patch job lives in agent/patch-port-impl.ts (another part of the agent). A build without it
+ * still runs: offers are then answered `rejected` by EdgeAgent. The specifier is a literal so that
+ * esbuild puts the patch job into the agent bundle (scripts/build-agent.mjs).
  */
 async function loadPatchPortFactory(log: ReturnType<typeof createAgentLogger>): Promise<PatchPortFactory | undefined> {
-  const specifier = './patch-port-impl.js';
-  const mod = (await import(specifier).catch((err: NodeJS.ErrnoException) => {
+  const mod = (await import('./patch-port-impl.js').catch((err: NodeJS.ErrnoException) => {
     const absent = err?.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('patch-port-impl');
     if (absent) log.info('no patch module installed; patch offers will be rejected');
     else log.error('cannot load the patch module; patching disabled', { err });

@@ -7,6 +7,8 @@ import { PatchError } from '../patches/patch-error.js';
 export interface DownloadOptions {
   /** Daemon base URL, e.g. http://127.0.0.1:8080. */
   baseUrl: string;
+  /** PEM CA the daemon's HTTPS certificate must chain to (agent.yaml `ca`); else the system roots. */
+  ca?: Buffer;
   /** Path from the offer; the caller has already checked it is `/patches/<id>/artifact`. */
   path: string;
   deviceId: string;
@@ -100,7 +102,7 @@ function attempt(opts: DownloadOptions, have: number, remainingMs: number): Prom
         reject(err);
       } else resolvePromise();
     };
-    const req = request(url, { method: 'GET', headers, agent: false });
+    const req = request(url, { method: 'GET', headers, agent: false, ...(opts.ca ? { ca: opts.ca } : {}) });
     const timer = setTimeout(
       () => finish(transient('SLOW_RETRIEVAL', `slow retrieval: deadline of ${opts.deadlineMs} ms exceeded`)),
       remainingMs,

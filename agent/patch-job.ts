@@ -84,6 +84,8 @@ export interface PatchJobDeps {
   deviceType: 'gateway' | 'sensor';
   token: string;
   daemonUrl: string;
+  /** agent.yaml `ca`: verifies an https daemonUrl (issue 10 fault 5). */
+  ca?: Buffer;
   settings: PatchSettings;
   pinnedKeys: readonly PinnedKey[];
   /** Set when patching cannot work (bad settings, unreadable keys): every offer is rejected with it. */
@@ -385,6 +387,7 @@ export class PatchJobRunner {
       try {
         await downloadArtifact({
           baseUrl: this.deps.daemonUrl,
+          ...(this.deps.ca ? { ca: this.deps.ca } : {}),
           path: offer.url,
           deviceId: this.deps.deviceId,
           token: this.deps.token,

@@ -43,6 +43,7 @@ export const createPatchPort: PatchPortFactory = (deps: PatchPortDeps): PatchPor
       return deps.token; // a getter upstream (the tokenFile, re-read): keep it live
     },
     daemonUrl: deps.daemonUrl,
+    ...(deps.ca ? { ca: deps.ca } : {}),
     settings,
     pinnedKeys,
     ...(disabledReason !== undefined ? { disabledReason } : {}),

@@ -9,6 +9,7 @@ import type { AgentLogger } from './log.js';
 
 export interface PatchPortDeps {
   deviceId: string; deviceType: 'gateway' | 'sensor'; token: string; daemonUrl: string; stateDir: string;
+  ca?: Buffer;                       // agent.yaml `ca`, for an https daemonUrl (issue 10 fault 5)
   /** the raw `patches:` mapping from agent.yaml (may be undefined) */
   settings: Record<string, unknown> | undefined;
   currentVersion(): string;          // reads softwareVersionFile

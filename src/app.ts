@@ -4,6 +4,7 @@ import type { Config } from './config/schema.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './log.js';
 import { openDatabase, StoreHealth, StoreMonitor, type Database } from './db/database.js';
+import { XcareError } from './errors.js';
 import { createMetricsRegistry, createIngestMetrics } from './metrics/metrics.js';
 import { DeviceRegistry } from './registry/device-registry.js';
 import { loadTokenKey } from './registry/device-token.js';
@@ -21,6 +22,7 @@ import { RegistryFollower } from './cluster/registry-follower.js';
 import { leaderGuarded } from './cluster/leader-guard.js';
 import { Router } from './http/router.js';
 import { HttpServer } from './http/server.js';
+import { httpTlsLoader, registerTlsExpiryMetric } from './http/tls.js';
 import { registerSystemRoutes } from './http/routes/system.js';
 import { registerDeviceRoutes, type DeviceView } from './http/routes/devices.js';
 import { resolveAdminToken } from './admin-token.js';
@@ -121,7 +123,7 @@ export class App {
     this.metrics = deps.metrics ?? createMetricsRegistry();
     this.adminToken = resolveAdminToken(config.adminToken, dataDir, log);
     const dbFile = join(dataDir, 'xcare.db');
-    this.db = openDatabase(dbFile);
+    this.db = openStore(dbFile);
     // Issue 8, fault 3: a store that does not take writes is visible (/readyz, metric, error log), never silent.
     this.storeHealth = new StoreHealth(() => clock.now());
     this.storeMonitor = new StoreMonitor({ db: this.db, clock, log: log.child({ module: 'store' }), health: this.storeHealth, metrics: this.metrics });
@@ -389,7 +391,9 @@ export class App {
       actors,
       limits: config.http,
       metrics: this.metrics,
+      tls: httpTlsLoader(config.http.tls, clock),
     });
+    registerTlsExpiryMetric({ registry: this.metrics, clock, log: log.child({ module: 'tls' }), config });
 
     this.components.push(
       { name: 'store', start: () => this.storeMonitor.start(), stop: () => (this.storeMonitor.stop(), void this.db.close()) },
@@ -476,7 +480,7 @@ export class App {
       this.started.push(c);
     }
     const ports = this.broker.ports();
-    this.deps.log.info({ mqtt: ports.mqtt, mqtts: ports.mqtts, http: this.http.port() }, 'xcared started');
+    this.deps.log.info({ mqtt: ports.mqtt, mqtts: ports.mqtts, http: this.http.port(), https: this.config.http.tls.cert !== null }, 'xcared started');
   }
 
   /** Stop in reverse order; runs once however often it is called (SIGTERM twice, tests). */
@@ -530,6 +534,16 @@ export class App {
       eligibility: this.subscriptions.eligibilityOf(device.id) ?? null,
       patches: this.patches.deviceStates(device.id),
     };
+  }
+}
+
+/** openDatabase, with the file and SQLite's reason in the error (issue 10: "unable to open database file" named neither). */
+function openStore(file: string): Database {
+  try {
+    return openDatabase(file);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    throw new XcareError('STORE_OPEN', `cannot open the database ${file}: ${e.message}${e.code ? ` (${e.code})` : ''}`, 500, { cause: err });
   }
 }
 

@@ -40,7 +40,8 @@ const TABLE: Record<string, Describe> = {
   },
   'POST /api/v1/devices/:id/revoke': (p) => ({ action: 'device.revoke', target: `device:${p.id}`, detail: {} }),
   'POST /api/v1/devices/:id/rotate-token': (p) => ({ action: 'device.rotate', target: `device:${p.id}`, detail: {} }),
-  'POST /api/v1/devices/:id/renew': (p, r) => ({ action: 'subscription.renew', target: `device:${p.id}`, detail: pick(r, 'tier', 'subscriptionEnd', 'end') }),
+  // A repeated renewal (issue 10 fault 7) is audited too, as renewed: false, charged: 0.
+  'POST /api/v1/devices/:id/renew': (p, r) => ({ action: 'subscription.renew', target: `device:${p.id}`, detail: { ...pick(obj(r)?.device, 'tier', 'subscriptionEnd'), ...pick(r, 'renewed', 'to', 'charged') } }),
   'POST /api/v1/devices/:id/offer': (p, r) => ({ action: 'patch.offer', target: `device:${p.id}`, detail: pick(r?.offered, 'patchId', 'rolloutId') }),
   'POST /api/v1/tickets': ticketAction('ticket.open'),
   'POST /api/v1/tickets/:id/ack': ticketAction('ticket.ack'),

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
+import { resolveConfigPaths } from './paths.js';
 
 /** Environment variables operators set per host (PROTOCOL.md "Command line"), applied over the file. */
 const ENV_OVERRIDES: { env: string; path: string[]; type: 'string' | 'port' }[] = [
@@ -58,7 +60,10 @@ export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): 
   return out;
 }
 
-/** Read the YAML file (if any), apply environment overrides, validate. */
+/**
+ * Read the YAML file (if any), resolve its relative paths against its directory (src/config/paths.ts),
+ * apply environment overrides, validate. The files the config names are opened by checkConfigFiles.
+ */
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   let raw: unknown = {};
   const source = file ?? 'defaults';
@@ -80,6 +85,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
       throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
     }
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file}: (root): expected a mapping`);
+    raw = resolveConfigPaths(raw as Record<string, unknown>, dirname(resolve(file)));
   }
   return validateConfig(applyEnv(raw as Record<string, unknown>, env), source);
 }

@@ -95,6 +95,8 @@ export const configSchema = z.strictObject({
       maxRequestsPerSocket: z.number().int().min(1).default(HTTP.maxRequestsPerSocket),
       maxConnections: z.number().int().min(1).default(HTTP.maxConnections),
       maxDiscardBytes: z.number().int().min(0).default(HTTP.maxDiscardBytes),
+      /** HTTPS on the same listener when both are set (README "Exposing the daemon safely"). */
+      tls: z.strictObject({ cert: nullableString.default(null), key: nullableString.default(null) }).prefault({}),
     })
     .prefault({}),
 
@@ -265,6 +267,9 @@ export const configSchema = z.strictObject({
     }
     if (Boolean(c.mqtt.tls.cert) !== Boolean(c.mqtt.tls.key)) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'tls', c.mqtt.tls.cert ? 'key' : 'cert'], message: 'mqtt.tls.cert and mqtt.tls.key go together' });
+    }
+    if (Boolean(c.http.tls.cert) !== Boolean(c.http.tls.key)) {
+      ctx.addIssue({ code: 'custom', path: ['http', 'tls', c.http.tls.cert ? 'key' : 'cert'], message: 'http.tls.cert and http.tls.key go together' });
     }
   });
 

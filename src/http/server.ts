@@ -1,6 +1,8 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Counter, type Registry } from 'prom-client';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { TlsOptions } from 'node:tls';
 import type { Logger } from '../log.js';
 import { XcareError, ValidationError, UnauthorizedError, ForbiddenError, PayloadTooLargeError, fromStorageError, wireCode, listenError } from '../errors.js';
 import { describeIssue, type Router, type RequestContext, type Route } from './router.js';
@@ -33,6 +35,8 @@ export interface HttpServerDeps {
   audit?: (entry: AuditInput) => void;
   /** Handlers run inside it, so history written below the HTTP layer knows the actor. */
   actors?: ActorContext;
+  /** HTTPS: reads and checks `http.tls` at start (src/http/tls.ts); absent: plain HTTP. */
+  tls?: () => Promise<TlsOptions>;
 }
 
 export { secretEquals };
@@ -190,7 +194,7 @@ async function answer(req: IncomingMessage, res: ServerResponse, maxDiscardBytes
 const HTTP_REJECT_STATUSES = [400, 401, 403, 404, 405, 408, 409, 413, 415, 431, 500, 503] as const;
 
 export class HttpServer {
-  private server?: Server;
+  private server?: Server | HttpsServer;
   private rejected: Counter<'status'> | undefined;
   private readonly limits: HttpLimits;
   private readonly access: AccessControl;
@@ -211,18 +215,19 @@ export class HttpServer {
       // The statuses this server answers with, at 0 from start (issue 10 fault 3: rate() misses a first increment).
       for (const status of HTTP_REJECT_STATUSES) this.rejected.inc({ status: String(status) }, 0);
     }
-    const server = createServer(
-      {
-        maxHeaderSize: limits.maxHeaderBytes,
-        // node:http refuses to start with headersTimeout > requestTimeout; the headers are part of the request.
-        headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
-        requestTimeout: limits.requestTimeoutMs,
-        // node:http checks the two timeouts above on this period (default 30 s); a check at a quarter of
-        // the shorter one keeps an idle peer's fd from outliving it by more than that.
-        connectionsCheckingInterval: Math.max(100, Math.min(5000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4))),
-      },
-      (req, res) => void this.handle(req, res),
-    );
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    const tls = this.deps.tls ? await this.deps.tls() : undefined;
+    const options = {
+      maxHeaderSize: limits.maxHeaderBytes,
+      // node:http refuses to start with headersTimeout > requestTimeout; the headers are part of the request.
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+      requestTimeout: limits.requestTimeoutMs,
+      // node:http checks the two timeouts above on this period (default 30 s); a check at a quarter of
+      // the shorter one keeps an idle peer's fd from outliving it by more than that.
+      connectionsCheckingInterval: Math.max(100, Math.min(5000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4))),
+    };
+    // http.tls (issue 10 fault 5): the same listener and limits, over TLS.
+    const server = tls ? createHttpsServer({ ...tls, ...options }, handler) : createServer(options, handler);
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, (status) => this.countRejected(status)));
     server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     server.maxRequestsPerSocket = limits.maxRequestsPerSocket;

@@ -2,10 +2,10 @@ import type { Database } from '../db/database.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
-import { NotFoundError, ValidationError } from '../errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { DeviceDirectory, DeviceRecord } from '../registry/types.js';
 import { eligibility, type Eligibility, type LiveSoftware } from './eligibility.js';
-import { proRataQuote, renewal, subscriptionState, type Quote, type Renewal, type SubscriptionState } from './fiscal-year.js';
+import { expiresAt, parseDate, proRataQuote, renewal, subscriptionState, type Quote, type Renewal, type SubscriptionState } from './fiscal-year.js';
 import type { IntegrityRegistry } from './integrity-registry.js';
 
 export interface SubscriptionServiceDeps {
@@ -27,6 +27,18 @@ export interface SubscriptionServiceDeps {
    * fault 7: eligibility from the heartbeat that raised a ticket). Consulted first when given.
    */
   latest?(deviceId: string): LiveSoftware | undefined;
+}
+
+/** The answer to a renewal: `renewed: false` (and `charged: 0`) when it had already been applied. */
+export interface RenewResult {
+  device: DeviceRecord;
+  renewed: boolean;
+  /** The June 30 the request named. */
+  to: string;
+  /** The amount this request billed: 0 for a repeat. */
+  charged: number;
+  renewal?: Renewal;
+  quote?: Quote;
 }
 
 export interface DeviceEligibility extends Eligibility {
@@ -68,13 +80,37 @@ export class SubscriptionService {
     return proRataQuote({ tier, start, devices, prices: this.deps.config.annualPrice, currency: this.deps.config.currency });
   }
 
-  /** Renew to the next June 30 (RULES.md "Subscriptions"), committed before the registry is told. */
-  renew(deviceId: string, tier?: string): { device: DeviceRecord; renewal: Renewal; quote: Quote } {
+  /**
+   * Renew to the next June 30 (RULES.md "Subscriptions"), committed before the registry is told.
+   *
+   * Idempotent (issue 10 fault 7: a retried script extended and billed twice): the request names the
+   * June 30 it renews to (`to`). When the subscription already runs to `to` or later, nothing changes and
+   * nothing is charged (`renewed: false`). A `to` other than the one this renewal reaches (a skipped or a
+   * past year) is a ConflictError naming the right one; a missing `to` is a ValidationError naming it too.
+   */
+  renew(deviceId: string, request: { to?: string; tier?: string }): RenewResult {
     const device = this.deps.directory.get(deviceId);
     if (!device) throw new NotFoundError(`device ${deviceId} not found`);
     if (device.revokedAt !== null) throw new ValidationError(`device ${deviceId} is revoked`);
     const now = this.deps.clock.now();
-    const next = renewal(device, now, tier);
+    const next = renewal(device, now, request.tier);
+    if (request.to === undefined) {
+      throw new ValidationError(`to: required: the June 30 this renewal runs to (now ${next.subscriptionEnd}), so that a retry renews nothing twice`);
+    }
+    const to = request.to;
+    parseDate(to, 'to');
+    if (!to.endsWith('-06-30')) throw new ValidationError(`to: subscriptions end on June 30, got ${to}`);
+    const running = device.tier !== 'none' && device.subscriptionEnd !== null && now < expiresAt(device.subscriptionEnd);
+    if (running && device.subscriptionEnd! >= to) {
+      if (request.tier !== undefined && request.tier !== device.tier) {
+        throw new ConflictError(`tier: the subscription already runs to ${device.subscriptionEnd} as ${device.tier}; a renewal to ${to} cannot change it`);
+      }
+      this.deps.log.info({ deviceId, to, end: device.subscriptionEnd }, 'renewal repeated; nothing changed or charged');
+      return { device, renewed: false, to, charged: 0 };
+    }
+    if (next.subscriptionEnd !== to) {
+      throw new ConflictError(`to: this renewal runs to ${next.subscriptionEnd}, not ${to} (the subscription ${running ? `runs to ${device.subscriptionEnd}` : 'is not running'})`);
+    }
     const quote = this.quote(next.tier, next.billedFrom);
     const db = this.deps.db;
     db.transaction(() => {
@@ -94,6 +130,9 @@ export class SubscriptionService {
     this.deps.onDeviceChanged(deviceId);
     return {
       device: { ...device, tier: next.tier, subscriptionStart: next.subscriptionStart, subscriptionEnd: next.subscriptionEnd },
+      renewed: true,
+      to,
+      charged: quote.amount,
       renewal: next,
       quote,
     };

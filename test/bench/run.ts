@@ -11,6 +11,7 @@ const all: Record<string, () => Promise<unknown>> = {
   detection: async () => (await import('./detection-bench.js')).runDetectionBench(),
   'rollout-soak': async () => (await import('./rollout-soak.js')).runRolloutSoak(),
   scale: async () => (await import('./scale-bench.js')).runScaleBench(),
+  'agent-rss': async () => (await import('./agent-rss-bench.js')).runAgentRssBench(),
 };
 
 const wanted = (process.env.BENCH ?? Object.keys(all).join(',')).split(',').map((s) => s.trim());

@@ -201,7 +201,7 @@ describe('subscriptions, renewal and integrity over HTTP', () => {
   });
 
   it('POST /api/v1/devices/:id/renew writes the new June 30 and the registry cache follows', async () => {
-    const res = await api('POST', '/api/v1/devices/gw-a/renew', {});
+    const res = await api('POST', '/api/v1/devices/gw-a/renew', { to: '2028-06-30' });
     expect(res.status).toBe(200);
     expect(res.body.device.subscriptionEnd).toBe('2028-06-30');
     expect(res.body.quote.amount).toBe(120);
@@ -210,14 +210,31 @@ describe('subscriptions, renewal and integrity over HTTP', () => {
   });
 
   it('renewing a lapsed subscription restarts it today, pro rata', async () => {
-    const res = await api('POST', '/api/v1/devices/gw-old/renew', {});
+    const res = await api('POST', '/api/v1/devices/gw-old/renew', { to: '2027-06-30' });
     expect(res.body.device).toMatchObject({ subscriptionStart: '2026-11-26', subscriptionEnd: '2027-06-30' });
     expect(res.body.quote.daysCovered).toBe(217);
   });
 
   it('renewing tier none needs a tier; unknown devices are 404', async () => {
-    expect((await api('POST', '/api/v1/devices/gw-c/renew', {})).status).toBe(400);
-    expect((await api('POST', '/api/v1/devices/nope/renew', {})).status).toBe(404);
+    expect((await api('POST', '/api/v1/devices/gw-c/renew', { to: '2027-06-30' })).status).toBe(400);
+    expect((await api('POST', '/api/v1/devices/nope/renew', { to: '2027-06-30' })).status).toBe(404);
+  });
+
+  // Issue 10 fault 7: a retried renewal billed twice.
+  it('POST /renew repeated with the same `to` answers renewed:false, charged 0, and changes nothing', async () => {
+    const again = await api('POST', '/api/v1/devices/gw-a/renew', { to: '2028-06-30' });
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ renewed: false, charged: 0, to: '2028-06-30', device: { subscriptionEnd: '2028-06-30' } });
+    expect((db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-a' AND kind = 'renewed'`).get() as { n: number }).n).toBe(1);
+  });
+
+  it('POST /renew without `to` is 400 naming it; with a skipped year 409; with a non-string 400', async () => {
+    const missing = await api('POST', '/api/v1/devices/gw-a/renew', {});
+    expect(missing.status).toBe(400);
+    expect(missing.body.error).toContain('to: required');
+    expect((await api('POST', '/api/v1/devices/gw-a/renew', { to: '2030-06-30' })).status).toBe(409);
+    expect((await api('POST', '/api/v1/devices/gw-a/renew', { to: 2029 })).status).toBe(400);
+    expect(registry.get('gw-a')!.subscriptionEnd).toBe('2028-06-30');
   });
 
   it('integrity digests: register, list, conflict, bad digest', async () => {

@@ -13,7 +13,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 // PROTOCOL.md "Command line": small pure-JS packages `mqtt` and `semver` (one version matching on both sides).
-const ALLOWED_PACKAGES = new Set(['mqtt', 'semver']);
+// mqtt/lib/client: the client class alone, without the transports agent/mqtt-client.ts does not use.
+const ALLOWED_PACKAGES = new Set(['mqtt', 'mqtt/lib/client', 'semver']);
 // rfc3339.ts: the one strict date parser (issue 11), dependency-free like the other three.
 const ALLOWED_PROTOCOL = new Set(['src/protocol/names.ts', 'src/protocol/topics.ts', 'src/protocol/types.ts', 'src/protocol/rfc3339.ts']);
 /** Loaded by agent/main.ts only if present (the patch job is built separately). */

@@ -101,7 +101,7 @@ describe('SubscriptionService', () => {
   });
   it('renew commits the new June 30, logs an event and tells the registry', () => {
     const { service, registry, changed, db } = setup();
-    const r = service.renew('gw-1');
+    const r = service.renew('gw-1', { to: '2028-06-30' });
     expect(r.device.subscriptionEnd).toBe('2028-06-30');
     expect(registry.get('gw-1')!.subscriptionEnd).toBe('2028-06-30');
     expect(changed).toEqual(['gw-1']);
@@ -109,18 +109,48 @@ describe('SubscriptionService', () => {
   });
   it('renew of a tier none device with a tier starts a pro-rata subscription today', () => {
     const { service } = setup();
-    const r = service.renew('gw-2', 'xcare_pro');
+    const r = service.renew('gw-2', { tier: 'xcare_pro', to: '2027-06-30' });
     expect(r.device).toMatchObject({ tier: 'xcare_pro', subscriptionStart: '2026-11-26', subscriptionEnd: '2027-06-30' });
     expect(r.quote).toMatchObject({ daysCovered: 217, amount: 178.36 });
   });
   it('renew of an unknown device is not found and changes nothing', () => {
     const { service, changed } = setup();
-    expect(() => service.renew('nope')).toThrow(NotFoundError);
+    expect(() => service.renew('nope', { to: '2028-06-30' })).toThrow(NotFoundError);
     expect(changed).toEqual([]);
   });
   it('renew with an unknown tier is refused and changes nothing', () => {
     const { service, registry } = setup();
-    expect(() => service.renew('gw-1', 'gold')).toThrow(ValidationError);
+    expect(() => service.renew('gw-1', { tier: 'gold', to: '2028-06-30' })).toThrow(ValidationError);
     expect(registry.get('gw-1')!.subscriptionEnd).toBe('2027-06-30');
+  });
+  // Issue 10 fault 7: a retried `subscription renew` extended (and billed) the subscription twice.
+  it('repeating a renewal to the same June 30 changes nothing and charges nothing', () => {
+    const { service, registry, changed, db } = setup();
+    expect(service.renew('gw-1', { to: '2028-06-30' })).toMatchObject({ renewed: true, charged: 120 });
+    const again = service.renew('gw-1', { to: '2028-06-30' });
+    expect(again).toMatchObject({ renewed: false, charged: 0, to: '2028-06-30' });
+    expect(again.quote).toBeUndefined();
+    expect(registry.get('gw-1')!.subscriptionEnd).toBe('2028-06-30');
+    expect(changed).toEqual(['gw-1']);
+    expect(db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-1' AND kind = 'renewed'`).get()).toEqual({ n: 1 });
+  });
+  it('a renewal without `to` is refused, naming the June 30 it would reach, and changes nothing', () => {
+    const { service, registry } = setup();
+    expect(() => service.renew('gw-1', {})).toThrow(/to: required.*2028-06-30/);
+    expect(registry.get('gw-1')!.subscriptionEnd).toBe('2027-06-30');
+  });
+  it('a renewal that would skip a year is a conflict naming the right June 30, and changes nothing', () => {
+    const { service, registry } = setup();
+    expect(() => service.renew('gw-1', { to: '2029-06-30' })).toThrow(ConflictError);
+    expect(() => service.renew('gw-1', { to: '2029-06-30' })).toThrow(/runs to 2028-06-30, not 2029-06-30/);
+    expect(registry.get('gw-1')!.subscriptionEnd).toBe('2027-06-30');
+  });
+  it('a `to` that is not a June 30 is refused', () => {
+    expect(() => setup().service.renew('gw-1', { to: '2028-07-01' })).toThrow(ValidationError);
+  });
+  it('a repeat that asks for another tier for a year already renewed is a conflict', () => {
+    const { service } = setup();
+    service.renew('gw-1', { to: '2028-06-30' });
+    expect(() => service.renew('gw-1', { to: '2028-06-30', tier: 'xcare_pro' })).toThrow(ConflictError);
   });
 });

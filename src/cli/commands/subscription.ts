@@ -34,18 +34,21 @@ const quote: Command = {
 
 const renew: Command = {
   name: ['subscription', 'renew'],
-  summary: "renew a device's subscription to the next June 30",
-  usage: 'xcarectl subscription renew DEVICE [--tier xcare|xcare_pro] [--json]',
+  summary: "renew a device's subscription to the June 30 named by --to (repeating it changes and charges nothing)",
+  usage: 'xcarectl subscription renew DEVICE --to YYYY-06-30 [--tier xcare|xcare_pro] [--json]',
   async run(argv, ctx) {
-    const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { tier: { type: 'string' } } });
+    const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { tier: { type: 'string' }, to: { type: 'string' } } });
     const id = onePositional(positionals, renew.usage);
-    const res = await ctx.api<{ device: { id: string; tier: string; subscriptionEnd: string }; quote: QuoteJson }>(
+    // --to is what makes a retry safe (issue 10 fault 7): the daemon names the right date if it is missing.
+    const res = await ctx.api<{ device: { id: string; tier: string; subscriptionEnd: string }; renewed: boolean; to: string; charged: number; quote?: QuoteJson }>(
       'POST',
       `/api/v1/devices/${encodeURIComponent(id)}/renew`,
-      values.tier ? { tier: values.tier } : {},
+      { ...(values.tier ? { tier: values.tier } : {}), ...(values.to ? { to: values.to } : {}) },
     );
     if (ctx.json) return ctx.printJson(res);
-    ctx.print(`${res.device.id}: ${res.device.tier} until ${res.device.subscriptionEnd} (${res.quote.amount.toFixed(2)}${res.quote.currency ? ` ${res.quote.currency}` : ''})`);
+    const currency = res.quote?.currency ? ` ${res.quote.currency}` : '';
+    if (!res.renewed) ctx.print(`${res.device.id}: already ${res.device.tier} until ${res.device.subscriptionEnd}; nothing changed, nothing charged`);
+    else ctx.print(`${res.device.id}: ${res.device.tier} until ${res.device.subscriptionEnd} (${res.charged.toFixed(2)}${currency})`);
   },
 };
 

@@ -11,7 +11,8 @@ export interface SubscriptionRouteDeps {
 }
 
 /** `renew ID [--tier T]`: the CLI sends `{}` without --tier; an absent body is the same. */
-const renewBody = z.strictObject({ tier: z.enum(['xcare', 'xcare_pro']).optional() });
+// `to`: the June 30 the renewal runs to (issue 10 fault 7); its form is checked by SubscriptionService.renew.
+const renewBody = z.strictObject({ tier: z.enum(['xcare', 'xcare_pro']).optional(), to: z.string().max(10).optional() });
 const integrityBody = z.strictObject({ version: z.string().max(64), digest: z.string().max(80), replace: z.boolean().optional() });
 
 /** Quotes, renewals, eligibility and the expected software digests (RULES.md "Subscriptions", "Eligibility"). */
@@ -28,7 +29,7 @@ export function registerSubscriptionRoutes(router: Router, deps: SubscriptionRou
 
   router.post('/api/v1/devices/:id/renew', 'admin', async (ctx) => {
     const body = await ctx.json(renewBody, { absent: 'empty' });
-    return deps.subscriptions.renew(ctx.params.id!, body.tier);
+    return deps.subscriptions.renew(ctx.params.id!, { tier: body.tier, to: body.to });
   });
 
   router.get('/api/v1/devices/:id/eligibility', 'admin', ({ params }) => {
