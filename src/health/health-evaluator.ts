@@ -148,6 +148,7 @@ export class HealthEvaluator {
       // Only a change of version or digest after start is a new integrity signal, not every device at start.
       if (row.software_version && row.integrity) t.integrityKey = `${row.software_version}|${row.integrity}`;
     }
+    this.restoreLosses(offset);
     this.herd = { startedAt: now, expected, returned: 0, lastReturnAt: null };
     this.lastOffset = offset;
     for (const t of this.devices.values()) this.reschedule(t, now);
@@ -159,6 +160,33 @@ export class HealthEvaluator {
     this.m?.gaps.inc({ cause: 'start' });
     this.log.info({ devices: this.devices.size, scheduled: this.heap.size, expectedBack: expected }, 'health evaluator started');
     this.scheduleTick();
+  }
+
+  /**
+   * RULES.md "Our own outages are not the fleet's": a device judged lost before the restart is still lost, since
+   * its original time. Its stored state (offline since `state_changed_at`) and the `lost` event at that moment say
+   * so; it is not judged a second time (no second `lost` event), and its old loss stays outside the correlation
+   * window of losses that happen after the restart, so the restart alone opens no customer or fleet ticket.
+   */
+  private restoreLosses(offset: number): void {
+    const rows = this.deps.db
+      .prepare(
+        `SELECT s.device_id, e.ts, e.data FROM device_state s
+         JOIN events e ON e.device_id = s.device_id AND e.ts = s.state_changed_at AND e.kind = 'lost'
+         WHERE s.online = 0`,
+      )
+      .all() as { device_id: string; ts: number; data: string }[];
+    for (const row of rows) {
+      const t = this.devices.get(row.device_id);
+      if (!t || t.state === 'lost') continue;
+      const at = row.ts - offset;
+      t.lostReason = lostReasonOf(row.data);
+      t.lostSince = at;
+      t.stateChangedAt = at;
+      this.setCount(t, 'lost');
+      // Its open ticket (and any customer/fleet ticket) is re-checked against the restored loss at the first tick.
+      this.evaluation.dirty.add(t.id);
+    }
   }
 
   stop(): void {
@@ -573,6 +601,15 @@ interface StateRow {
   state_changed_at: number | null;
   software_version: string | null;
   integrity: string | null;
+}
+
+/** The reason stored with a `lost` event (`{"reason": ...}`); silence when unreadable. */
+function lostReasonOf(data: string): 'silence' | 'will' {
+  try {
+    return (JSON.parse(data) as { reason?: unknown }).reason === 'will' ? 'will' : 'silence';
+  } catch {
+    return 'silence';
+  }
 }
 
 /** Append `later` to `into` (later states win; events keep their order). */
