@@ -169,18 +169,11 @@ export class HealthEvaluator {
    * window of losses that happen after the restart, so the restart alone opens no customer or fleet ticket.
    */
   private restoreLosses(offset: number): void {
-    const rows = this.deps.db
-      .prepare(
-        `SELECT s.device_id, e.ts, e.data FROM device_state s
-         JOIN events e ON e.device_id = s.device_id AND e.ts = s.state_changed_at AND e.kind = 'lost'
-         WHERE s.online = 0`,
-      )
-      .all() as { device_id: string; ts: number; data: string }[];
-    for (const row of rows) {
-      const t = this.devices.get(row.device_id);
+    for (const loss of this.store.storedLosses()) {
+      const t = this.devices.get(loss.deviceId);
       if (!t || t.state === 'lost') continue;
-      const at = row.ts - offset;
-      t.lostReason = lostReasonOf(row.data);
+      const at = loss.at - offset;
+      t.lostReason = loss.reason;
       t.lostSince = at;
       t.stateChangedAt = at;
       this.setCount(t, 'lost');
@@ -601,15 +594,6 @@ interface StateRow {
   state_changed_at: number | null;
   software_version: string | null;
   integrity: string | null;
-}
-
-/** The reason stored with a `lost` event (`{"reason": ...}`); silence when unreadable. */
-function lostReasonOf(data: string): 'silence' | 'will' {
-  try {
-    return (JSON.parse(data) as { reason?: unknown }).reason === 'will' ? 'will' : 'silence';
-  } catch {
-    return 'silence';
-  }
 }
 
 /** Append `later` to `into` (later states win; events keep their order). */
