@@ -117,8 +117,8 @@ export class HealthEvaluator {
   /**
    * Rebuild the deadline index from the directory and `device_state`, giving every device a fresh interval from
    * now, and start the start-up grace (RULES.md "Our own outages are not the fleet's": our own restart opens
-   * nothing; a device still silent once the herd had its chance is judged lost again and the ticket service
-   * dedupes into the open ticket). Then tick every `tickMs`.
+   * nothing; a device lost before the restart stays lost since its stored time and is not judged again; any
+   * other device still silent once the herd had its chance is judged then). Then tick every `tickMs`.
    */
   start(): void {
     if (this.running) return;
