@@ -141,11 +141,24 @@ export class ConditionEvaluation {
     }
     this.dirty.clear();
 
+    // Parents before children (RULES.md "Our own outages...": a child ticket is never delivered before the parent
+    // that would inhibit it): the lost-gateway sets first, then the fleet and customer conditions they feed, then
+    // the gateway tickets those cover (each attaches to its parent as it opens), then the sensors under them.
+    for (const id of gateways) {
+      const g = this.deps.devices.get(id);
+      if (!g || g.type !== 'gateway') continue;
+      this.trackGatewayLoss(g);
+      // First look at this gateway since start: customer/fleet tickets left open by a previous run get re-checked.
+      if (!this.conditions.isReconciled(`cust:${g.customer}`)) this.dirtyCustomers.add(g.customer);
+      if (!this.conditions.isReconciled('fleet')) this.fleetDirty = true;
+    }
+    this.evaluateFleet();
+    this.evaluateCustomers();
+
     for (const id of gateways) {
       const g = this.deps.devices.get(id);
       if (!g || g.type !== 'gateway') continue;
       this.touched.devices.add(id);
-      this.trackGatewayLoss(g);
       const children = this.childrenOf(id);
       const report = gatewayCondition(viewOf(g), children.map((c) => viewOf(c)), this.deps.config);
       this.conditions.reconcile(`gw:${id}`, id, GATEWAY_KINDS, report, true, 'gateway healthy again');
@@ -161,9 +174,6 @@ export class ConditionEvaluation {
         g.holdsSensors = holds;
         for (const c of children) sensors.add(c.id);
       }
-      // First look at this gateway since start: customer/fleet tickets left open by a previous run get re-checked.
-      if (!this.conditions.isReconciled(`cust:${g.customer}`)) this.dirtyCustomers.add(g.customer);
-      if (!this.conditions.isReconciled('fleet')) this.fleetDirty = true;
     }
 
     for (const id of sensors) {
@@ -177,7 +187,10 @@ export class ConditionEvaluation {
       const report = sensorCondition(viewOf(s), fine);
       this.conditions.reconcile(`sensor:${id}`, id, ['sensor_issue'], report, false, fine ? 'sensor healthy again' : `covered by gateway ${s.parent}`);
     }
+  }
 
+  /** RULES.md `cloud_loss_complete` / `cloud_loss_partial` of every customer whose lost gateways changed. */
+  private evaluateCustomers(): void {
     for (const customer of this.dirtyCustomers) {
       this.touched.customers.add(customer);
       const total = this.deps.directory.gatewaysOf(customer).filter((g) => g.revokedAt === null).length;
@@ -185,7 +198,10 @@ export class ConditionEvaluation {
       this.conditions.reconcile(`cust:${customer}`, `customer:${customer}`, CUSTOMER_KINDS, report, false, 'customer gateways back');
     }
     this.dirtyCustomers.clear();
+  }
 
+  /** RULES.md `major_outage`, when the fleet's lost gateways changed. */
+  private evaluateFleet(): void {
     if (this.fleetDirty) {
       this.fleetDirty = false;
       this.touched.fleet = true;

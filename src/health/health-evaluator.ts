@@ -117,8 +117,8 @@ export class HealthEvaluator {
   /**
    * Rebuild the deadline index from the directory and `device_state`, giving every device a fresh interval from
    * now, and start the start-up grace (RULES.md "Our own outages are not the fleet's": our own restart opens
-   * nothing; a device still silent once the herd had its chance is judged lost again and the ticket service
-   * dedupes into the open ticket). Then tick every `tickMs`.
+   * nothing; a device lost before the restart stays lost since its stored time and is not judged again; any
+   * other device still silent once the herd had its chance is judged then). Then tick every `tickMs`.
    */
   start(): void {
     if (this.running) return;
@@ -148,6 +148,7 @@ export class HealthEvaluator {
       // Only a change of version or digest after start is a new integrity signal, not every device at start.
       if (row.software_version && row.integrity) t.integrityKey = `${row.software_version}|${row.integrity}`;
     }
+    this.restoreLosses(offset);
     this.herd = { startedAt: now, expected, returned: 0, lastReturnAt: null };
     this.lastOffset = offset;
     for (const t of this.devices.values()) this.reschedule(t, now);
@@ -159,6 +160,26 @@ export class HealthEvaluator {
     this.m?.gaps.inc({ cause: 'start' });
     this.log.info({ devices: this.devices.size, scheduled: this.heap.size, expectedBack: expected }, 'health evaluator started');
     this.scheduleTick();
+  }
+
+  /**
+   * RULES.md "Our own outages are not the fleet's": a device judged lost before the restart is still lost, since
+   * its original time. Its stored state (offline since `state_changed_at`) and the `lost` event at that moment say
+   * so; it is not judged a second time (no second `lost` event), and its old loss stays outside the correlation
+   * window of losses that happen after the restart, so the restart alone opens no customer or fleet ticket.
+   */
+  private restoreLosses(offset: number): void {
+    for (const loss of this.store.storedLosses()) {
+      const t = this.devices.get(loss.deviceId);
+      if (!t || t.state === 'lost') continue;
+      const at = loss.at - offset;
+      t.lostReason = loss.reason;
+      t.lostSince = at;
+      t.stateChangedAt = at;
+      this.setCount(t, 'lost');
+      // Its open ticket (and any customer/fleet ticket) is re-checked against the restored loss at the first tick.
+      this.evaluation.dirty.add(t.id);
+    }
   }
 
   stop(): void {

@@ -32,6 +32,21 @@ export class HealthStateWriter {
     this.deviceExists = this.deps.db.prepare('SELECT 1 FROM devices WHERE id = ?');
   }
 
+  /**
+   * Devices whose stored state is a loss: offline since `state_changed_at`, with the `lost` event of that moment
+   * (its reason). `at` is wall ms. Read at start so a loss survives our restart (RULES.md "Our own outages...").
+   */
+  storedLosses(): { deviceId: string; at: number; reason: 'silence' | 'will' }[] {
+    const rows = this.deps.db
+      .prepare(
+        `SELECT s.device_id, e.ts, e.data FROM device_state s
+         JOIN events e ON e.device_id = s.device_id AND e.ts = s.state_changed_at AND e.kind = 'lost'
+         WHERE s.online = 0`,
+      )
+      .all() as { device_id: string; ts: number; data: string }[];
+    return rows.map((r) => ({ deviceId: r.device_id, at: r.ts, reason: lostReasonOf(r.data) }));
+  }
+
   /** Queue a state change; `at` is wall-clock ms (what is stored and shown). */
   change(deviceId: string, online: boolean, at: number, kind: HealthEventKind, data?: Record<string, unknown>): void {
     this.pending.states.set(deviceId, { online: online ? 1 : 0, at });
@@ -84,5 +99,14 @@ export class HealthStateWriter {
       this.restore(taken);
       this.deps.log.error({ err, devices: taken.states.size, events: taken.events.length }, 'health state flush failed');
     }
+  }
+}
+
+/** The reason stored with a `lost` event (`{"reason": ...}`); silence when unreadable. */
+function lostReasonOf(data: string): 'silence' | 'will' {
+  try {
+    return (JSON.parse(data) as { reason?: unknown }).reason === 'will' ? 'will' : 'silence';
+  } catch {
+    return 'silence';
   }
 }

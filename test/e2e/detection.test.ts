@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import BetterSqlite3 from 'better-sqlite3';
 import { startDaemon, startAgent, eventually, type Daemon, type RunningProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -141,6 +141,53 @@ describe('end to end: detection you can trust (issue 8)', () => {
     db.close();
     expect(lost.n).toBe(0);
   }, 150_000);
+
+  it('a gateway lost before kill -9 of the daemon keeps its loss time: two more lost after the restart open no major_outage', async () => {
+    // correlationWindowS 20 keeps the test short: g1's original loss is > 20 s before g2/g3's, its re-judged one was not.
+    const { daemon, handle, helpdesk } = await daemonWithHelpdesk('health: { missedHeartbeats: 3, lastWillGraceS: 2, correlationWindowS: 20 }');
+    const ids = ['g1', 'g2', 'g3', 'g4', 'g5'];
+    const tokens = await provision(daemon, ids.map((id) => ({ id, type: 'gateway', customer: id <= 'g3' ? 'stopco' : 'acme' })));
+    const devices = simFleet(daemon, tokens, 1);
+    await eventually(async () => (await onlineCount(daemon)) === 5, 30_000, 'five devices online');
+    devices.get('g1')!.kill();
+    await eventually(async () => (await allTickets(daemon)).some((t) => t.kind === 'gateway_loss' && t.subject === 'g1'), 30_000, 'g1 lost');
+    type Detail = { health: { state: string; lostSince: number | null } };
+    const lostSince = (await api<Detail>(daemon, '/api/v1/devices/g1')).health.lostSince;
+    expect(lostSince).not.toBeNull();
+    await sleep(22_000);
+    await daemon.kill9();
+    await sleep(2000);
+    // The same health and webhook settings: what startDaemon wrote after its first five lines (data dir, token, log, ports).
+    const yaml = readFileSync(daemon.configFile, 'utf8').split('\n').slice(5).join('\n');
+    handle.daemon = await startDaemon(daemon.dataDir, yaml, { mqtt: daemon.mqttPort, http: daemon.httpPort });
+    // The stored state says online at once; wait until the four have really reconnected and sent a heartbeat.
+    type Live = { connected: boolean; health: { lastSeen: number | null } };
+    const restartedAt = Date.now();
+    const back = async (id: string) => {
+      const d = await api<Live>(handle.daemon, `/api/v1/devices/${id}`);
+      return d.connected && (d.health.lastSeen ?? 0) > restartedAt;
+    };
+    await eventually(async () => (await Promise.all(['g2', 'g3', 'g4', 'g5'].map(back))).every(Boolean), 60_000, 'the other four back');
+    await eventually(async () => (await api<Detail>(handle.daemon, '/api/v1/devices/g1')).health.state === 'lost', 30_000, 'g1 still lost');
+    devices.get('g2')!.kill();
+    devices.get('g3')!.kill();
+    await eventually(
+      async () => (await allTickets(handle.daemon)).filter((t) => t.kind === 'gateway_loss' && t.status !== 'resolved').length === 3,
+      30_000,
+      'g2 and g3 lost',
+    );
+    await sleep(3000);
+    const kinds = (await allTickets(handle.daemon)).map((t) => `${t.kind}:${t.subject}`).sort();
+    expect(kinds).toEqual(['gateway_loss:g1', 'gateway_loss:g2', 'gateway_loss:g3']);
+    // Kept to the millisecond's rounding (wall = monotonic + offset, read anew in each process).
+    const kept = (await api<Detail>(handle.daemon, '/api/v1/devices/g1')).health.lostSince!;
+    expect(Math.abs(kept - lostSince!)).toBeLessThanOrEqual(5);
+    expect(helpdesk.deliveries.filter((d) => d.event.includes('opened')).map((d) => d.ticket?.kind)).not.toContain('major_outage');
+    const db = new BetterSqlite3(join(handle.daemon.dataDir, 'xcare.db'), { readonly: true });
+    const lost = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'g1' AND kind = 'lost'`).get() as { n: number };
+    db.close();
+    expect(lost.n).toBe(1);
+  }, 180_000);
 
   it('fault 6: a gateway agent killed (Last Will) and its sensor agent frozen: the gateway ticket reaches the helpdesk, no sensor ticket before it', async () => {
     const { daemon, helpdesk, dir } = await daemonWithHelpdesk('health: { missedHeartbeats: 3, lastWillGraceS: 5 }');

@@ -486,3 +486,93 @@ describe('the aftermath of our own stall is not flapping', () => {
     expect(h.tickets.unresolved()).toEqual([]);
   });
 });
+
+describe('issue 8: a device lost before our restart stays lost since its original time', () => {
+  const STOPCO = ['g1', 'g2', 'g3'];
+  const ALL = [...STOPCO, 'g4', 'g5'];
+  const seeds = ALL.map((id) => ({ id, customer: STOPCO.includes(id) ? 'stopco' : 'acme' }));
+
+  /** kill -9 and start again: the first instance's timers die with it, a new one opens the same file. */
+  function restart(h: ReturnType<typeof harness>, downS: number) {
+    // What the ingest writer stores of each heartbeat (this harness has none): last_seen and interval_s.
+    const ingest = h.db.prepare('UPDATE device_state SET last_seen = ?, interval_s = 1 WHERE device_id = ?');
+    for (const id of ALL) ingest.run(h.health.snapshot(id)!.lastSeen, id);
+    h.health.stop();
+    h.tickets.stop();
+    h.db.close();
+    h.clock.advance(downS * S);
+    return harness({ devices: [], db: openDatabase(h.file), clock: h.clock });
+  }
+
+  it('g1 lost, daemon restarted, two more stopco gateways lost ~2 min later: no major_outage, one `lost` event, lostSince kept', () => {
+    const h = harness({ devices: seeds });
+    h.beatFor(5, ALL);
+    h.beatFor(60, ALL.filter((id) => id !== 'g1'));
+    expect(h.tickets.unresolved().map((t) => `${t.kind}:${t.subject}`)).toEqual(['gateway_loss:g1']);
+    const lostAt = h.health.snapshot('g1')!.lostSince!;
+    expect(lostAt).not.toBeNull();
+    const g1Outbox = `SELECT COUNT(*) AS n FROM outbox o JOIN tickets t ON t.id = o.ticket_id WHERE t.subject = 'g1'`;
+    const delivered = h.count(g1Outbox);
+
+    const h2 = restart(h, 3);
+    const others = ALL.filter((id) => id !== 'g1');
+    h2.beatFor(70, others);
+    expect(h2.health.startupGraceEndsAt()).toBeNull();
+    expect(h2.health.snapshot('g1')).toMatchObject({ state: 'lost', lostSince: lostAt });
+    // The restart sends the helpdesk nothing about g1.
+    expect(h2.count(g1Outbox)).toBe(delivered);
+    // g2 and g3 go silent: lost > correlationWindowS after g1's original loss, so they are no outage with it.
+    h2.beatFor(15, ['g4', 'g5']);
+    const kinds = h2.tickets.unresolved().map((t) => `${t.kind}:${t.subject}`).sort();
+    expect(kinds).toEqual(['gateway_loss:g1', 'gateway_loss:g2', 'gateway_loss:g3']);
+    expect(h2.count(`SELECT COUNT(*) AS n FROM tickets WHERE kind IN ('major_outage', 'cloud_loss_complete', 'cloud_loss_partial')`)).toBe(0);
+    expect(h2.count(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'g1' AND kind = 'lost'`)).toBe(1);
+    expect(h2.health.snapshot('g1')!.lostSince).toBe(lostAt);
+    expect(h2.count(`SELECT COUNT(*) AS n FROM tickets WHERE subject = 'g1'`)).toBe(1);
+  });
+
+  it('a gateway lost before the restart that comes back afterwards is `back` once, never lost twice', () => {
+    const h = harness({ devices: seeds });
+    h.beatFor(5, ALL);
+    h.beatFor(10, ALL.filter((id) => id !== 'g1'));
+    const h2 = restart(h, 3);
+    h2.beatFor(5, ALL);
+    expect(h2.health.snapshot('g1')).toMatchObject({ state: 'online', lostSince: null });
+    expect(h2.count(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'g1' AND kind = 'back'`)).toBe(1);
+    expect(h2.count(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'g1' AND kind = 'lost'`)).toBe(1);
+    expect(h2.tickets.unresolved().map((t) => `${t.kind}:${t.subject}`)).toEqual(['gateway_loss:g1']);
+  });
+});
+
+describe('RULES.md: a child ticket is never delivered before the parent that would inhibit it (outbox order)', () => {
+  /** The outbox's `opened` rows in queue order, as `kind:subject`, and each ticket's parent. */
+  function openedOrder(h: ReturnType<typeof harness>) {
+    return h.db
+      .prepare(
+        `SELECT t.kind || ':' || t.subject AS name, t.id AS id, t.parent_id AS parent FROM outbox o JOIN tickets t ON t.id = o.ticket_id
+         WHERE o.event_type = 'opened' ORDER BY o.id`,
+      )
+      .all() as { name: string; id: number; parent: number | null }[];
+  }
+
+  it('a customer loses all its gateways in one tick: cloud_loss_complete is queued before the gateway_loss tickets it covers', () => {
+    const h = harness({ devices: [{ id: 'c-1', customer: 'stopco' }, { id: 'c-2', customer: 'stopco' }, ...['a-1', 'a-2', 'a-3', 'a-4', 'a-5', 'a-6'].map((id) => ({ id }))] });
+    const acme = ['a-1', 'a-2', 'a-3', 'a-4', 'a-5', 'a-6'];
+    h.beatFor(5, [...acme, 'c-1', 'c-2']);
+    h.beatFor(10, acme);
+    const rows = openedOrder(h);
+    expect(rows.map((r) => r.name)).toEqual(['cloud_loss_complete:customer:stopco', 'gateway_loss:c-1', 'gateway_loss:c-2']);
+    expect(rows.slice(1).map((r) => r.parent)).toEqual([rows[0]!.id, rows[0]!.id]);
+  });
+
+  it('a major outage: major_outage first, then the customer ticket, then the gateway tickets, all attached', () => {
+    const h = harness({ devices: ['g-1', 'g-2', 'g-3', 'g-4'].map((id) => ({ id })) });
+    h.beatFor(5, ['g-1', 'g-2', 'g-3', 'g-4']);
+    h.beatFor(10, []);
+    const rows = openedOrder(h);
+    expect(rows.slice(0, 2).map((r) => r.name)).toEqual(['major_outage:fleet', 'cloud_loss_complete:customer:acme']);
+    // The gateways among themselves come in deadline order.
+    expect(rows.slice(2).map((r) => r.name).sort()).toEqual(['gateway_loss:g-1', 'gateway_loss:g-2', 'gateway_loss:g-3', 'gateway_loss:g-4']);
+    for (const r of rows.slice(2)) expect(r.parent).toBe(rows[0]!.id);
+  });
+});
