@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { backupDatabase } from './db/backup.js';
 import { loadConfig } from './config/load.js';
 import { checkConfigFiles } from './config/check.js';
+import { lockDataDir } from './data-dir-lock.js';
 import { createLogger, logFormat } from './log.js';
 import { readFileSync } from 'node:fs';
 import { systemClock, wallOffsetClock } from './clock.js';
@@ -89,6 +90,19 @@ async function main(): Promise<number> {
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   let app: App;
+  // One embedded daemon per data dir; cluster mode (an external broker) shares the store on purpose.
+  let unlock = (): void => {};
+  if (!config.mqtt.broker.url) {
+    try {
+      unlock = lockDataDir(resolve(config.dataDir));
+      // Also on 'exit' (synchronous there): the process may leave once its last handle closes, or through
+      // the cluster's exit(3), before the shutdown chain below reaches its end.
+      process.once('exit', unlock);
+    } catch (err) {
+      process.stderr.write(`xcared: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   try {
     // Tests and the detection bench step the wall clock through a file (clock.ts wallOffsetClock); never set in production.
     const offsetFile = process.env.XCARE_WALL_OFFSET_FILE;
@@ -96,6 +110,7 @@ async function main(): Promise<number> {
     app = new App(config, { clock, log });
     await app.start();
   } catch (err) {
+    unlock();
     log.fatal({ err }, 'start failed');
     process.stderr.write(`xcared: ${err instanceof XcareError ? err.message : (err as Error).message}\n`);
     log.flush();
@@ -113,6 +128,7 @@ async function main(): Promise<number> {
       );
     })
     .then((code) => {
+      unlock();
       log.info('stopped');
       log.flush();
       return code;
