@@ -1,19 +1,7 @@
 import { parseArgs } from 'node:util';
 import { CliError, type Command } from '../command.js';
 import { table } from '../cli-context.js';
-
-interface AuditEntryJson {
-  id: number;
-  ts: string;
-  actor: string;
-  role: string;
-  via: string;
-  action: string;
-  target: string | null;
-  status: number;
-  remote: string | null;
-  detail: Record<string, unknown>;
-}
+import type { AuditEntry } from '../../audit/audit-log.js';
 
 const audit: Command = {
   name: ['audit'],
@@ -29,7 +17,7 @@ const audit: Command = {
     if (!/^[1-9]\d{0,3}$/.test(values.limit!)) throw new CliError('--limit must be an integer 1..1000', 2);
     const query = new URLSearchParams();
     for (const [k, v] of Object.entries(values)) if (v !== undefined) query.set(k, String(v));
-    const res = await ctx.api<{ entries: AuditEntryJson[]; nextCursor: string | null }>('GET', `/api/v1/audit?${query}`);
+    const res = await ctx.api<{ entries: AuditEntry[]; nextCursor: string | null }>('GET', `/api/v1/audit?${query}`);
     if (ctx.json) return ctx.printJson(res);
     if (res.entries.length === 0) return ctx.print('no audit entries');
     ctx.print(
