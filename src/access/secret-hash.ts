@@ -2,8 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
  * API tokens and session ids are 256 random bits, so a plain SHA-256 of them cannot be searched
- * backwards and a lookup by hash costs one hash per request (no slow KDF on the hot path; device tokens,
- * which are verified once per CONNECT, use scrypt in registry/device-token.ts).
+ * backwards and a lookup by hash costs one hash per request (no slow KDF on the hot path; device tokens are
+ * checked the same way, with a keyed HMAC-SHA-256, in registry/device-token.ts).
  */
 export function newSecret(prefix: string): string {
   return `${prefix}${randomBytes(32).toString('base64url')}`;
