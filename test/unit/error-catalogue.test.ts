@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { PG_URL } from '../helpers/store-engines.js';
 import { ConflictError, ERROR_CATALOGUE, ValidationError, XcareError, fromStorageError, isUniqueViolation, wireCode } from '../../src/errors.js';
 
 /** Issue 11 fault 2: storage constraint errors map to the catalogue, never to a 500. Real engines raise them. */
@@ -45,20 +46,10 @@ describe('fromStorageError with SQLite', () => {
   });
 });
 
-const PG_URL = process.env.XCARE_TEST_PG_URL ?? 'postgres://xcare:xcare@127.0.0.1:5432/postgres';
-async function pgReachable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    await client.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
-const havePg = await pgReachable();
+// The same database every store suite uses: XCARE_TEST_DATABASE_URL, which `.ci/run` sets to a cluster of its own.
+if (!PG_URL) process.stderr.write('\n*** SKIPPED fromStorageError with PostgreSQL: set XCARE_TEST_DATABASE_URL=postgres://... ***\n\n');
 
-describe.skipIf(!havePg && process.env.CI !== 'true')('fromStorageError with PostgreSQL', () => {
+describe.skipIf(!PG_URL && process.env.CI !== 'true')('fromStorageError with PostgreSQL', () => {
   it('a unique violation is a 409 naming the conflicting id from the server detail', async () => {
     const client = new pg.Client({ connectionString: PG_URL });
     await client.connect();
