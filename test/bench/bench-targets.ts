@@ -137,7 +137,9 @@ export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRo
 
 /** Bare aedes plus an in-process subscriber that parses each heartbeat (test/bench/bare-aedes.ts). */
 export async function startBareAedes(): Promise<BenchTarget> {
-  const child = spawn(process.execPath, [...DAEMON_NODE_ARGS, join(repoRoot, 'dist/test/bench/bare-aedes.js'), '0'], {
+  // BENCH_NODE_ARGS applies here too, so a profile of the reference sits beside the daemon's.
+  const nodeArgs = [...DAEMON_NODE_ARGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const child = spawn(process.execPath, [...nodeArgs, join(repoRoot, 'dist/test/bench/bare-aedes.js'), '0'], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
   const port = Number(await waitForLine(child, /^(\d+)\n/m, 20_000));
