@@ -49,7 +49,6 @@ import { TokenStore } from './access/token-store.js';
 import { SessionStore } from './access/session-store.js';
 import { AccessControl } from './access/access-control.js';
 import { AuditLog } from './audit/audit-log.js';
-import { ActorContext } from './audit/actor-context.js';
 import { registerAccessRoutes } from './http/routes/access.js';
 import { registerConsoleRoutes } from './console/console-routes.js';
 import { deviceEvents } from './registry/device-events.js';
@@ -160,7 +159,6 @@ export class App {
     this.tokens = new TokenStore({ db: this.db, clock });
     this.sessions = new SessionStore({ db: this.db, clock, ttlS: config.console.sessionTtlS });
     this.audit = new AuditLog({ db: this.db, clock });
-    const actors = new ActorContext();
     const access = new AccessControl({ adminToken: this.adminToken, tokens: this.tokens, sessions: this.sessions });
     this.tickets = new TicketService({
       db: this.db,
@@ -170,7 +168,6 @@ export class App {
       directory: this.registry,
       eligibilityOf: (id) => this.subscriptions.eligibilityOf(id),
       outbox: this.outbox,
-      actor: () => actors.actorName(),
       successEngineerOf: (customer) => this.customers.successEngineerOf(customer),
       storeHealth: this.storeHealth,
     });
@@ -388,7 +385,6 @@ export class App {
       adminToken: this.adminToken,
       access,
       audit: (entry) => void this.audit.record(entry),
-      actors,
       limits: config.http,
       metrics: this.metrics,
       tls: httpTlsLoader(config.http.tls, clock),

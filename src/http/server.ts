@@ -9,7 +9,6 @@ import { describeIssue, type Router, type RequestContext, type Route } from './r
 import { roleAllows, type Principal } from '../access/roles.js';
 import { AccessControl, CSRF_HEADER } from '../access/access-control.js';
 import { secretEquals } from '../access/secret-hash.js';
-import type { ActorContext } from '../audit/actor-context.js';
 import { describeChange, describeDenied } from '../audit/actions.js';
 import type { AuditInput } from '../audit/audit-log.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
@@ -33,8 +32,6 @@ export interface HttpServerDeps {
   access?: AccessControl;
   /** Records who changed what (src/audit/): called after every successful mutating request and every 403. */
   audit?: (entry: AuditInput) => void;
-  /** Handlers run inside it, so history written below the HTTP layer knows the actor. */
-  actors?: ActorContext;
   /** HTTPS: reads and checks `http.tls` at start (src/http/tls.ts); absent: plain HTTP. */
   tls?: () => Promise<TlsOptions>;
 }
@@ -322,8 +319,10 @@ export class HttpServer {
           return parsed.data;
         },
       };
-      const actors = this.deps.actors;
-      const result = actors ? await actors.run(principal, () => route.handler(ctx)) : await route.handler(ctx);
+      // The actor reaches history below the HTTP layer as an argument (ctx.principal), not through
+      // AsyncLocalStorage: on Node 20 that enables a promise hook for the whole process, a cost every
+      // promise of the MQTT hot path then pays (issue 12).
+      const result = await route.handler(ctx);
       if (principal && !SAFE_METHODS.has(route.method) && res.statusCode < 400) {
         this.recordChange(principal, route, params, url.pathname, req, res, result, ctx.auditDetail);
       }

@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { Database } from '../db/database.js';
 import type { Clock } from '../clock.js';
 import { ConflictError, ValidationError } from '../errors.js';
@@ -26,6 +27,9 @@ interface Row {
  * `replace` is asked for explicitly.
  */
 export class IntegrityRegistry {
+  /** Prepared once: `expected()` runs on the ingest path, for each device's first heartbeat and each new digest. */
+  private byVersion?: Statement;
+
   constructor(private readonly deps: { db: Database; clock: Clock }) {}
 
   register(version: string, digest: string, source: string, options: { replace?: boolean } = {}): IntegrityEntry {
@@ -54,7 +58,8 @@ export class IntegrityRegistry {
   }
 
   get(version: string): IntegrityEntry | undefined {
-    const row = this.deps.db.prepare('SELECT * FROM software_integrity WHERE version = ?').get(version) as Row | undefined;
+    this.byVersion ??= this.deps.db.prepare('SELECT * FROM software_integrity WHERE version = ?');
+    const row = this.byVersion.get(version) as Row | undefined;
     return row ? toEntry(row) : undefined;
   }
 

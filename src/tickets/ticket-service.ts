@@ -37,8 +37,6 @@ export interface TicketServiceDeps {
   outbox: OutboxWriter;
   /** The success engineer named on a customer, if any; xcare_pro tickets and their deliveries carry it. */
   successEngineerOf?(customer: string): SuccessEngineer | undefined;
-  /** The person acting in the current request (token name), recorded on ticket events as `actor` (issue 14). */
-  actor?(): string | undefined;
   /** Where the outcome of every ticket write is reported (/readyz, `fleet_store_healthy`). */
   storeHealth?: StoreHealth;
 }
@@ -241,7 +239,8 @@ export class TicketService implements ConditionSink {
 
   // ---------------------------------------------------------------- people
 
-  openByPerson(input: OpenTicketInput): Ticket {
+  /** `actor`: the token name of the person acting, recorded on the ticket's events (issue 14). */
+  openByPerson(input: OpenTicketInput, actor?: string): Ticket {
     const parsed = parseOpenInput(input);
     if (!subjectExists(parsed.subject, this.deps.directory)) {
       throw new ValidationError(`subject: ${parsed.subject} is not a registered device, customer:<name> or fleet`);
@@ -261,11 +260,11 @@ export class TicketService implements ConditionSink {
         { kind: parsed.kind, subject: parsed.subject, severity: parsed.severity, classification: parsed.classification, summary: parsed.summary, details: parsed.details },
         'person',
       );
-    });
+    }, actor);
     return this.get(opened.id)!;
   }
 
-  ack(id: number): Ticket {
+  ack(id: number, actor?: string): Ticket {
     const current = this.get(id);
     if (!current) throw new NotFoundError(`ticket ${id} not found`);
     if (current.status === 'resolved') throw new ConflictError(`ticket ${id} is resolved`);
@@ -276,7 +275,7 @@ export class TicketService implements ConditionSink {
       t.ackedAt = ws.now;
       ws.save(t);
       ws.event(t, 'acknowledged', { by: 'person' });
-    });
+    }, actor);
     return this.get(id)!;
   }
 
@@ -285,14 +284,14 @@ export class TicketService implements ConditionSink {
    * and machines") is raised again by the evaluator at its next evaluation, which reopens this ticket with an
    * event saying so.
    */
-  resolve(id: number, reason: unknown): Ticket {
+  resolve(id: number, reason: unknown, actor?: string): Ticket {
     if (typeof reason !== 'string' || reason.trim().length === 0) throw new ValidationError('reason: required');
     if (reason.length > 2000) throw new ValidationError('reason: at most 2000 characters');
     const current = this.get(id);
     if (!current) throw new NotFoundError(`ticket ${id} not found`);
     if (current.status === 'resolved') throw new ConflictError(`ticket ${id} is already resolved`);
     const holding = current.origin === 'auto' && current.clearedAt === null ? [...current.conditions] : [];
-    this.mutate((ws) => this.resolveTicket(ws, ws.get(id)!, reason.trim(), 'person'));
+    this.mutate((ws) => this.resolveTicket(ws, ws.get(id)!, reason.trim(), 'person'), actor);
     for (const key of holding) {
       const bar = key.indexOf('|');
       for (const l of this.holdingListeners) l(key.slice(0, bar) as TicketKind, key.slice(bar + 1));
@@ -361,10 +360,9 @@ export class TicketService implements ConditionSink {
 
   // ---------------------------------------------------------------- internals
 
-  private mutate(work: (ws: WorkingSet) => void): void {
-    const ws = new WorkingSet((id) => this.loadForChange(id), this.sql, this.deps.outbox, (t) => this.view(t), this.deps.clock.now(), () =>
-      this.deps.actor?.(),
-    );
+  /** `actor`: the person whose request this is (recorded on every event), undefined for the daemon's own work. */
+  private mutate(work: (ws: WorkingSet) => void, actor?: string): void {
+    const ws = new WorkingSet((id) => this.loadForChange(id), this.sql, this.deps.outbox, (t) => this.view(t), this.deps.clock.now(), actor);
     try {
       this.deps.db.transaction(() => work(ws))();
     } catch (err) {

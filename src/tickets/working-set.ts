@@ -38,8 +38,8 @@ export class WorkingSet {
     /** The ticket as the API and the helpdesk see it (with the success engineer of an xcare_pro customer). */
     private readonly view: (t: Ticket) => Record<string, unknown>,
     readonly now: number,
-    /** The person acting in the current request, recorded on every event as `actor` (issue 14). */
-    private readonly actor: () => string | undefined = () => undefined,
+    /** The person acting in the current request (token name), recorded on every event as `actor` (issue 14). */
+    private readonly actor: string | undefined = undefined,
   ) {}
 
   get(id: number): Ticket | undefined {
@@ -64,7 +64,7 @@ export class WorkingSet {
 
   /** One history row and its outbox row, in the same transaction as the ticket change. */
   event(t: Ticket, type: TicketEventType, data: Record<string, unknown> = {}): void {
-    const actor = this.actor();
+    const actor = this.actor;
     if (actor !== undefined) data = { ...data, actor };
     const result = this.db
       .prepare('INSERT INTO ticket_events (ticket_id, ts, type, data) VALUES (?, ?, ?, ?)')

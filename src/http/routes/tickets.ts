@@ -88,7 +88,7 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
   });
 
   router.post('/api/v1/tickets', 'admin', async (ctx) => {
-    const ticket = deps.tickets.openByPerson((await ctx.json(openBody)) as never);
+    const ticket = deps.tickets.openByPerson((await ctx.json(openBody)) as never, ctx.principal?.name);
     ctx.res.statusCode = 201;
     return { ticket: ticketView(ticket) };
   }, { role: 'operator' });
@@ -99,7 +99,7 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
     async (ctx) => {
       const id = parseId(ctx.params.id);
       await ctx.json(noBody, { absent: 'empty' });
-      return { ticket: ticketView(deps.tickets.ack(id)) };
+      return { ticket: ticketView(deps.tickets.ack(id, ctx.principal?.name)) };
     },
     { role: 'operator' },
   );
@@ -107,7 +107,7 @@ export function registerTicketRoutes(router: Router, deps: TicketRouteDeps): voi
   router.post('/api/v1/tickets/:id/resolve', 'admin', async (ctx) => {
     const id = parseId(ctx.params.id);
     const body = await ctx.json(resolveBody);
-    return { ticket: ticketView(deps.tickets.resolve(id, body.reason)) };
+    return { ticket: ticketView(deps.tickets.resolve(id, body.reason, ctx.principal?.name)) };
   }, { role: 'operator' });
 
   router.get('/api/v1/outbox', 'admin', ({ query }) => {
