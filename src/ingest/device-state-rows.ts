@@ -4,16 +4,19 @@ import type { Database } from '../db/database.js';
 /**
  * One device's coalesced state update, as plain data so it can cross to a worker thread:
  * [deviceId, lastSeen, seq, bootId, intervalS, agentVersion, softwareVersion, integrity, heartbeatJson, count]
- * for heartbeats, or [deviceId, connected] for a connection change.
+ * for heartbeats, [deviceId, lastSeen, seq, count] for beats that only say "still alive" (issue 12), or
+ * [deviceId, connected] for a connection change.
  */
 export type HeartbeatRow = [string, number, number, string | null, number, string, string, string | null, string, number];
+export type LivenessRow = [string, number, number, number];
 export type ConnectedRow = [string, 0 | 1];
-export type StateRow = HeartbeatRow | ConnectedRow;
+export type StateRow = HeartbeatRow | LivenessRow | ConnectedRow;
 
 /** Writes rows to SQLite, one transaction per call. Used in-process and inside the writer worker. */
 export class DeviceStateRowWriter {
   private readonly upsertHeartbeat: Statement;
   private readonly upsertConnected: Statement;
+  private readonly updateLiveness: Statement;
 
   constructor(private readonly db: Database) {
     this.upsertHeartbeat = db.prepare(`
@@ -25,6 +28,8 @@ export class DeviceStateRowWriter {
     this.upsertConnected = db.prepare(`
       INSERT INTO device_state (device_id, connected) VALUES (?, ?)
       ON CONFLICT(device_id) DO UPDATE SET connected = excluded.connected`);
+    // A liveness row follows a whole row of the same device, so the row exists; if that write failed, nothing to do.
+    this.updateLiveness = db.prepare('UPDATE device_state SET last_seen = ?, seq = ?, heartbeats = heartbeats + ? WHERE device_id = ?');
   }
 
   /** Throws on failure (e.g. a device deleted between receive and write); the caller logs. */
@@ -33,6 +38,7 @@ export class DeviceStateRowWriter {
     this.db.transaction(() => {
       for (const row of rows) {
         if (row.length === 2) this.upsertConnected.run(row[0], row[1]);
+        else if (row.length === 4) this.updateLiveness.run(row[1], row[2], row[3], row[0]);
         else this.upsertHeartbeat.run(...row);
       }
     })();

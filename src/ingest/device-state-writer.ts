@@ -1,32 +1,43 @@
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DeviceStateRowWriter, type StateRow } from './device-state-rows.js';
+import { DeviceStateRowWriter, type HeartbeatRow, type StateRow } from './device-state-rows.js';
 import type { Database } from '../db/database.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Heartbeat } from '../protocol/types.js';
 
-interface Pending {
-  heartbeat?: Heartbeat;
-  receivedAt?: number;
+/**
+ * One device's slot, allocated at its first heartbeat and updated in place ever after. Issue 12: the hot path
+ * allocates nothing per beat for the store and keeps no parsed heartbeat; a heartbeat object held until the next
+ * flush survived the young generation at fleet rates and was promoted, and old-generation garbage at
+ * heartbeat rate is what made the long mark-compact pauses.
+ */
+interface Slot {
+  readonly id: string;
+  /** This device's stable share of refreshMs/2 (spreadMs), so a fleet written at once is not due at once again. */
+  readonly spread: number;
+  /** The latest heartbeat's liveness figures (wall ms, its seq), and how many beats since the last write. */
+  receivedAt: number;
+  seq: number;
   count: number;
-  connected?: boolean;
-}
-
-/** What a device's row last said beyond "still alive" (compared to decide whether a write can wait). */
-interface Written {
-  at: number;
+  /** What the row says once `row` is written: compared to decide whether a beat can wait. */
   softwareVersion: string;
   agentVersion: string;
   integrity: string | undefined;
   bootId: string | undefined;
   intervalS: number;
-  patch: string | undefined;
-}
-
-function patchKey(hb: Heartbeat): string | undefined {
-  return hb.patch ? `${hb.patch.rolloutId ?? ''}/${hb.patch.patchId}/${hb.patch.state}` : undefined;
+  patchRolloutId: string | undefined;
+  patchId: string | undefined;
+  patchState: string | undefined;
+  /** A whole row (the heartbeat's JSON) waiting for the next flush. */
+  row: HeartbeatRow | undefined;
+  /** Liveness figures newer than the stored row (written as a liveness row when due). */
+  alive: boolean;
+  /** A connection change waiting for the next flush. */
+  connected: boolean | undefined;
+  /** Wall ms from which a beat that changes nothing is written again (a whole row at arrival, or a liveness row). */
+  dueAt: number;
 }
 
 /** A stable share of `refreshMs / 2` for this device id (FNV-1a of the id). */
@@ -37,14 +48,16 @@ function spreadMs(id: string, refreshMs: number): number {
 }
 
 /** Does this heartbeat change what the stored row says, beyond liveness (seq, ts, last seen, health figures)? */
-function changesRow(hb: Heartbeat, w: Written): boolean {
+function changesRow(hb: Heartbeat, w: Slot): boolean {
   return (
     hb.softwareVersion !== w.softwareVersion ||
     hb.agentVersion !== w.agentVersion ||
     hb.integrity !== w.integrity ||
     hb.bootId !== w.bootId ||
     hb.intervalS !== w.intervalS ||
-    patchKey(hb) !== w.patch
+    hb.patch?.rolloutId !== w.patchRolloutId ||
+    hb.patch?.patchId !== w.patchId ||
+    hb.patch?.state !== w.patchState
   );
 }
 
@@ -72,12 +85,16 @@ export interface DeviceStateWriterDeps {
 }
 
 /**
- * Keeps only the latest heartbeat per device and writes them in one transaction per flush: a device
+ * Keeps only the latest state per device and writes them in one transaction per flush: a device
  * that beats 10 times between flushes costs one row write, and a flush of 10,000 devices is one commit.
+ * A beat that says only "still alive" is written as its figures (last seen, seq, count) when the device's
+ * refresh is due; the row's JSON is rewritten by the first beat after that, so it is at most refreshMs plus
+ * one interval old.
  */
 export class DeviceStateWriter {
-  private pending = new Map<string, Pending>();
-  private readonly written = new Map<string, Written>();
+  private readonly slots = new Map<string, Slot>();
+  /** Slots with something unwritten: a whole row, liveness figures, or a connection change. */
+  private readonly dirty = new Set<Slot>();
   private lastEarlyFlush = Number.NEGATIVE_INFINITY;
   private timer?: TimerHandle;
   private stopped = false;
@@ -119,13 +136,22 @@ export class DeviceStateWriter {
       worker.postMessage({ close: true });
     });
   }
+  /**
+   * Hot path, O(1) and allocation-free unless the row must be rewritten: a beat that changes what the row says
+   * (versions, digest, boot, interval, patch state), the first one, or one after the device's refresh is due
+   * builds the whole row now (its JSON); any other only updates the liveness figures in place.
+   */
   heartbeat(deviceId: string, heartbeat: Heartbeat, receivedAt: number): void {
-    const p = this.slot(deviceId);
-    p.heartbeat = heartbeat;
-    p.receivedAt = receivedAt;
-    p.count++;
-    if (this.pending.size >= this.deps.maxBatch) {
-      // Deferred liveness-only entries stay pending, so a large fleet can sit above maxBatch: flush
+    const slot = this.slot(deviceId);
+    slot.receivedAt = receivedAt;
+    slot.seq = heartbeat.seq;
+    slot.count++;
+    // A whole row already waiting is rebuilt from this beat, so the stored JSON and columns agree.
+    if (slot.row !== undefined || changesRow(heartbeat, slot) || this.deps.clock.now() >= slot.dueAt) this.buildRow(slot, heartbeat);
+    else slot.alive = true;
+    this.dirty.add(slot);
+    if (this.dirty.size >= this.deps.maxBatch) {
+      // Deferred liveness-only entries stay dirty, so a large fleet can sit above maxBatch: flush
       // early at most once per flush period, not on every heartbeat.
       const now = this.deps.clock.now();
       if (now - this.lastEarlyFlush >= this.deps.flushIntervalMs) {
@@ -136,38 +162,50 @@ export class DeviceStateWriter {
   }
 
   connected(deviceId: string, connected: boolean): void {
-    this.slot(deviceId).connected = connected;
+    const slot = this.slot(deviceId);
+    slot.connected = connected;
+    this.dirty.add(slot);
   }
 
+  /** Devices with something not yet handed to the store. */
   pendingCount(): number {
-    return this.pending.size;
+    return this.dirty.size;
   }
 
   /**
-   * Write everything pending. With a worker the rows are handed over in one message; in-process,
-   * large batches are written in chunks of `chunkRows` (one transaction each) with a yield to the
-   * event loop in between, unless `sync` (stop).
+   * Write everything due. With a worker the rows are handed over in one message; in-process, large batches are
+   * written in chunks of `chunkRows` (one transaction each) with a yield to the event loop in between, unless
+   * `sync` (stop), which also writes every liveness figure not yet due. The cost follows the devices heard from
+   * since their last write, not the fleet.
    */
   flush(sync = true): void {
-    if (this.pending.size === 0 || (!this.worker && !this.rowWriter)) return;
+    if (this.dirty.size === 0 || (!this.worker && !this.rowWriter)) return;
     const rows: StateRow[] = [];
     const now = this.deps.clock.now();
-    const refreshMs = sync ? 0 : (this.deps.refreshMs ?? 0);
-    for (const [id, p] of this.pending) {
-      const hb = p.heartbeat;
-      if (hb) {
-        const w = this.written.get(id);
-        // Only "still alive" since the last write, and written recently: let it wait (issue 12).
-        if (refreshMs > 0 && p.connected === undefined && w && now - w.at < refreshMs && !changesRow(hb, w)) continue;
-        rows.push([id, p.receivedAt!, hb.seq, hb.bootId ?? null, hb.intervalS, hb.agentVersion, hb.softwareVersion, hb.integrity ?? null, JSON.stringify(hb), p.count]);
-        if ((this.deps.refreshMs ?? 0) > 0) {
-          // Backdated by a per-device share of refreshMs, so a fleet written in one flush does not come
-          // due again all in one later flush (one big flush every refreshMs would block the event loop).
-          this.written.set(id, { at: now - spreadMs(id, this.deps.refreshMs!), softwareVersion: hb.softwareVersion, agentVersion: hb.agentVersion, integrity: hb.integrity, bootId: hb.bootId, intervalS: hb.intervalS, patch: patchKey(hb) });
-        }
+    for (const slot of this.dirty) {
+      let written = false;
+      if (slot.row !== undefined) {
+        slot.row[1] = slot.receivedAt;
+        slot.row[2] = slot.seq;
+        slot.row[9] = slot.count;
+        rows.push(slot.row);
+        slot.row = undefined;
+        written = true;
+      } else if (slot.alive && (sync || now >= slot.dueAt || slot.connected !== undefined)) {
+        // Only "still alive" since the last write: its figures, not the JSON again (issue 12).
+        rows.push([slot.id, slot.receivedAt, slot.seq, slot.count]);
+        written = true;
       }
-      if (p.connected !== undefined) rows.push([id, p.connected ? 1 : 0]);
-      this.pending.delete(id);
+      if (written) {
+        slot.alive = false;
+        slot.count = 0;
+        slot.dueAt = this.nextDue(slot, now);
+      }
+      if (slot.connected !== undefined) {
+        rows.push([slot.id, slot.connected ? 1 : 0]);
+        slot.connected = undefined;
+      }
+      if (!slot.alive) this.dirty.delete(slot);
     }
     if (rows.length === 0) return;
     if (this.worker) {
@@ -188,6 +226,26 @@ export class DeviceStateWriter {
     step();
   }
 
+  /** The row as the store keeps it; liveness figures are filled in at flush time. */
+  private buildRow(slot: Slot, hb: Heartbeat): void {
+    slot.softwareVersion = hb.softwareVersion;
+    slot.agentVersion = hb.agentVersion;
+    slot.integrity = hb.integrity;
+    slot.bootId = hb.bootId;
+    slot.intervalS = hb.intervalS;
+    slot.patchRolloutId = hb.patch?.rolloutId;
+    slot.patchId = hb.patch?.patchId;
+    slot.patchState = hb.patch?.state;
+    slot.alive = false;
+    slot.row = [slot.id, 0, 0, hb.bootId ?? null, hb.intervalS, hb.agentVersion, hb.softwareVersion, hb.integrity ?? null, JSON.stringify(hb), 0];
+  }
+
+  /** When a beat that changes nothing is written again: refreshMs after this write, less the device's spread. */
+  private nextDue(slot: Slot, now: number): number {
+    const refreshMs = this.deps.refreshMs ?? 0;
+    return refreshMs > 0 ? now + refreshMs - slot.spread : now;
+  }
+
   private writeRows(rows: StateRow[]): void {
     try {
       this.rowWriter!.write(rows);
@@ -197,13 +255,32 @@ export class DeviceStateWriter {
     }
   }
 
-  private slot(deviceId: string): Pending {
-    let p = this.pending.get(deviceId);
-    if (!p) {
-      p = { count: 0 };
-      this.pending.set(deviceId, p);
+  private slot(deviceId: string): Slot {
+    let slot = this.slots.get(deviceId);
+    if (!slot) {
+      slot = {
+        id: deviceId,
+        spread: (this.deps.refreshMs ?? 0) > 0 ? spreadMs(deviceId, this.deps.refreshMs!) : 0,
+        receivedAt: 0,
+        seq: 0,
+        count: 0,
+        softwareVersion: '',
+        agentVersion: '',
+        integrity: undefined,
+        bootId: undefined,
+        intervalS: 0,
+        patchRolloutId: undefined,
+        patchId: undefined,
+        patchState: undefined,
+        row: undefined,
+        alive: false,
+        connected: undefined,
+        // The first beat is always written whole.
+        dueAt: Number.NEGATIVE_INFINITY,
+      };
+      this.slots.set(deviceId, slot);
     }
-    return p;
+    return slot;
   }
 
   private schedule(): void {

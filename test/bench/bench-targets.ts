@@ -1,3 +1,4 @@
+import { createWriteStream } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,7 +104,9 @@ export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRo
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist/src/main.js'), '--config', join(dir.path, 'config.yaml')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  child.stdout!.resume();
+  // BENCH_DAEMON_STDOUT=<file> keeps the daemon's stdout (its log, and V8's output such as --trace-gc).
+  if (process.env.BENCH_DAEMON_STDOUT) child.stdout!.pipe(createWriteStream(process.env.BENCH_DAEMON_STDOUT));
+  else child.stdout!.resume();
   const http = `http://127.0.0.1:${httpPort}`;
   await waitFor(async () => (await fetch(`${http}/readyz`)).ok, 'xcared', 60_000);
   return {
@@ -142,6 +145,7 @@ export async function startBareAedes(): Promise<BenchTarget> {
   const child = spawn(process.execPath, [...nodeArgs, join(repoRoot, 'dist/test/bench/bare-aedes.js'), '0'], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
+  if (process.env.BENCH_DAEMON_STDOUT) child.stdout!.pipe(createWriteStream(`${process.env.BENCH_DAEMON_STDOUT}.bare`));
   const port = Number(await waitForLine(child, /^(\d+)\n/m, 20_000));
   return {
     name: 'bare aedes+sub',

@@ -81,6 +81,22 @@ describe('DeviceStateWriter refreshMs', () => {
     expect(row()).toMatchObject({ seq: 2, n: 2 });
   });
 
+  it('a device that goes quiet after beats that waited: its last seen, seq and count are written once due, its JSON kept', () => {
+    writer.heartbeat('gw-1', hb(1, { health: { cpu: 0.5 } }), clock.now());
+    clock.advance(500);
+    const heartbeatJson = () => (db.prepare('SELECT heartbeat FROM device_state WHERE device_id = ?').get('gw-1') as { heartbeat: string }).heartbeat;
+    expect(JSON.parse(heartbeatJson())).toMatchObject({ seq: 1, health: { cpu: 0.5 } });
+    writer.heartbeat('gw-1', hb(2, { health: { cpu: 0.6 } }), clock.now());
+    const lastBeat = clock.now();
+    clock.advance(500);
+    expect(row()).toMatchObject({ seq: 1, n: 1 });
+    // No further beat: the timer writes the waiting figures within refreshMs.
+    clock.advance(5000);
+    expect(row()).toMatchObject({ seq: 2, n: 2, last_seen: lastBeat });
+    expect(JSON.parse(heartbeatJson())).toMatchObject({ seq: 1 });
+    expect(writer.pendingCount()).toBe(0);
+  });
+
   it('writes a connection change at the next flush, with the pending heartbeat', () => {
     writer.heartbeat('gw-1', hb(1), clock.now());
     clock.advance(500);
