@@ -263,11 +263,14 @@ export class HealthEvaluator {
     t.ownIntervalS = hb.intervalS;
     this.signOfLife(t, at);
 
-    const faults = (hb.subsystems ?? []).filter((s) => !s.ok).map((s) => ({ source: `subsystem:${s.name}`, detail: s.detail ?? '' }));
-    const key = faults.map((f) => `${f.source}=${f.detail}`).join('\n');
+    // Issue 12: nothing allocated per beat while every subsystem is ok (the common case); the fault list is
+    // built only when the faults changed.
+    const subsystems = hb.subsystems;
+    let key = '';
+    if (subsystems) for (const s of subsystems) if (!s.ok) key += `${key ? '\n' : ''}subsystem:${s.name}=${s.detail ?? ''}`;
     if (key !== t.subsystemKey) {
       t.subsystemKey = key;
-      t.subsystemFaults = faults;
+      t.subsystemFaults = (subsystems ?? []).filter((s) => !s.ok).map((s) => ({ source: `subsystem:${s.name}`, detail: s.detail ?? '' }));
       this.evaluation.dirty.add(t.id);
     }
 
