@@ -1,3 +1,4 @@
+import { pathToFileURL } from 'node:url';
 import { createWriteStream } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -21,7 +22,20 @@ export interface BenchTarget {
   provision(ids: string[]): Promise<Map<string, string>>;
   /** Young-generation size and the longest event-loop block since the previous call (null: not Node). */
   stats(): Promise<{ youngBytes: number | null; loopMaxMs: number | null }>;
+  /** Run a full GC in the target (Node targets: SIGUSR2 to test/bench/gc-hook.ts); absent for Mosquitto. */
+  collectGarbage?(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Node flags that let the bench trigger a full GC in a Node target (gc-hook.ts). */
+const GC_HOOK_ARGS = ['--expose-gc', '--import', pathToFileURL(join(import.meta.dirname, 'gc-hook.js')).href];
+
+async function collectGarbage(pid: number): Promise<void> {
+  process.kill(pid, 'SIGUSR2');
+  // Two collections a moment apart: the first frees the load's garbage, the second what finalizers released.
+  await new Promise((r) => setTimeout(r, 500));
+  process.kill(pid, 'SIGUSR2');
+  await new Promise((r) => setTimeout(r, 1000));
 }
 
 const repoRoot = join(import.meta.dirname, '..', '..', '..');
@@ -100,7 +114,7 @@ export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRo
     `dataDir: ${dir.path}\nadminToken: ${admin}\nlog: { level: warn }\nmqtt: { host: 127.0.0.1, port: ${mqttPort} }\nhttp: { port: ${httpPort} }\n`,
   );
   // BENCH_NODE_ARGS adds flags, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile under load.
-  const nodeArgs = [...DAEMON_NODE_ARGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const nodeArgs = [...DAEMON_NODE_ARGS, ...GC_HOOK_ARGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist/src/main.js'), '--config', join(dir.path, 'config.yaml')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -114,6 +128,7 @@ export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRo
     port: mqttPort,
     cpuPids: [child.pid!],
     rssPid: child.pid!,
+    collectGarbage: () => collectGarbage(child.pid!),
     async provision(ids) {
       const csv = `id,type,parent,customer,installer,tier,since,tags\n${ids.map((id) => `${id},gateway,,bench,minnovation,xcare,,`).join('\n')}\n`;
       const res = await fetch(`${http}/api/v1/devices/import`, {
@@ -141,7 +156,7 @@ export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRo
 /** Bare aedes plus an in-process subscriber that parses each heartbeat (test/bench/bare-aedes.ts). */
 export async function startBareAedes(): Promise<BenchTarget> {
   // BENCH_NODE_ARGS applies here too, so a profile of the reference sits beside the daemon's.
-  const nodeArgs = [...DAEMON_NODE_ARGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const nodeArgs = [...DAEMON_NODE_ARGS, ...GC_HOOK_ARGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   const child = spawn(process.execPath, [...nodeArgs, join(repoRoot, 'dist/test/bench/bare-aedes.js'), '0'], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
@@ -152,6 +167,7 @@ export async function startBareAedes(): Promise<BenchTarget> {
     port,
     cpuPids: [child.pid!],
     rssPid: child.pid!,
+    collectGarbage: () => collectGarbage(child.pid!),
     provision: async (ids) => new Map(ids.map((id) => [id, 'any-token'])),
     stats: () =>
       new Promise((resolve) => {

@@ -37,6 +37,9 @@ export interface RoundResult {
   rssLoadedMb: number;
   youngMb: number | null;
   rssPerDeviceKb: number;
+  /** RSS after a full GC with the devices still connected, and per device from it (null: not a Node target). */
+  rssAfterGcMb: number | null;
+  afterGcPerDeviceKb: number | null;
   steps: StepResult[];
 }
 
@@ -193,6 +196,12 @@ async function runRound(
     }
     const loaded = procStat(target.rssPid);
     const youngLoaded = (await target.stats()).youngBytes;
+    // What the connected devices hold, apart from the load's garbage: RSS after a full GC, devices still connected.
+    let afterGc: { rssKb: number; youngBytes: number } | undefined;
+    if (target.collectGarbage) {
+      await target.collectGarbage();
+      afterGc = { rssKb: procStat(target.rssPid).rssKb, youngBytes: (await target.stats()).youngBytes ?? 0 };
+    }
     for (const c of [...steady, ...clients]) c.close();
     // Per device: the growth of RSS outside the young generation, whose size V8 fixes by load, not devices.
     const perDeviceKb = (loaded.rssKb - (youngLoaded ?? 0) / 1024 - (idle.rssKb - youngIdle / 1024)) / (ids.length + steadyIds.length);
@@ -207,6 +216,10 @@ async function runRound(
       rssLoadedMb: Math.round(loaded.rssKb / 1024),
       youngMb: youngLoaded === null ? null : Math.round(youngLoaded / 1048576),
       rssPerDeviceKb: Number(perDeviceKb.toFixed(1)),
+      rssAfterGcMb: afterGc ? Math.round(afterGc.rssKb / 1024) : null,
+      afterGcPerDeviceKb: afterGc
+        ? Number(((afterGc.rssKb - afterGc.youngBytes / 1024 - (idle.rssKb - youngIdle / 1024)) / (ids.length + steadyIds.length)).toFixed(1))
+        : null,
       steps,
     };
   } finally {
@@ -240,16 +253,20 @@ export function formatTable(results: RoundResult[], rates: number[]): string {
     }
   }
   lines.push('');
-  lines.push('| target | herd: all connected s | herd CONNACK p99 ms | failed | connected devices p99 ms before / during herd | RSS idle MB | RSS loaded MB | young gen MB | RSS/device KB (young apart) | per device vs bare |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(
+    '| target | herd: all connected s | herd CONNACK p99 ms | failed | connected devices p99 ms before / during herd | RSS idle MB | RSS loaded MB | young gen MB | RSS/device KB (young apart) | per device vs bare | RSS after full GC MB | KB/device after GC | after GC vs bare |',
+  );
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const barePerDevice = median(of('bare aedes+sub').map((r) => r.rssPerDeviceKb));
+  const bareAfterGc = median(of('bare aedes+sub').map((r) => r.afterGcPerDeviceKb ?? NaN));
   const bareHerd = median(of('bare aedes+sub').map((r) => r.herdS));
   for (const name of names) {
     const rs = of(name);
     const herdS = median(rs.map((r) => r.herdS));
     const perDevice = median(rs.map((r) => r.rssPerDeviceKb));
+    const afterGcPerDevice = median(rs.map((r) => r.afterGcPerDeviceKb ?? NaN));
     lines.push(
-      `| ${name} | ${fmt(herdS, 2)} (${ratio(herdS, bareHerd)} bare) | ${fmt(median(rs.map((r) => r.herdConnackP99Ms)))}${spread(rs.map((r) => r.herdConnackP99Ms))} | ${fmt(median(rs.map((r) => r.herdFailed)))} | ${fmt(median(rs.map((r) => r.steadyP99BeforeMs)))} / ${fmt(median(rs.map((r) => r.steadyP99DuringMs)))} | ${fmt(median(rs.map((r) => r.rssIdleMb)))} | ${fmt(median(rs.map((r) => r.rssLoadedMb)))}${spread(rs.map((r) => r.rssLoadedMb))} | ${fmt(median(rs.map((r) => r.youngMb ?? NaN)))} | ${fmt(perDevice, 1)} | ${ratio(perDevice, barePerDevice)} |`,
+      `| ${name} | ${fmt(herdS, 2)} (${ratio(herdS, bareHerd)} bare) | ${fmt(median(rs.map((r) => r.herdConnackP99Ms)))}${spread(rs.map((r) => r.herdConnackP99Ms))} | ${fmt(median(rs.map((r) => r.herdFailed)))} | ${fmt(median(rs.map((r) => r.steadyP99BeforeMs)))} / ${fmt(median(rs.map((r) => r.steadyP99DuringMs)))} | ${fmt(median(rs.map((r) => r.rssIdleMb)))} | ${fmt(median(rs.map((r) => r.rssLoadedMb)))}${spread(rs.map((r) => r.rssLoadedMb))} | ${fmt(median(rs.map((r) => r.youngMb ?? NaN)))} | ${fmt(perDevice, 1)} | ${ratio(perDevice, barePerDevice)} | ${fmt(median(rs.map((r) => r.rssAfterGcMb ?? NaN)))} | ${fmt(afterGcPerDevice, 1)} | ${ratio(afterGcPerDevice, bareAfterGc)} |`,
     );
   }
   return lines.join('\n');
@@ -285,6 +302,7 @@ export async function runIngestBench(opts: { log?: (s: string) => void } = {}) {
       herdS: median(rs.map((r) => r.herdS)),
       herdConnackP99Ms: median(rs.map((r) => r.herdConnackP99Ms)),
       rssPerDeviceKb: median(rs.map((r) => r.rssPerDeviceKb)),
+      afterGcPerDeviceKb: median(rs.map((r) => r.afterGcPerDeviceKb ?? NaN)),
       steps: rates.map((rate) => {
         const steps = rs.map((r) => r.steps.find((s) => s.offered === rate)).filter((s): s is StepResult => !!s);
         return { offered: rate, p99: median(steps.map((s) => s.p99)), ackedPct: median(steps.map((s) => s.ackedPct)), cpuUsPerHb: median(steps.map((s) => s.cpuUsPerHb)) };
