@@ -3,20 +3,31 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../src/log.js';
 import { PROTOCOL_RULES } from './packet-rules.js';
 
-/** The guard's settings: `mqtt.connectTimeoutMs`, `mqtt.maxUnauthenticated`, `mqtt.maxUnauthenticatedPerAddress`. */
+/**
+ * The guard's settings: `mqtt.connectTimeoutMs`, `mqtt.maxUnauthenticated`, `mqtt.maxUnauthenticatedPerAddress`,
+ * `mqtt.maxWaiting`.
+ */
 export interface ConnectionGuardLimits {
   connectTimeoutMs: number;
   maxUnauthenticated: number;
   maxUnauthenticatedPerAddress: number;
+  /** Connections accepted beyond the two caps above, waiting (unread) for their turn; more are closed on accept. */
+  maxWaiting: number;
 }
 
 /** Why a connection was cut before or instead of a session: the `reason` label of `fleet_mqtt_connections_dropped_total`. */
 export const DROP_REASONS = ['connect_timeout', 'unauthenticated_cap', 'address_cap', 'protocol_violation', 'tls_error'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
+/** Where an accepted connection is: before `gate` (TLS handshake), waiting for a turn, or reading its CONNECT. */
+type Phase = 'accepted' | 'waiting' | 'active';
+
 interface Pending {
   address: string;
   timer: NodeJS.Timeout;
+  phase: Phase;
+  /** Hands the connection to the broker (set while waiting). */
+  start?: () => void;
 }
 
 /** IPv4 peers on a dual-stack socket appear as `::ffff:a.b.c.d`; one address, one budget. */
@@ -26,20 +37,35 @@ function addressOf(socket: Socket): string {
 }
 
 /**
- * Bounds what an unauthenticated peer can hold (issue 11 fault 1, the fd-exhaustion class). Every
- * listener, plain and TLS, hands it each raw TCP socket the moment it is accepted, before any TLS
- * handshake: from then the peer has `connectTimeoutMs` to finish TLS and have its CONNECT accepted,
- * or the socket is destroyed. At most `maxUnauthenticated` such sockets exist at once, and at most
- * `maxUnauthenticatedPerAddress` per source address; more are closed on accept. Every drop is counted
- * in `fleet_mqtt_connections_dropped_total{reason}`, every MQTT rule violation in
- * `fleet_mqtt_protocol_violations_total{rule}`.
+ * Bounds what unauthenticated peers can hold (issue 11 fault 1, the fd-exhaustion class) without refusing a
+ * reconnect herd (issue 12). Every listener, plain and TLS, hands it each raw TCP socket the moment it is
+ * accepted (`admit`), before any TLS handshake: from then the peer has `connectTimeoutMs` to finish TLS and have
+ * its CONNECT accepted, or the socket is destroyed. When the connection is ready for the broker (`gate`: at once
+ * for plain TCP, after the handshake for TLS) it is handed over only while fewer than `maxUnauthenticated`
+ * connections, and fewer than `maxUnauthenticatedPerAddress` from its address, are reading their CONNECT;
+ * otherwise it waits, unread, for a turn. Turns go round the waiting addresses in order, so one address
+ * flooding the queue delays only itself.
+ *
+ * Why wait rather than close: a fleet behind one NAT address reconnecting at once (the herd after a restart),
+ * on a daemon slowed by load, had more than 100 CONNECTs in flight from one address; closing the rest made
+ * every client retry, and the herd never finished (issue 12: 5,000 devices from one address, 600 refused).
+ * A waiting socket costs a descriptor and no CPU. At most `maxWaiting` wait; when full, the address holding the
+ * most waiting connections loses its oldest (`address_cap`), so a flood from one address cannot crowd out the
+ * others, and a newcomer from that very address is closed instead (`unauthenticated_cap` when the queue is full
+ * of fair shares). Every drop is counted in `fleet_mqtt_connections_dropped_total{reason}`, every MQTT rule
+ * violation in `fleet_mqtt_protocol_violations_total{rule}`.
  *
  * aedes' own `connectTimeout` sees only sockets that reach it; a TLS socket mid-handshake never does,
  * and Node's TLS handshake timeout leaves the socket open when a `tlsClientError` listener exists.
  */
 export class ConnectionGuard {
   private readonly pending = new Map<Socket, Pending>();
-  private readonly perAddress = new Map<string, number>();
+  /** Connections reading their CONNECT, per address. */
+  private readonly activePerAddress = new Map<string, number>();
+  private active = 0;
+  /** Waiting connections per address, oldest first; the map's order is the round-robin order of turns. */
+  private readonly waiting = new Map<string, Set<Socket>>();
+  private waitingCount = 0;
   private readonly dropped: Counter<'reason'>;
   private readonly violations: Counter<'rule'>;
   private stopped = false;
@@ -50,7 +76,7 @@ export class ConnectionGuard {
     const registry = deps.metrics;
     this.dropped = new Counter({
       name: 'fleet_mqtt_connections_dropped_total',
-      help: 'MQTT connections cut before a session: connect_timeout (no TLS + CONNECT in mqtt.connectTimeoutMs), unauthenticated_cap, address_cap, protocol_violation, tls_error',
+      help: 'MQTT connections cut before a session: connect_timeout (no TLS + CONNECT in mqtt.connectTimeoutMs), unauthenticated_cap, address_cap (mqtt.maxWaiting full), protocol_violation, tls_error',
       labelNames: ['reason'],
       registers: [registry],
     });
@@ -66,17 +92,26 @@ export class ConnectionGuard {
     const pending = this.pending;
     new Gauge({
       name: 'fleet_mqtt_unauthenticated_connections',
-      help: 'TCP connections accepted that have not completed TLS and CONNECT yet',
+      help: 'TCP connections accepted that have not completed TLS and CONNECT yet (waiting ones included)',
       registers: [registry],
       collect() {
         this.set(pending.size);
       },
     });
+    const guard = this;
+    new Gauge({
+      name: 'fleet_mqtt_waiting_connections',
+      help: 'Connections waiting for a turn to send their CONNECT (mqtt.maxUnauthenticated or the per-address cap reached)',
+      registers: [registry],
+      collect() {
+        this.set(guard.waitingCount);
+      },
+    });
   }
 
   /**
-   * A listener accepted `socket` (the raw TCP socket, also under TLS). Returns false when it was
-   * closed at once because a cap is reached.
+   * A listener accepted `socket` (the raw TCP socket, also under TLS): its connect timeout starts. Returns false
+   * when it was closed at once because the waiting queue is full (see the class comment).
    */
   admit(socket: Socket): boolean {
     const { limits, log } = this.deps;
@@ -85,27 +120,46 @@ export class ConnectionGuard {
       socket.destroy();
       return false;
     }
-    if (this.pending.size >= limits.maxUnauthenticated) {
+    if (this.pending.size - this.active >= limits.maxWaiting && !this.makeRoom(address)) {
       this.drop(socket, 'unauthenticated_cap');
-      log.warn({ remote: address, limit: limits.maxUnauthenticated }, 'mqtt.maxUnauthenticated reached, connection closed');
+      log.warn({ remote: address, limit: limits.maxWaiting }, 'mqtt.maxWaiting reached, connection closed');
       return false;
     }
-    const fromAddress = this.perAddress.get(address) ?? 0;
-    if (fromAddress >= limits.maxUnauthenticatedPerAddress) {
-      this.drop(socket, 'address_cap');
-      log.warn({ remote: address, limit: limits.maxUnauthenticatedPerAddress }, 'mqtt.maxUnauthenticatedPerAddress reached, connection closed');
-      return false;
-    }
-    this.perAddress.set(address, fromAddress + 1);
     const timer = setTimeout(() => {
       if (!this.pending.has(socket)) return;
       log.debug({ remote: address, connectTimeoutMs: limits.connectTimeoutMs }, 'no TLS + CONNECT within mqtt.connectTimeoutMs, connection closed');
       this.drop(socket, 'connect_timeout');
     }, limits.connectTimeoutMs);
     timer.unref();
-    this.pending.set(socket, { address, timer });
+    this.pending.set(socket, { address, timer, phase: 'accepted' });
     socket.once('close', () => this.release(socket));
     return true;
+  }
+
+  /**
+   * The connection (`raw`: its TCP socket) is ready to send its CONNECT: `start` hands it to the broker, now
+   * when a turn is free, or later in round-robin order across addresses. A connection the guard has already
+   * closed (timeout, drop) is never started.
+   */
+  gate(raw: Socket, start: () => void): void {
+    const entry = this.pending.get(raw);
+    if (!entry || entry.phase !== 'accepted') {
+      if (!entry) raw.destroy();
+      return;
+    }
+    const { limits } = this.deps;
+    const fromAddress = this.activePerAddress.get(entry.address) ?? 0;
+    if (this.active < limits.maxUnauthenticated && fromAddress < limits.maxUnauthenticatedPerAddress && !this.waiting.has(entry.address)) {
+      this.activate(raw, entry);
+      start();
+      return;
+    }
+    entry.phase = 'waiting';
+    entry.start = start;
+    const queue = this.waiting.get(entry.address);
+    if (queue) queue.add(raw);
+    else this.waiting.set(entry.address, new Set([raw]));
+    this.waitingCount++;
   }
 
   /**
@@ -133,9 +187,14 @@ export class ConnectionGuard {
     this.drop(raw, 'tls_error');
   }
 
-  /** Unauthenticated connections now (for tests and the gauge). */
+  /** Unauthenticated connections now, waiting ones included (for tests and the gauge). */
   unauthenticatedCount(): number {
     return this.pending.size;
+  }
+
+  /** Connections waiting for a turn now. */
+  waitingNow(): number {
+    return this.waitingCount;
   }
 
   /** Closes every unauthenticated connection and refuses new ones. */
@@ -144,6 +203,55 @@ export class ConnectionGuard {
     for (const socket of [...this.pending.keys()]) {
       this.release(socket);
       socket.destroy();
+    }
+  }
+
+  private activate(raw: Socket, entry: Pending): void {
+    entry.phase = 'active';
+    entry.start = undefined;
+    this.active++;
+    this.activePerAddress.set(entry.address, (this.activePerAddress.get(entry.address) ?? 0) + 1);
+  }
+
+  /** The queue is full: the address with the most waiting loses its oldest, unless that is `address` itself. */
+  private makeRoom(address: string): boolean {
+    let largest: string | undefined;
+    let most = 0;
+    for (const [from, queue] of this.waiting) {
+      if (queue.size > most) {
+        most = queue.size;
+        largest = from;
+      }
+    }
+    const mine = this.waiting.get(address)?.size ?? 0;
+    if (largest === undefined || largest === address || most <= mine + 1) return false;
+    const oldest = this.waiting.get(largest)!.values().next().value!;
+    this.deps.log.warn({ remote: largest, waiting: most, limit: this.deps.limits.maxWaiting }, 'mqtt.maxWaiting reached, the address waiting most lost its oldest connection');
+    this.drop(oldest, 'address_cap');
+    return true;
+  }
+
+  /** Hand free turns to waiting connections, one per address in round-robin order. */
+  private pump(): void {
+    const { limits } = this.deps;
+    let progressed = true;
+    while (this.active < limits.maxUnauthenticated && this.waitingCount > 0 && progressed) {
+      progressed = false;
+      for (const [address, queue] of this.waiting) {
+        if (this.active >= limits.maxUnauthenticated) break;
+        if ((this.activePerAddress.get(address) ?? 0) >= limits.maxUnauthenticatedPerAddress) continue;
+        const raw = queue.values().next().value!;
+        queue.delete(raw);
+        this.waitingCount--;
+        // Re-inserted at the end: the next turn goes to the next address.
+        this.waiting.delete(address);
+        if (queue.size > 0) this.waiting.set(address, queue);
+        const entry = this.pending.get(raw)!;
+        const start = entry.start!;
+        this.activate(raw, entry);
+        progressed = true;
+        start();
+      }
     }
   }
 
@@ -158,9 +266,21 @@ export class ConnectionGuard {
     if (!entry) return;
     this.pending.delete(socket);
     clearTimeout(entry.timer);
-    const left = (this.perAddress.get(entry.address) ?? 1) - 1;
-    if (left <= 0) this.perAddress.delete(entry.address);
-    else this.perAddress.set(entry.address, left);
+    if (entry.phase === 'waiting') {
+      const queue = this.waiting.get(entry.address);
+      if (queue?.delete(socket)) {
+        this.waitingCount--;
+        if (queue.size === 0) this.waiting.delete(entry.address);
+      }
+      return;
+    }
+    if (entry.phase === 'active') {
+      this.active--;
+      const left = (this.activePerAddress.get(entry.address) ?? 1) - 1;
+      if (left <= 0) this.activePerAddress.delete(entry.address);
+      else this.activePerAddress.set(entry.address, left);
+      if (!this.stopped) this.pump();
+    }
   }
 }
 

@@ -13,7 +13,7 @@ import { createBrokerMetrics, type BrokerMetrics } from './broker-metrics.js';
 import { LimitedConnection, type Violation } from './packet-limit.js';
 import { loadTlsOptions, tlsConfigured } from './tls-options.js';
 import { listenError } from '../src/errors.js';
-import { ConnectionGuard } from './connection-guard.js';
+import { ConnectionGuard, rawSocketOf } from './connection-guard.js';
 
 export type SecurityEvent = { kind: 'auth_failure' | 'acl_violation'; deviceId?: string; topic?: string; remote?: string };
 
@@ -122,11 +122,13 @@ export class FleetBroker {
     try {
       const plainOn = !tlsOptions || config.plainWithTls;
       if (plainOn) {
-        const server = createNetServer((socket) => this.accept(socket));
-        this.boundPorts.mqtt = await this.listen(server, config.port, 'mqtt.port', 'XCARE_MQTT_PORT');
+        // No connection listener here: listen() admits each socket first, then hands it over in its turn.
+        const server = createNetServer();
+        this.boundPorts.mqtt = await this.listen(server, config.port, 'mqtt.port', 'XCARE_MQTT_PORT', (socket) => this.accept(socket));
       }
       if (tlsOptions) {
-        const server = createTlsServer(tlsOptions, (socket) => this.accept(socket));
+        // After the handshake, the connection waits for its turn like a plain one (ConnectionGuard.gate).
+        const server = createTlsServer(tlsOptions, (socket) => this.guard?.gate(rawSocketOf(socket), () => this.accept(socket)));
         server.on('tlsClientError', (err, socket) => {
           log.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
           // With a listener here Node leaves the socket open (issue 11: idle mqtts sockets outlived the timeout).
@@ -223,7 +225,7 @@ export class FleetBroker {
   }
 
   /** Binds `server`; a failure names the config key and environment variable of the port (`key`, `envVar`). */
-  private listen(server: NetServer | TlsServer, port: number, key: string, envVar: string): Promise<number> {
+  private listen(server: NetServer | TlsServer, port: number, key: string, envVar: string, plain?: (socket: Socket) => void): Promise<number> {
     this.servers.push(server);
     // Track raw TCP sockets from the moment they are accepted: a TLS socket mid-handshake never
     // reaches aedes, and server.close() would otherwise wait for it (handshake timeout 120 s).
@@ -231,6 +233,8 @@ export class FleetBroker {
       if (!this.guard?.admit(socket)) return;
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
+      // Plain TCP: ready for its CONNECT at once, handed to aedes in its turn (issue 12: wait, don't refuse).
+      if (plain) this.guard.gate(socket, () => plain(socket));
     });
     return new Promise((resolve, reject) => {
       const failed = (err: NodeJS.ErrnoException) => reject(listenError(err, key, envVar, this.deps.config.host, port));

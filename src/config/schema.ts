@@ -66,10 +66,12 @@ export const configSchema = z.strictObject({
       drainTimeoutMs: z.number().int().positive().default(10_000),
       /** Time a client has, from TCP accept, to finish TLS (mqtts) and have its CONNECT accepted; every listener. */
       connectTimeoutMs: z.number().int().positive().default(30_000),
-      /** Connections that have not completed TLS and CONNECT (issue 11: fd exhaustion); more are closed on accept. */
+      /** Connections reading their CONNECT at once (issue 11: fd exhaustion); more wait for a turn (ConnectionGuard). */
       maxUnauthenticated: z.number().int().min(1).default(1000),
       /** The same, per source address. */
       maxUnauthenticatedPerAddress: z.number().int().min(1).default(100),
+      /** Connections waiting for a turn (unread, each within connectTimeoutMs); more are closed on accept (issue 12). */
+      maxWaiting: z.number().int().min(0).default(10_000),
       /** No effect since device tokens are HMAC-checked (issue 12); still accepted so old configs load. */
       authCacheSize: z.number().int().min(0).default(100_000),
       /** Failed device authentications per source address: `burst` at once, `perSecond` regained; then throttled. */

@@ -114,7 +114,12 @@ export interface BrokerFixture {
   stop(): Promise<void>;
 }
 
-export async function startFleetBroker(devices: Record<string, string>, mqtt: ConfigInput['mqtt'] = {}): Promise<BrokerFixture> {
+/** `authDelayMs`: each token check answers after this long, as on a loaded daemon (CONNECTs pile up meanwhile). */
+export async function startFleetBroker(
+  devices: Record<string, string>,
+  mqtt: ConfigInput['mqtt'] = {},
+  options: { authDelayMs?: number } = {},
+): Promise<BrokerFixture> {
   const config = configSchema.parse({ mqtt: { host: '127.0.0.1', port: 0, ...mqtt, tls: { port: 0, ...mqtt.tls } } });
   const metrics = new Registry();
   const table = new Map(Object.entries(devices));
@@ -124,7 +129,10 @@ export async function startFleetBroker(devices: Record<string, string>, mqtt: Co
       config: config.mqtt,
       log: silentLogger(),
       metrics,
-      authenticate: async (id, token) => table.get(id) === token,
+      authenticate: async (id, token) => {
+        if (options.authDelayMs) await new Promise((r) => setTimeout(r, options.authDelayMs));
+        return table.get(id) === token;
+      },
       onSecurityEvent: (e) => fixture.securityEvents.push(e),
     }),
     url: '',

@@ -119,39 +119,102 @@ describe('every MQTT listener drops peers that do not authenticate in time (issu
   });
 });
 
-describe('caps on unauthenticated connections (issue 11 fault 1)', () => {
-  it('refuses more than mqtt.maxUnauthenticatedPerAddress from one address, counted; authenticated ones do not count', async () => {
-    const fx = await startFleetBroker({ [device.id]: device.token }, { maxUnauthenticatedPerAddress: 3, maxUnauthenticated: 100, connectTimeoutMs: 30_000 });
+function openRawFrom(port: number, localAddress: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: '127.0.0.1', port, localAddress }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Is `socket` still open after the broker had `ms` to act on it? */
+async function stillOpen(socket: Socket, ms = 300): Promise<boolean> {
+  socket.on('error', () => {});
+  await new Promise((r) => setTimeout(r, ms));
+  return !socket.destroyed && !socket.readableEnded;
+}
+
+describe('caps on unauthenticated connections (issue 11 fault 1, issue 12: a herd waits, it is not refused)', () => {
+  it('beyond mqtt.maxUnauthenticatedPerAddress a connection waits unread, and gets its turn when one leaves', async () => {
+    const other = { id: 'gw-002', token: 'token-gw-002' };
+    const fx = await startFleetBroker({ [device.id]: device.token, [other.id]: other.token }, { maxUnauthenticatedPerAddress: 3, maxUnauthenticated: 100, connectTimeoutMs: 30_000 });
     const port = Number(new URL(fx.url).port);
     try {
       const authenticated = await connectDevice(fx.url, device);
       const idle = await Promise.all([openRaw(port), openRaw(port), openRaw(port)]);
+      // The fourth from this address waits: open, counted as waiting, its CONNECT not read yet.
       const fourth = await openRaw(port);
-      await closedByServer(fourth);
-      expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'address_cap' })).toBe(1);
-      expect(idle.every((s) => !s.destroyed)).toBe(true);
-      // A slot frees when an idle peer leaves.
+      await eventually(async () => (await fx.metric('fleet_mqtt_waiting_connections')) === 1, 5000, 'fourth waiting');
+      expect(await stillOpen(fourth)).toBe(true);
+      const connack = new Promise<Buffer>((resolve) => fourth.once('data', resolve));
+      fourth.write(connectPacket(other.id, other.id, other.token));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(fx.broker.isConnected(other.id)).toBe(false); // the waiting CONNECT was not read
+      // A turn frees when an idle peer leaves: the waiting CONNECT is read and answered.
       idle[0]!.destroy();
-      await eventually(async () => (await fx.metric('fleet_mqtt_unauthenticated_connections')) === 2, 5000, 'slot released');
-      const again = await openRaw(port);
-      await new Promise((r) => setTimeout(r, 200));
-      expect(again.destroyed).toBe(false);
-      for (const s of [...idle, again]) s.destroy();
+      const answer = await connack;
+      expect([...answer.subarray(0, 4)]).toEqual([0x20, 2, 0, 0]);
+      expect(fx.broker.isConnected(other.id)).toBe(true);
+      expect(await fx.metric('fleet_mqtt_waiting_connections')).toBe(0);
+      expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'address_cap' })).toBe(0);
+      for (const s of [...idle, fourth]) s.destroy();
       await endAll(authenticated);
     } finally {
       await fx.stop();
     }
   });
 
-  it('refuses more than mqtt.maxUnauthenticated in all, counted', async () => {
-    const fx = await startFleetBroker({}, { maxUnauthenticated: 2, connectTimeoutMs: 30_000 });
+  it('a herd from one address far beyond the caps all gets in, none refused (NAT after a restart)', async () => {
+    const logins = Array.from({ length: 60 }, (_, i) => ({ id: `gw-${String(i).padStart(3, '0')}`, token: `token-${i}` }));
+    const fx = await startFleetBroker(Object.fromEntries(logins.map((l) => [l.id, l.token])), {
+      maxUnauthenticatedPerAddress: 2,
+      maxUnauthenticated: 4,
+      connectTimeoutMs: 60_000,
+    }, { authDelayMs: 20 });
+    try {
+      const clients = await Promise.all(logins.map((l) => connectDevice(fx.url, l, { reconnectPeriod: 0, connectTimeout: 60_000 })));
+      expect(clients.every((c) => c.connected)).toBe(true);
+      for (const reason of ['address_cap', 'unauthenticated_cap']) {
+        expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason })).toBe(0);
+      }
+      await endAll(...clients);
+    } finally {
+      await fx.stop();
+    }
+  });
+
+  it('mqtt.maxWaiting full: the address waiting most loses its oldest to another address; its own newcomer is closed', async () => {
+    const fx = await startFleetBroker({}, { maxUnauthenticated: 1, maxUnauthenticatedPerAddress: 1, maxWaiting: 3, connectTimeoutMs: 30_000 });
     const port = Number(new URL(fx.url).port);
     try {
-      const idle = await Promise.all([openRaw(port), openRaw(port)]);
-      const third = await openRaw(port);
-      await closedByServer(third);
+      const reading = await openRaw(port);
+      const waitingA = [await openRaw(port), await openRaw(port), await openRaw(port)];
+      await eventually(async () => (await fx.metric('fleet_mqtt_waiting_connections')) === 3, 5000, 'three waiting');
+      // Another from the flooding address: closed, the queue is full of its own.
+      const moreA = await openRaw(port);
+      await closedByServer(moreA);
       expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'unauthenticated_cap' })).toBe(1);
-      for (const s of idle) s.destroy();
+      // One from another address: the flooding address loses its oldest waiting connection instead.
+      const fromB = await openRawFrom(port, '127.0.0.2');
+      await closedByServer(waitingA[0]!);
+      expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'address_cap' })).toBe(1);
+      expect(await stillOpen(fromB)).toBe(true);
+      expect(await stillOpen(waitingA[1]!)).toBe(true);
+      for (const s of [reading, ...waitingA, fromB]) s.destroy();
+    } finally {
+      await fx.stop();
+    }
+  });
+
+  it('a waiting connection still has only mqtt.connectTimeoutMs from accept', async () => {
+    const fx = await startFleetBroker({}, { maxUnauthenticated: 1, connectTimeoutMs: 800 });
+    const port = Number(new URL(fx.url).port);
+    try {
+      const first = await openRaw(port);
+      const second = await openRaw(port);
+      await Promise.all([closedByServer(first), closedByServer(second)]);
+      expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'connect_timeout' })).toBe(2);
+      expect(await fx.metric('fleet_mqtt_waiting_connections')).toBe(0);
+      expect(await fx.metric('fleet_mqtt_unauthenticated_connections')).toBe(0);
     } finally {
       await fx.stop();
     }
