@@ -430,6 +430,9 @@ export class PatchService {
     }
     const prev = this.deps.repo.devicePatch(deviceId, status.patchId);
     if (!prev && !this.deps.repo.exists(status.patchId)) return false;
+    // Remember the stored state: agents repeat their latest patch state in every heartbeat, and after a restart
+    // each repeat of a finished install would otherwise read the store again (issue 12: no SQLite per heartbeat).
+    if (prev) this.latest.set(deviceId, { patchId: status.patchId, state: prev.state });
     if (prev) {
       if (TERMINAL.has(prev.state)) return false;
       if (RANK[state]! < RANK[prev.state]!) return false;

@@ -105,8 +105,17 @@ describe('PatchService.isInstallingOrRestarting (real SQLite, a daemon restart i
     // Daemon restart: a fresh service, the agent repeats `installed` again: still nothing.
     const second = make();
     second.service.start();
+    // Issue 12: the store is read for the first repeat after the restart only, not for every heartbeat.
+    const reads = { n: 0 };
+    const devicePatch = second.repo.devicePatch.bind(second.repo);
+    second.repo.devicePatch = (...args: Parameters<PatchRepository['devicePatch']>) => {
+      reads.n++;
+      return devicePatch(...args);
+    };
     beat(second.service, 'installed');
     expect(second.service.isInstallingOrRestarting('gw-1', clock.now() + S)).toBe(false);
+    for (let i = 0; i < 5; i++) beat(second.service, 'installed');
+    expect(reads.n).toBe(1);
     second.db.close();
     dir.cleanup();
   });
