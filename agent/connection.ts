@@ -12,11 +12,10 @@
 import type { MqttClient } from 'mqtt';
 import { topics } from '../src/protocol/topics.js';
 import type { StateMessage } from '../src/protocol/types.js';
-import { backoffDelay } from './backoff.js';
+import { backoffDelay } from '../src/protocol/backoff.js';
 import type { AgentLogger } from './log.js';
 import { connectMqtt, type MqttConnectOptions } from './mqtt-client.js';
 
-export { backoffDelay } from './backoff.js';
 
 export interface AgentConnectionDeps {
   deviceId: string;
@@ -186,7 +185,7 @@ export class AgentConnection {
     const { minMs, maxMs } = this.deps.reconnect;
     // A refused token may be re-provisioned, so keep trying, but at the slowest pace: hammering the
     // broker with bad credentials also trips its failed-CONNECT security signal (RULES.md).
-    const delay = refused ? maxMs : backoffDelay(this.attempt, minMs, maxMs, this.deps.random);
+    const delay = refused ? maxMs : backoffDelay(this.attempt, { baseMs: minMs, maxMs, jitter: 'full' }, this.deps.random);
     this.attempt++;
     this.deps.log.info('reconnecting', { inMs: delay, attempt: this.attempt });
     if (refused) return this.awaitNewToken(Date.now() + delay);

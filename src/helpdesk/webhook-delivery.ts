@@ -3,7 +3,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
-import { backoffDelay } from './backoff.js';
+import { backoffDelay } from '../protocol/backoff.js';
 import { signBody } from './signature.js';
 import type { OutboxRow } from './outbox.js';
 
@@ -193,7 +193,7 @@ export class WebhookDelivery {
       this.deps.metrics.deliveries.inc({ result: 'dead' });
       this.deps.log.error({ outboxId: row.id, ticketId: row.ticket_id, attempts: attempt, error }, 'webhook event dead-lettered');
     } else {
-      const next = now + backoffDelay(attempt, this.deps.config, this.deps.random);
+      const next = now + backoffDelay(attempt - 1, { baseMs: this.deps.config.backoffBaseMs, maxMs: this.deps.config.backoffMaxMs, jitter: 'equal' }, this.deps.random);
       db.prepare('UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?').run(attempt, next, error, row.id);
       this.deps.log.warn({ outboxId: row.id, ticketId: row.ticket_id, attempts: attempt, error }, 'webhook delivery failed; will retry');
     }

@@ -1,4 +1,4 @@
-import { backoffDelay } from '../helpdesk/backoff.js';
+import { backoffDelay } from '../protocol/backoff.js';
 import type { PatchState } from '../protocol/names.js';
 import { PATCH_STATE_RANK } from '../protocol/names.js';
 import { hash32 } from './jitter.js';
@@ -91,11 +91,11 @@ export function afterFailure(d: RolloutDeviceRow, failure: Failure, now: number,
 
 /**
  * Backoff before retry number `tries` (1 = after the first failure): the daemon's exponential backoff with
- * equal jitter (src/helpdesk/backoff.ts), with the jitter drawn from a hash so a restarted daemon computes
+ * equal jitter (src/protocol/backoff.ts), with the jitter drawn from a hash so a restarted daemon computes
  * the same moment (nothing random needs storing).
  */
 export function retryDelay(tries: number, baseMs: number, seed: string): number {
-  return backoffDelay(tries, { backoffBaseMs: baseMs, backoffMaxMs: baseMs * 16 }, () => hash32(seed) / 2 ** 32);
+  return backoffDelay(tries - 1, { baseMs, maxMs: baseMs * 16, jitter: 'equal' }, () => hash32(seed) / 2 ** 32);
 }
 
 /** A status for this device's job (PatchStatus, or the heartbeat's `patch` field). */

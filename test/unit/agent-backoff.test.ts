@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from '../../agent/connection.js';
+import { backoffDelay } from '../../src/protocol/backoff.js';
 
 describe('backoffDelay: exponential backoff with full jitter', () => {
   // attempt, minMs, maxMs, random -> expected delay
@@ -21,14 +21,14 @@ describe('backoffDelay: exponential backoff with full jitter', () => {
     [0, 1000, 60000, -1, 0],
   ];
   it.each(table)('attempt %i, min %i, max %i, random %d -> %i ms', (attempt, minMs, maxMs, r, expected) => {
-    expect(backoffDelay(attempt, minMs, maxMs, () => r)).toBe(expected);
+    expect(backoffDelay(attempt, { baseMs: minMs, maxMs, jitter: 'full' }, () => r)).toBe(expected);
   });
 
   it('stays within [0, min(maxMs, minMs * 2^attempt)] with Math.random', () => {
     for (let attempt = 0; attempt < 12; attempt++) {
       const ceiling = Math.min(60000, 1000 * 2 ** attempt);
       for (let i = 0; i < 200; i++) {
-        const d = backoffDelay(attempt, 1000, 60000);
+        const d = backoffDelay(attempt, { baseMs: 1000, maxMs: 60000, jitter: 'full' });
         expect(d).toBeGreaterThanOrEqual(0);
         expect(d).toBeLessThanOrEqual(ceiling);
       }

@@ -15,8 +15,8 @@ const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // PROTOCOL.md "Command line": small pure-JS packages `mqtt` and `semver` (one version matching on both sides).
 // mqtt/lib/client: the client class alone, without the transports agent/mqtt-client.ts does not use.
 const ALLOWED_PACKAGES = new Set(['mqtt', 'mqtt/lib/client', 'semver']);
-// rfc3339.ts: the one strict date parser (issue 11), dependency-free like the other three.
-const ALLOWED_PROTOCOL = new Set(['src/protocol/names.ts', 'src/protocol/topics.ts', 'src/protocol/types.ts', 'src/protocol/rfc3339.ts']);
+// rfc3339.ts: the one strict date parser (issue 11); backoff.ts: the one backoff (STYLE.md); dependency-free like the rest.
+const ALLOWED_PROTOCOL = new Set(['src/protocol/names.ts', 'src/protocol/topics.ts', 'src/protocol/types.ts', 'src/protocol/rfc3339.ts', 'src/protocol/backoff.ts']);
 /** Loaded by agent/main.ts only if present (the patch job is built separately). */
 const OPTIONAL = new Set(['agent/patch-port-impl.ts']);
 

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { createHmac } from 'node:crypto';
 import { signBody, verifySignature } from '../../src/helpdesk/signature.js';
-import { backoffDelay } from '../../src/helpdesk/backoff.js';
+import { backoffDelay } from '../../src/protocol/backoff.js';
 
 describe('X-Xcare-Signature: sha256=<hex HMAC-SHA256 of the raw body>', () => {
   const body = '{"event":{"id":1,"type":"opened"}}';
@@ -26,7 +26,7 @@ describe('X-Xcare-Signature: sha256=<hex HMAC-SHA256 of the raw body>', () => {
 });
 
 describe('backoffDelay: exponential from base, capped, with equal jitter', () => {
-  const settings = { backoffBaseMs: 1000, backoffMaxMs: 60_000 };
+  const settings = { baseMs: 1000, maxMs: 60_000, jitter: 'equal' as const };
   it.each([
     [1, 1, 1000],
     [2, 1, 2000],
@@ -38,12 +38,12 @@ describe('backoffDelay: exponential from base, capped, with equal jitter', () =>
     [7, 0, 30_000],
     [3, 0.5, 3000],
   ])('after %i failed attempt(s), random %d -> %i ms', (attempts, r, ms) => {
-    expect(backoffDelay(attempts, settings, () => r)).toBe(ms);
+    expect(backoffDelay(attempts - 1, settings, () => r)).toBe(ms);
   });
   it('never shrinks as attempts grow (same jitter draw)', () => {
     let previous = 0;
     for (let a = 1; a <= 40; a++) {
-      const d = backoffDelay(a, settings, () => 0.7);
+      const d = backoffDelay(a - 1, settings, () => 0.7);
       expect(d).toBeGreaterThanOrEqual(previous);
       previous = d;
     }
