@@ -14,7 +14,7 @@ import { livenessVerdict, type HealthSettings, type LivenessInput } from './live
 import { livenessStep } from './liveness-step.js';
 import { detectGap, startupGraceUntil, type HerdProgress } from './own-outage.js';
 import { isSignatureOrHashFailure, type SecurityEvent } from './security.js';
-import { lastSeenOf, livenessInputOf, newTracked, type Tracked } from './tracked-device.js';
+import { lastSeenOf, livenessInputOf, newTracked, type Tracked, noteIntegrity, noteSubsystems } from './tracked-device.js';
 
 export interface HealthEvaluatorDeps {
   clock: Clock;
@@ -146,7 +146,7 @@ export class HealthEvaluator {
       if (t.wasOnline) expected++;
       if (row.online === 1) this.setCount(t, 'online');
       // Only a change of version or digest after start is a new integrity signal, not every device at start.
-      if (row.software_version && row.integrity) t.integrityKey = `${row.software_version}|${row.integrity}`;
+      if (row.software_version && row.integrity) noteIntegrity(t, row.software_version, row.integrity);
     }
     this.restoreLosses(offset);
     this.herd = { startedAt: now, expected, returned: 0, lastReturnAt: null };
@@ -263,24 +263,10 @@ export class HealthEvaluator {
     t.ownIntervalS = hb.intervalS;
     this.signOfLife(t, at);
 
-    // Issue 12: nothing allocated per beat while every subsystem is ok (the common case); the fault list is
-    // built only when the faults changed.
-    const subsystems = hb.subsystems;
-    let key = '';
-    if (subsystems) for (const s of subsystems) if (!s.ok) key += `${key ? '\n' : ''}subsystem:${s.name}=${s.detail ?? ''}`;
-    if (key !== t.subsystemKey) {
-      t.subsystemKey = key;
-      t.subsystemFaults = (subsystems ?? []).filter((s) => !s.ok).map((s) => ({ source: `subsystem:${s.name}`, detail: s.detail ?? '' }));
-      this.evaluation.dirty.add(t.id);
-    }
-
-    if (hb.integrity) {
-      const integrityKey = `${hb.softwareVersion}|${hb.integrity}`;
-      if (integrityKey !== t.integrityKey) {
-        t.integrityKey = integrityKey;
-        const expected = this.deps.expectedIntegrity(hb.softwareVersion);
-        if (expected !== undefined && expected !== hb.integrity) this.onSecurityEvent({ kind: 'integrity_mismatch', deviceId }, receivedAt);
-      }
+    if (noteSubsystems(t, hb.subsystems)) this.evaluation.dirty.add(t.id);
+    if (hb.integrity && noteIntegrity(t, hb.softwareVersion, hb.integrity)) {
+      const expected = this.deps.expectedIntegrity(hb.softwareVersion);
+      if (expected !== undefined && expected !== hb.integrity) this.onSecurityEvent({ kind: 'integrity_mismatch', deviceId }, receivedAt);
     }
 
     if (t.type === 'gateway' && hb.sensors) {

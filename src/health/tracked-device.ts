@@ -1,3 +1,4 @@
+import type { Heartbeat } from '../protocol/types.js';
 import type { DeviceRecord } from '../registry/types.js';
 import type { DeviceView, Fault, LiveState } from './device-conditions.js';
 import type { LivenessInput } from './liveness.js';
@@ -29,7 +30,9 @@ export interface Tracked {
   subsystemKey: string;
   reportFault: Fault | null;
   changes: number[];
-  integrityKey: string | null;
+  /** The (software version, digest) pair of its latest heartbeat with a digest: checked again only when it changes. */
+  integrityVersion: string | null;
+  integrityDigest: string | null;
   /** Evaluated at least once since start (its first sign of life re-checks tickets left open before a restart). */
   evaluated: boolean;
   /** Heard from since the daemon started. */
@@ -64,7 +67,8 @@ export function newTracked(d: DeviceRecord, now: number): Tracked {
     subsystemKey: '',
     reportFault: null,
     changes: [],
-    integrityKey: null,
+    integrityVersion: null,
+    integrityDigest: null,
     evaluated: false,
     heardSinceStart: false,
     fineForSensors: true,
@@ -88,4 +92,26 @@ export function livenessInputOf(t: Tracked, parentIntervalS: number | null): Liv
 export function viewOf(t: Tracked): DeviceView {
   const faults = t.reportFault ? [...t.subsystemFaults, t.reportFault] : t.subsystemFaults;
   return { id: t.id, state: t.state, lostReason: t.lostReason ?? undefined, faults };
+}
+
+/**
+ * A heartbeat's subsystems, compared with the device's current faults: true when they changed (then
+ * `t.subsystemFaults` is the new list). Issue 12: nothing is allocated per beat while every subsystem is ok,
+ * the common case; the list is built only when the faults changed.
+ */
+export function noteSubsystems(t: Tracked, subsystems: Heartbeat['subsystems']): boolean {
+  let key = '';
+  if (subsystems) for (const s of subsystems) if (!s.ok) key += `${key ? '\n' : ''}subsystem:${s.name}=${s.detail ?? ''}`;
+  if (key === t.subsystemKey) return false;
+  t.subsystemKey = key;
+  t.subsystemFaults = (subsystems ?? []).filter((s) => !s.ok).map((s) => ({ source: `subsystem:${s.name}`, detail: s.detail ?? '' }));
+  return true;
+}
+
+/** Is (version, digest) new for this device? Records it; the caller then checks it against the registered digest. */
+export function noteIntegrity(t: Tracked, version: string, digest: string): boolean {
+  if (t.integrityVersion === version && t.integrityDigest === digest) return false;
+  t.integrityVersion = version;
+  t.integrityDigest = digest;
+  return true;
 }
