@@ -505,7 +505,7 @@ export class App {
   /** Liveness as the health evaluator sees it; `revoked` for revoked devices. */
   private stateOf(device: DeviceRecord): string {
     if (device.revokedAt !== null) return 'revoked';
-    return this.health.snapshot(device.id)?.state ?? 'unknown';
+    return this.health.stateOf(device.id) ?? 'unknown';
   }
 
   private deviceView(device: DeviceRecord, row = this.liveRow(device.id)): DeviceView {

@@ -337,6 +337,11 @@ export class HealthEvaluator {
     };
   }
 
+  /** The device's liveness state, or undefined when not tracked: O(1), nothing allocated (scrapes ask per device). */
+  stateOf(deviceId: string): LiveState | undefined {
+    return this.devices.get(deviceId)?.state;
+  }
+
   countsByState(): Record<LiveState, number> {
     return { ...this.counts };
   }

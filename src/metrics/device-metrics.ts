@@ -14,15 +14,17 @@ export function registerDeviceMetrics(registry: Registry, devices: () => Iterabl
     registers: [registry],
     collect() {
       this.reset();
-      const counts = new Map<string, { type: string; tier: string; state: string; n: number }>();
+      // type -> tier -> state -> count: a scrape walks the fleet once and allocates per label set, not per device.
+      const counts = new Map<string, Map<string, Map<string, number>>>();
       for (const d of devices()) {
         const state = stateOf(d);
-        const key = `${d.type}\0${d.tier}\0${state}`;
-        const c = counts.get(key);
-        if (c) c.n++;
-        else counts.set(key, { type: d.type, tier: d.tier, state, n: 1 });
+        let byTier = counts.get(d.type);
+        if (!byTier) counts.set(d.type, (byTier = new Map()));
+        let byState = byTier.get(d.tier);
+        if (!byState) byTier.set(d.tier, (byState = new Map()));
+        byState.set(state, (byState.get(state) ?? 0) + 1);
       }
-      for (const c of counts.values()) this.set({ type: c.type, tier: c.tier, state: c.state }, c.n);
+      for (const [type, byTier] of counts) for (const [tier, byState] of byTier) for (const [state, n] of byState) this.set({ type, tier, state }, n);
     },
   });
 }

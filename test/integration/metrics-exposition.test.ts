@@ -86,7 +86,12 @@ describe('/metrics of a freshly started daemon', () => {
 
   it('drops the gauges prom-client names like counters (nodejs_active_*_total)', () => {
     for (const name of MISNAMED_DEFAULT_METRICS) expect(text).not.toContain(`${name} `);
-    expect(text).toContain('# TYPE nodejs_active_handles gauge');
+  });
+
+  it('drops the default gauges that walk every handle at scrape time; process_open_fds is read off the event loop (issue 12)', () => {
+    expect(text).not.toContain('# TYPE nodejs_active_handles gauge');
+    expect(text).not.toContain('# TYPE nodejs_active_resources gauge');
+    expect(text).toMatch(/^process_open_fds \d+$/m);
   });
 
   const rulesFile = join(ROOT, 'deploy/prometheus/xcare-rules.yml');
