@@ -36,6 +36,11 @@ export class InstallGrace {
 
   constructor(private readonly settings: InstallGraceSettings) {}
 
+  /** How long after an install's final status the device may stay silent (health.expectedRestartGraceS). */
+  get restartGraceMs(): number {
+    return this.settings.restartGraceMs;
+  }
+
   /** A patch state change (never a repeat) heard at `at`. */
   onTransition(deviceId: string, state: string, at: number): void {
     const entry = this.entries.get(deviceId);
@@ -57,6 +62,11 @@ export class InstallGrace {
     const entry = this.entries.get(deviceId);
     // >=: a heartbeat handled right after the status (its own `patch` field, or the same millisecond) is already "back".
     if (entry && entry.finalAt !== null && at >= entry.finalAt) this.entries.delete(deviceId);
+  }
+
+  /** Restore, at start, an install that ended at `finalAt` (wall ms) on a device not heard from since. */
+  restoreRestarting(deviceId: string, finalAt: number): void {
+    this.entries.set(deviceId, { installingSince: null, finalAt });
   }
 
   /** Restore an install in progress found in the store at start (its `since` from the stored row). */

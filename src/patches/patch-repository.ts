@@ -63,6 +63,12 @@ export class PatchRepository {
         `SELECT * FROM device_patches WHERE device_id = ? AND (state = 'offered' OR (cancel_requested_at IS NOT NULL AND state NOT IN ('installed','failed','rolled_back','rejected','cancelled')))`,
       ),
       installing: db.prepare(`SELECT device_id, updated_at FROM device_patches WHERE state IN ('verifying','installing')`),
+      // installed / rolled_back always followed an install; no heartbeat stored since the status means the
+      // device had not come back yet (the writer stores a changed patch state at its next flush).
+      restarting: db.prepare(
+        `SELECT p.device_id, p.updated_at FROM device_patches p LEFT JOIN device_state s ON s.device_id = p.device_id
+         WHERE p.state IN ('installed','rolled_back') AND p.updated_at >= ? AND (s.last_seen IS NULL OR s.last_seen < p.updated_at)`,
+      ),
       requestCancel: db.prepare('UPDATE device_patches SET cancel_requested_at = ? WHERE device_id = ? AND patch_id = ?'),
     };
   }
@@ -132,6 +138,11 @@ export class PatchRepository {
   /** Devices whose stored patch state is an install in progress (restored into the install grace at start). */
   installing(): { device_id: string; updated_at: number }[] {
     return this.stmts.installing.all() as { device_id: string; updated_at: number }[];
+  }
+
+  /** Devices whose install ended (installed, rolled back) at or after `since` (wall ms) and not heard from since. */
+  restarting(since: number): { device_id: string; updated_at: number }[] {
+    return this.stmts.restarting.all(since) as { device_id: string; updated_at: number }[];
   }
 
   requestCancel(deviceId: string, patchId: string, at: number): boolean {

@@ -92,6 +92,10 @@ export class PatchService {
   start(): void {
     // An install in progress when the daemon stopped is still one (its silence stays expected).
     for (const r of this.deps.repo.installing()) this.grace.restoreInstalling(r.device_id, r.updated_at);
+    // And one that had just finished and was restarting: without this a daemon restart in that window judged the
+    // device's expected restart silence as a loss once the start-up grace was over (a false page after patching).
+    const now = this.deps.clock.now();
+    for (const r of this.deps.repo.restarting(now - this.grace.restartGraceMs)) this.grace.restoreRestarting(r.device_id, r.updated_at);
     this.keys = loadPinnedKeys(this.deps.releaseKeys);
     this.deps.log.info({ keyIds: this.keys.map((k) => k.keyId), threshold: this.deps.threshold }, 'release keys loaded');
   }

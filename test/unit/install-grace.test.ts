@@ -120,3 +120,61 @@ describe('PatchService.isInstallingOrRestarting (real SQLite, a daemon restart i
     dir.cleanup();
   });
 });
+
+describe('PatchService after a daemon restart in the restart window (real SQLite)', () => {
+  const setup = () => {
+    const dir = tempDir('xcare-grace-restart-');
+    const file = join(dir.path, 'x.db');
+    const clock = new ManualClock(T0);
+    const key = makeKey(dir.path, 'k');
+    const make = () => {
+      const db = openDatabase(file);
+      const repo = new PatchRepository({ db });
+      const service = new PatchService({
+        repo, artifacts: new ArtifactStore({ dir: join(dir.path, 'a') }), clock, log: silentLogger(), results: createPatchMetrics(new Registry()).results,
+        releaseKeys: [], threshold: 1, maxArtifactBytes: 1024, registerIntegrity: () => {}, sendToDevice: () => {}, installGrace: settings,
+      });
+      return { db, repo, service };
+    };
+    const first = make();
+    const m = manifestFor({ sha256: 'a'.repeat(64), size: 10 }, key, { id: 'p-1', version: '1.1.0' });
+    first.repo.insert({ id: 'p-1', version: '1.1.0', manifest: manifestBytes(m), signatures: '[]', sha256: 'a'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: T0 + 86_400_000 });
+    first.db.exec(`INSERT INTO devices (id, type, customer, installer, tier, tags, token_hash, created_at) VALUES ('gw-1', 'gateway', 'c', 'i', 'xcare', '[]', 'x', 0)`);
+    first.service.recordStatus('gw-1', { patchId: 'p-1', state: 'installing' }, clock.now());
+    clock.advance(10 * S);
+    first.service.recordStatus('gw-1', { patchId: 'p-1', state: 'installed' }, clock.now());
+    const finalAt = clock.now();
+    return { dir, clock, first, make, finalAt };
+  };
+
+  it('an install that ended just before the restart keeps its restart grace until restartGraceMs after the status', () => {
+    const { dir, clock, first, make, finalAt } = setup();
+    first.db.close(); // kill -9 right after the final status: the device is restarting, not heard from since
+    clock.advance(20 * S);
+    const second = make();
+    second.service.start();
+    expect(second.service.installGraceUntil('gw-1', clock.now())).toBe(finalAt + settings.restartGraceMs);
+    // Its first heartbeat after the status ends the grace, as before the restart.
+    second.service.noteHeartbeat('gw-1', clock.now());
+    expect(second.service.isInstallingOrRestarting('gw-1', clock.now())).toBe(false);
+    second.db.close();
+    dir.cleanup();
+  });
+
+  it('no grace when the device was heard from after the status, or the status is older than restartGraceMs', () => {
+    const { dir, clock, first, make } = setup();
+    first.db.exec(`INSERT INTO device_state (device_id, last_seen) VALUES ('gw-1', ${clock.now() + 1000})`);
+    first.db.close();
+    const second = make();
+    second.service.start();
+    expect(second.service.isInstallingOrRestarting('gw-1', clock.now() + 2000)).toBe(false);
+    second.db.exec('DELETE FROM device_state');
+    second.db.close();
+    clock.advance(settings.restartGraceMs + S);
+    const third = make();
+    third.service.start();
+    expect(third.service.isInstallingOrRestarting('gw-1', clock.now())).toBe(false);
+    third.db.close();
+    dir.cleanup();
+  });
+});
