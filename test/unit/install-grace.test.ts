@@ -69,24 +69,33 @@ describe('InstallGrace.graceUntil: when the grace ends (the liveness step schedu
   });
 });
 
+/**
+ * A data dir whose store holds patch p-1; `make()` opens it as a daemon start would (a fresh PatchService over
+ * the same SQLite file), so calling it again after closing the first is a restart.
+ */
+function patchStore() {
+  const dir = tempDir('xcare-grace-');
+  const file = join(dir.path, 'x.db');
+  const clock = new ManualClock(T0);
+  const key = makeKey(dir.path, 'k');
+  const make = () => {
+    const db = openDatabase(file);
+    const repo = new PatchRepository({ db });
+    const service = new PatchService({
+      repo, artifacts: new ArtifactStore({ dir: join(dir.path, 'a') }), clock, log: silentLogger(), results: createPatchMetrics(new Registry()).results,
+      releaseKeys: [], threshold: 1, maxArtifactBytes: 1024, registerIntegrity: () => {}, sendToDevice: () => {}, installGrace: settings,
+    });
+    return { db, repo, service };
+  };
+  const first = make();
+  const m = manifestFor({ sha256: 'a'.repeat(64), size: 10 }, key, { id: 'p-1', version: '1.1.0' });
+  first.repo.insert({ id: 'p-1', version: '1.1.0', manifest: manifestBytes(m), signatures: '[]', sha256: 'a'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: T0 + 86_400_000 });
+  return { dir, clock, first, make };
+}
+
 describe('PatchService.isInstallingOrRestarting (real SQLite, a daemon restart in between)', () => {
   it('a patch state repeated by heartbeats after a reconnect or a restart never opens the grace', () => {
-    const dir = tempDir('xcare-grace-');
-    const file = join(dir.path, 'x.db');
-    const clock = new ManualClock(T0);
-    const key = makeKey(dir.path, 'k');
-    const make = () => {
-      const db = openDatabase(file);
-      const repo = new PatchRepository({ db });
-      const service = new PatchService({
-        repo, artifacts: new ArtifactStore({ dir: join(dir.path, 'a') }), clock, log: silentLogger(), results: createPatchMetrics(new Registry()).results,
-        releaseKeys: [], threshold: 1, maxArtifactBytes: 1024, registerIntegrity: () => {}, sendToDevice: () => {}, installGrace: settings,
-      });
-      return { db, repo, service };
-    };
-    const first = make();
-    const m = manifestFor({ sha256: 'a'.repeat(64), size: 10 }, key, { id: 'p-1', version: '1.1.0' });
-    first.repo.insert({ id: 'p-1', version: '1.1.0', manifest: manifestBytes(m), signatures: '[]', sha256: 'a'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: T0 + 86_400_000 });
+    const { dir, clock, first, make } = patchStore();
     const beat = (svc: PatchService, state: 'installing' | 'installed') => {
       svc.recordStatus('gw-1', { patchId: 'p-1', state }, clock.now());
       svc.noteHeartbeat('gw-1', clock.now());
@@ -123,22 +132,7 @@ describe('PatchService.isInstallingOrRestarting (real SQLite, a daemon restart i
 
 describe('PatchService after a daemon restart in the restart window (real SQLite)', () => {
   const setup = () => {
-    const dir = tempDir('xcare-grace-restart-');
-    const file = join(dir.path, 'x.db');
-    const clock = new ManualClock(T0);
-    const key = makeKey(dir.path, 'k');
-    const make = () => {
-      const db = openDatabase(file);
-      const repo = new PatchRepository({ db });
-      const service = new PatchService({
-        repo, artifacts: new ArtifactStore({ dir: join(dir.path, 'a') }), clock, log: silentLogger(), results: createPatchMetrics(new Registry()).results,
-        releaseKeys: [], threshold: 1, maxArtifactBytes: 1024, registerIntegrity: () => {}, sendToDevice: () => {}, installGrace: settings,
-      });
-      return { db, repo, service };
-    };
-    const first = make();
-    const m = manifestFor({ sha256: 'a'.repeat(64), size: 10 }, key, { id: 'p-1', version: '1.1.0' });
-    first.repo.insert({ id: 'p-1', version: '1.1.0', manifest: manifestBytes(m), signatures: '[]', sha256: 'a'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: T0 + 86_400_000 });
+    const { dir, clock, first, make } = patchStore();
     first.db.exec(`INSERT INTO devices (id, type, customer, installer, tier, tags, token_hash, created_at) VALUES ('gw-1', 'gateway', 'c', 'i', 'xcare', '[]', 'x', 0)`);
     first.service.recordStatus('gw-1', { patchId: 'p-1', state: 'installing' }, clock.now());
     clock.advance(10 * S);
