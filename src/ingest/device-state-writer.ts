@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DeviceStateRowWriter, type HeartbeatRow, type StateRow } from './device-state-rows.js';
+import { DeviceStateRowWriter, type StateRow } from './device-state-rows.js';
 import type { Database } from '../db/database.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
@@ -9,9 +9,10 @@ import type { Heartbeat } from '../protocol/types.js';
 
 /**
  * One device's slot, allocated at its first heartbeat and updated in place ever after. Issue 12: the hot path
- * allocates nothing per beat for the store and keeps no parsed heartbeat; a heartbeat object held until the next
- * flush survived the young generation at fleet rates and was promoted, and old-generation garbage at
- * heartbeat rate is what made the long mark-compact pauses.
+ * allocates nothing per beat for the store and keeps a parsed heartbeat only while its row waits for the next flush
+ * (the devices whose row must be rewritten); every device's latest heartbeat held until its refresh survived
+ * the young generation at fleet rates and was promoted, and old-generation garbage at heartbeat rate is what
+ * made the long mark-compact pauses.
  */
 interface Slot {
   readonly id: string;
@@ -30,8 +31,11 @@ interface Slot {
   patchRolloutId: string | undefined;
   patchId: string | undefined;
   patchState: string | undefined;
-  /** A whole row (the heartbeat's JSON) waiting for the next flush. */
-  row: HeartbeatRow | undefined;
+  /**
+   * The heartbeat whose whole row (with its JSON) the next flush writes; a later beat before that flush takes its
+   * place. Held at most one flush interval, and only for devices whose row must be rewritten.
+   */
+  rowBeat: Heartbeat | undefined;
   /** Liveness figures newer than the stored row (written as a liveness row when due). */
   alive: boolean;
   /** A connection change waiting for the next flush. */
@@ -139,7 +143,7 @@ export class DeviceStateWriter {
   /**
    * Hot path, O(1) and allocation-free unless the row must be rewritten: a beat that changes what the row says
    * (versions, digest, boot, interval, patch state), the first one, or one after the device's refresh is due
-   * builds the whole row now (its JSON); any other only updates the liveness figures in place.
+   * is kept for a whole row at the next flush; any other only updates the liveness figures in place.
    */
   heartbeat(deviceId: string, heartbeat: Heartbeat, receivedAt: number): void {
     const slot = this.slot(deviceId);
@@ -147,7 +151,7 @@ export class DeviceStateWriter {
     slot.seq = heartbeat.seq;
     slot.count++;
     // A whole row already waiting is rebuilt from this beat, so the stored JSON and columns agree.
-    if (slot.row !== undefined || changesRow(heartbeat, slot) || this.deps.clock.now() >= slot.dueAt) this.buildRow(slot, heartbeat);
+    if (slot.rowBeat !== undefined || changesRow(heartbeat, slot) || this.deps.clock.now() >= slot.dueAt) this.noteRow(slot, heartbeat);
     else slot.alive = true;
     this.dirty.add(slot);
     if (this.dirty.size >= this.deps.maxBatch) {
@@ -184,12 +188,11 @@ export class DeviceStateWriter {
     const now = this.deps.clock.now();
     for (const slot of this.dirty) {
       let written = false;
-      if (slot.row !== undefined) {
-        slot.row[1] = slot.receivedAt;
-        slot.row[2] = slot.seq;
-        slot.row[9] = slot.count;
-        rows.push(slot.row);
-        slot.row = undefined;
+      const hb = slot.rowBeat;
+      if (hb !== undefined) {
+        // Serialized here, once per row written, not on every beat that replaced it meanwhile.
+        rows.push([slot.id, slot.receivedAt, slot.seq, hb.bootId ?? null, hb.intervalS, hb.agentVersion, hb.softwareVersion, hb.integrity ?? null, JSON.stringify(hb), slot.count]);
+        slot.rowBeat = undefined;
         written = true;
       } else if (slot.alive && (sync || now >= slot.dueAt || slot.connected !== undefined)) {
         // Only "still alive" since the last write: its figures, not the JSON again (issue 12).
@@ -226,8 +229,8 @@ export class DeviceStateWriter {
     step();
   }
 
-  /** The row as the store keeps it; liveness figures are filled in at flush time. */
-  private buildRow(slot: Slot, hb: Heartbeat): void {
+  /** This beat's row is to be written whole at the next flush: remember what it says. */
+  private noteRow(slot: Slot, hb: Heartbeat): void {
     slot.softwareVersion = hb.softwareVersion;
     slot.agentVersion = hb.agentVersion;
     slot.integrity = hb.integrity;
@@ -237,7 +240,7 @@ export class DeviceStateWriter {
     slot.patchId = hb.patch?.patchId;
     slot.patchState = hb.patch?.state;
     slot.alive = false;
-    slot.row = [slot.id, 0, 0, hb.bootId ?? null, hb.intervalS, hb.agentVersion, hb.softwareVersion, hb.integrity ?? null, JSON.stringify(hb), 0];
+    slot.rowBeat = hb;
   }
 
   /** When a beat that changes nothing is written again: refreshMs after this write, less the device's spread. */
@@ -272,7 +275,7 @@ export class DeviceStateWriter {
         patchRolloutId: undefined,
         patchId: undefined,
         patchState: undefined,
-        row: undefined,
+        rowBeat: undefined,
         alive: false,
         connected: undefined,
         // The first beat is always written whole.
