@@ -129,7 +129,13 @@ export class App {
     this.customers = new CustomerStore({ db: this.db, clock });
     const latestSoftware = new LatestSoftware();
     this.external = config.mqtt.broker.url
-      ? new ExternalMode({ config, log: log.child({ module: 'broker' }), metrics: this.metrics, devices: () => this.registry.all() })
+      ? new ExternalMode({
+          config,
+          log: log.child({ module: 'broker' }),
+          metrics: this.metrics,
+          devices: () => this.registry.all(),
+          onSecurityEvent: (e) => this.health.onSecurityEvent({ kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote }),
+        })
       : undefined;
 
     this.registry = new DeviceRegistry({
@@ -436,7 +442,11 @@ export class App {
       log,
       metrics: this.metrics,
       work,
-      afterElected: async () => this.external?.broker.setLivenessFeed(true),
+      afterElected: async () => {
+        await this.external?.broker.setLivenessFeed(true);
+        // Mosquitto's refused CONNECTs reach this evaluator only: every instance could read the broker's log.
+        await this.external?.openSecurityFeed();
+      },
       onLost: (reason) => {
         if (this.deps.onLeadershipLost) return this.deps.onLeadershipLost(reason);
         log.fatal({ reason }, 'leadership lost: stopping so no leader-only work outlives the lease (exit 3)');

@@ -8,6 +8,7 @@ import { DAEMON_FILTERS, parseDeviceTopic, topics, type DeviceTopicKind } from '
 import { parsePayload, stateSchema } from '../../src/protocol/schemas.js';
 import { createBrokerMetrics, type BrokerMetrics } from '../broker-metrics.js';
 import type { DeviceHandler, DeviceMessageHandler, DeviceTransport } from '../device-transport.js';
+import { MOSQUITTO_NOTICE_LOG_TOPIC } from './mosquitto-log.js';
 
 export interface ExternalBrokerDeps {
   config: Config['mqtt']['broker'];
@@ -21,10 +22,14 @@ export interface ExternalBrokerDeps {
   disconnect?(deviceId: string): Promise<void>;
 }
 
-/** Subscription identifiers (MQTT 5 §3.8.2.1.2): our share, the plain state view, the leader's heartbeats. */
+/**
+ * Subscription identifiers (MQTT 5 §3.8.2.1.2): our share, the plain state view, the leader's heartbeats,
+ * the broker's log (Mosquitto: refused CONNECTs, for the evaluator's security signals).
+ */
 const SUB_SHARE = 1;
 const SUB_STATES = 2;
 const SUB_HEARTBEATS = 3;
+const SUB_BROKER_LOG = 4;
 
 /** Topics a device publishes, as the daemon's own subscriptions see them. */
 const INGEST_KINDS = ['heartbeat', 'state', 'patch/status'] as const;
@@ -58,6 +63,8 @@ export class ExternalBroker implements DeviceTransport {
   private readonly connectedHandlers: DeviceHandler[] = [];
   private readonly disconnectedHandlers: DeviceHandler[] = [];
   private readonly readyHandlers: DeviceHandler[] = [];
+  private readonly logHandlers: ((line: Buffer) => void)[] = [];
+  private brokerLog = false;
   private metrics: BrokerMetrics | undefined;
   private liveness = false;
   private subscribedOnce = false;
@@ -128,6 +135,34 @@ export class ExternalBroker implements DeviceTransport {
     this.liveness = on;
     if (on) await this.subscribe([DAEMON_FILTERS.heartbeat], SUB_HEARTBEATS);
     else await this.client.unsubscribeAsync(DAEMON_FILTERS.heartbeat);
+  }
+
+  /**
+   * Open the broker-log feed: a plain subscription to Mosquitto's notice log (`$SYS/broker/log/N`, with
+   * `log_dest topic` in mosquitto.conf). Only the instance whose evaluator runs opens it (a single daemon at
+   * start, a cluster's leader once elected), so each line is counted once across the cluster. A broker that
+   * refuses the subscription (xcared's role lacks `$SYS/broker/log/#`) is logged, not fatal: security
+   * signals from the broker's log are then missing, everything else works.
+   */
+  async setBrokerLogFeed(on: boolean): Promise<void> {
+    if (on === this.brokerLog || !this.client) return;
+    this.brokerLog = on;
+    if (!on) {
+      await this.client.unsubscribeAsync(MOSQUITTO_NOTICE_LOG_TOPIC);
+      return;
+    }
+    const grants = await this.client.subscribeAsync(MOSQUITTO_NOTICE_LOG_TOPIC, { qos: 0, properties: { subscriptionIdentifier: SUB_BROKER_LOG } });
+    if (grants.some((g) => g.qos === 128)) {
+      this.brokerLog = false;
+      this.deps.log.warn({ topic: MOSQUITTO_NOTICE_LOG_TOPIC }, "the broker refused xcared's subscription to its log: refused CONNECTs will not reach the evaluator (give xcared's role subscribePattern and publishClientReceive on $SYS/broker/log/#)");
+      return;
+    }
+    this.deps.log.info({ topic: MOSQUITTO_NOTICE_LOG_TOPIC }, 'broker log feed open');
+  }
+
+  /** Each payload of the broker's notice log while the broker-log feed is open (one line per message). */
+  onBrokerLog(handler: (line: Buffer) => void): void {
+    this.logHandlers.push(handler);
   }
 
   onDeviceMessage(handler: DeviceMessageHandler): void {
@@ -216,6 +251,10 @@ export class ExternalBroker implements DeviceTransport {
    * may also merge them into one delivery listing several identifiers, [MQTT-3.3.4-3]/[MQTT-3.3.4-5]).
    */
   private received(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (topic === MOSQUITTO_NOTICE_LOG_TOPIC) {
+      if (this.brokerLog) this.brokerLogLine(payload, packet);
+      return;
+    }
     const parsed = parseDeviceTopic(topic);
     if (!parsed || parsed.kind === 'cmd/patch') return;
     const { deviceId, kind } = parsed;
@@ -229,6 +268,20 @@ export class ExternalBroker implements DeviceTransport {
         // fresh interval at its start, as after a restart.
         if (this.liveness && !packet.retain) this.emit(this.livenessHandlers, deviceId, kind, payload);
       } else if (id === SUB_HEARTBEATS && this.liveness) this.emit(this.livenessHandlers, deviceId, kind, payload);
+    }
+  }
+
+  private brokerLogLine(payload: Buffer, packet: IPublishPacket): void {
+    const raw = packet.properties?.subscriptionIdentifier;
+    const ids = Array.isArray(raw) ? raw : raw === undefined ? [] : [raw];
+    // Only what came through our log subscription (the broker's own publication, not a retained leftover).
+    if (!ids.includes(SUB_BROKER_LOG) || packet.retain) return;
+    for (const handler of this.logHandlers) {
+      try {
+        handler(payload);
+      } catch (err) {
+        this.deps.log.error({ err }, 'broker log handler failed');
+      }
     }
   }
 

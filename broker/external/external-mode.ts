@@ -7,6 +7,8 @@ import type { DeviceRecord } from '../../src/registry/types.js';
 import { DynsecClient } from './dynsec.js';
 import { DynsecDeviceSync, type ReconcileReport } from './dynsec-device-sync.js';
 import { ExternalBroker } from './external-broker.js';
+import type { SecurityEvent } from '../fleet-broker.js';
+import { parseMosquittoLogLine } from './mosquitto-log.js';
 
 /** This daemon's name in a cluster: `cluster.instanceId`, else `<hostname>-<pid>`. */
 export function instanceIdOf(config: Config): string {
@@ -19,6 +21,8 @@ export interface ExternalModeDeps {
   metrics: Registry;
   /** The whole registry (revoked devices included), read at each reconcile. */
   devices(): Iterable<DeviceRecord>;
+  /** Refused CONNECTs read from Mosquitto's log (dynsec mode), for the evaluator's security signals. */
+  onSecurityEvent?(e: SecurityEvent): void;
 }
 
 /**
@@ -44,11 +48,35 @@ export class ExternalMode {
       metrics,
       ...(dynsecMode
         ? {
-            onBrokerConnected: async () => void (await this.reconcile()),
+            onBrokerConnected: async () => {
+              await this.reconcile();
+              // A single daemon is its own evaluator; a cluster's leader opens the feed once elected.
+              if (!config.cluster.enabled) await this.openSecurityFeed();
+            },
             disconnect: (id: string) => this.credentials().revoke(id),
           }
         : {}),
     });
+    if (dynsecMode) this.broker.onBrokerLog((line) => this.brokerLogLine(line));
+  }
+
+  /**
+   * Dynsec mode: Mosquitto reports refused CONNECTs only in its log; read them from `$SYS/broker/log/N` and
+   * count them like the embedded broker and the EMQX hook do (`fleet_mqtt_auth_failures_total`, the
+   * evaluator's `auth_failure` signal). Call on the instance whose evaluator runs, and only there, so that
+   * each line is counted once across a cluster. No-op with `credentials: http` (the hook reports).
+   */
+  async openSecurityFeed(): Promise<void> {
+    if (this.deps.config.mqtt.broker.credentials !== 'dynsec') return;
+    await this.broker.setBrokerLogFeed(true);
+  }
+
+  private brokerLogLine(line: Buffer): void {
+    const signal = parseMosquittoLogLine(line);
+    if (!signal) return;
+    this.broker.countAuthFailure();
+    this.deps.log.info({ deviceId: signal.deviceId, reason: 'broker_refused' }, 'CONNECT refused (reported by the broker log)');
+    this.deps.onSecurityEvent?.({ kind: 'auth_failure', ...(signal.deviceId ? { deviceId: signal.deviceId } : {}) });
   }
 
   /**

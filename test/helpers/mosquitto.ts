@@ -71,6 +71,9 @@ export async function startMosquitto(dir: string, options: { dynsec?: boolean; e
       'per_listener_settings false',
       dynsec ? 'allow_anonymous false' : 'allow_anonymous true',
       ...(dynsec ? [`plugin ${DYNSEC_PLUGIN}`, `plugin_opt_config_file ${dynsecFile}`] : []),
+      // As README "At scale" configures it: xcared reads refused CONNECTs from $SYS/broker/log/N.
+      'log_dest stderr',
+      'log_dest topic',
       'log_type error',
       'log_type warning',
       'log_type notice',
