@@ -5,6 +5,7 @@ import { ctl, eventually, startAgent, type Daemon, type RunningProcess } from '.
 import { startExternalDaemon } from '../helpers/external-daemon.js';
 import { startMosquitto, type RunningMosquitto } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { tryConnect } from '../helpers/mqtt-client.js';
 import { toolsMissing } from '../helpers/system-tools.js';
 
 interface TicketJson {
@@ -56,7 +57,7 @@ describe.skipIf(toolsMissing(['mosquitto', 'mosquitto_ctrl'], 'mosquitto').lengt
     await new Promise<void>((resolve) => helpdesk.listen(0, '127.0.0.1', resolve));
     const hook = `http://127.0.0.1:${(helpdesk.address() as { port: number }).port}/hook`;
     yaml = [
-      'health: { lastWillGraceS: 1, missedHeartbeats: 3 }',
+      'health: { lastWillGraceS: 1, missedHeartbeats: 3, security: { authFailures: 3, windowS: 600 } }',
       'tickets: { resolveAfterS: 600 }',
       `webhook: { url: "${hook}", secret: cluster-secret, backoffBaseMs: 200 }`,
     ].join('\n');
@@ -115,6 +116,26 @@ describe.skipIf(toolsMissing(['mosquitto', 'mosquitto_ctrl'], 'mosquitto').lengt
     expect(await tickets(a, 'gw-c5')).toHaveLength(0);
   }, 60_000);
 
+  it("Mosquitto's refused CONNECTs are counted once across the cluster, by the leader, and open one security_incident", async () => {
+    const failures = async (d: Daemon) => Number(/^fleet_mqtt_auth_failures_total (\d+)/m.exec(await (await fetch(`${d.url}/metrics`)).text())?.[1] ?? 0);
+    await eventually(() => a.output().includes('broker log feed open'), 15_000, 'leader reads the broker log');
+    expect(b.output()).not.toContain('broker log feed open');
+    // The revoked gw-c5's agent retries its CONNECT every second: refused CONNECTs too. Stop it, then count ours.
+    await agents['gw-c5']!.stop();
+    delete agents['gw-c5'];
+    await new Promise((r) => setTimeout(r, 1500));
+    const before = await failures(a);
+    for (let i = 0; i < 3; i++) {
+      const wrong = await tryConnect(`mqtt://127.0.0.1:${broker.port}`, { id: 'gw-c3', token: `wrong-${i}` });
+      expect(wrong.ok ? 0 : wrong.code).toBe(5);
+    }
+    await eventually(async () => (await failures(a)) === before + 3, 15_000, 'leader counts 3 more');
+    const security = async (d: Daemon) => (await api<{ tickets: TicketJson[] }>(d, '/api/v1/tickets?status=all')).tickets.filter((t) => t.kind === 'security_incident');
+    await eventually(async () => (await security(a)).length === 1, 15_000, 'security_incident');
+    expect(await failures(b)).toBe(0);
+    expect((await security(a))[0]!.subject).toBe('fleet');
+  }, 60_000);
+
   it('a gateway killed -> exactly one ticket, opened by the leader', async () => {
     await agents['gw-c1']!.kill9();
     await eventually(async () => (await tickets(a, 'gw-c1')).length === 1, 30_000, 'gw-c1 ticket');
@@ -145,6 +166,12 @@ describe.skipIf(toolsMissing(['mosquitto', 'mosquitto_ctrl'], 'mosquitto').lengt
     expect(await tickets(b, 'gw-c1')).toHaveLength(1);
     expect(await tickets(b, 'gw-c2')).toHaveLength(0);
     expect(await tickets(b, 'gw-c3')).toHaveLength(0);
+
+    // The new leader reads the broker's log now.
+    await eventually(() => b.output().includes('broker log feed open'), 15_000, 'new leader reads the broker log');
+    const wrong = await tryConnect(`mqtt://127.0.0.1:${broker.port}`, { id: 'gw-c3', token: 'wrong-after-failover' });
+    expect(wrong.ok ? 0 : wrong.code).toBe(5);
+    await eventually(async () => /^fleet_mqtt_auth_failures_total [1-9]/m.test(await (await fetch(`${b.url}/metrics`)).text()), 15_000, 'new leader counts');
 
     await agents['gw-c2']!.kill9();
     await eventually(async () => (await tickets(b, 'gw-c2')).length === 1, 30_000, 'gw-c2 ticket from the new leader');
