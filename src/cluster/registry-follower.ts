@@ -2,8 +2,14 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { Database } from '../db/database.js';
 import type { Logger } from '../log.js';
 
-/** Registry events that change what the in-memory registry holds (written by the registry and subscriptions). */
-const REGISTRY_KINDS = ['provisioned', 'revoked', 'renewed'] as const;
+/**
+ * Every `events` kind written in the same transaction as a change to a `devices` row, i.e. everything the
+ * in-memory registry copies: provisioning, revocation, renewal (tier, subscription start and end) and token
+ * rotation (the token hash, and `revoked_at` cleared when it re-enables a device). A kind missing here leaves
+ * the other instances on the old row until their restart: a follower answering EMQX's `/mqtt/auth` would
+ * refuse a rotated device's new token and accept its old one.
+ */
+export const REGISTRY_KINDS = ['provisioned', 'revoked', 'renewed', 'token_rotated'] as const;
 
 export interface RegistryFollowerDeps {
   db: Database;
