@@ -20,6 +20,7 @@ import { registerMqttHookRoutes } from './http/routes/mqtt-auth.js';
 import { Cluster } from './cluster/cluster.js';
 import { RegistryFollower } from './cluster/registry-follower.js';
 import { leaderGuarded } from './cluster/leader-guard.js';
+import { StoredLiveness } from './cluster/stored-liveness.js';
 import { Router } from './http/router.js';
 import { HttpServer } from './http/server.js';
 import { httpTlsLoader, registerTlsExpiryMetric } from './http/tls.js';
@@ -313,7 +314,8 @@ export class App {
       this.external.broker.onLivenessMessage((id, kind, payload) => liveness.handle(id, kind, payload));
     }
 
-    registerDeviceMetrics(this.metrics, () => this.registry.all(), (d) => this.stateOf(d));
+    // The evaluator's own view only: a follower's fleet_devices{state} stays `unknown` (dashboards read the leader).
+    registerDeviceMetrics(this.metrics, () => this.registry.all(), (d) => this.stateOf(d, false));
 
     const router = (this.router = new Router());
     registerSystemRoutes(router, {
@@ -512,16 +514,29 @@ export class App {
     return this.liveRowQuery.get(id) as LiveRow | undefined;
   }
 
-  /** Liveness as the health evaluator sees it; `revoked` for revoked devices. */
-  private stateOf(device: DeviceRecord): string {
+  private storedLiveness?: StoredLiveness;
+
+  /**
+   * Liveness as the health evaluator sees it; `revoked` for revoked devices. On a cluster follower (whose
+   * evaluator does not run) and with `fromStore`, the leader's view as it last stored it (StoredLiveness).
+   */
+  private stateOf(device: DeviceRecord, fromStore = true): string {
     if (device.revokedAt !== null) return 'revoked';
+    if (fromStore && this.following()) return (this.storedLiveness ??= new StoredLiveness(this.db)).stateOf(device.id).state;
     return this.health.stateOf(device.id) ?? 'unknown';
+  }
+
+  /** A cluster member that does not lead now (its evaluator is not running). */
+  private following(): boolean {
+    return this.cluster !== undefined && !this.cluster.isLeader();
   }
 
   private deviceView(device: DeviceRecord, row = this.liveRow(device.id)): DeviceView {
     return {
       ...device,
       state: this.stateOf(device),
+      // Cluster: where `state` comes from (a follower serves the leader's stored view, as of its last tick).
+      ...(this.cluster ? { stateSource: this.following() ? 'leader-store' : 'evaluator' } : {}),
       lastSeen: row?.last_seen ? new Date(row.last_seen).toISOString() : null,
       softwareVersion: row?.software_version ?? null,
       agentVersion: row?.agent_version ?? null,
