@@ -21,6 +21,7 @@ import { Cluster } from './cluster/cluster.js';
 import { RegistryFollower } from './cluster/registry-follower.js';
 import { leaderGuarded } from './cluster/leader-guard.js';
 import { StoredLiveness } from './cluster/stored-liveness.js';
+import { SecurityRelay } from './cluster/security-relay.js';
 import { Router } from './http/router.js';
 import { HttpServer } from './http/server.js';
 import { httpTlsLoader, registerTlsExpiryMetric } from './http/tls.js';
@@ -380,7 +381,12 @@ export class App {
       registerMqttHookRoutes(router, {
         log: log.child({ module: 'broker' }),
         authenticate: (id, token, source) => this.registry.authenticate(id, token, source),
-        onSecurityEvent: (e) => this.health.onSecurityEvent({ kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote }),
+        // Cluster: a follower's hook signals reach the leader's evaluator through the store (SecurityRelay).
+        onSecurityEvent: (e) => {
+          const signal = { kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote };
+          if (this.securityRelay) this.securityRelay.report(signal);
+          else this.health.onSecurityEvent(signal);
+        },
         countAuthFailure: () => external.countAuthFailure(),
         countAclDenied: () => external.countAclDenied(),
       });
@@ -456,13 +462,25 @@ export class App {
       },
     });
     const follower = new RegistryFollower({ db: this.db, clock: this.deps.clock, log, intervalMs: config.cluster.renewS * 1000, reload: (id) => void this.registry.reload(id) });
+    const relay = (this.securityRelay = new SecurityRelay({
+      db: this.db,
+      clock: this.deps.clock,
+      log,
+      intervalMs: config.cluster.renewS * 1000,
+      leading: () => cluster.isLeader(),
+      deliver: (s) => this.health.onSecurityEvent(s),
+    }));
     // Right after the store: the follower marks its start before the registry loads; it stops (with the
     // leader-only work and the lease) last before the database closes.
     this.components.splice(1, 0, {
       name: 'cluster',
-      start: () => follower.start(),
+      start: () => {
+        follower.start();
+        relay.start();
+      },
       stop: async () => {
         follower.stop();
+        relay.stop();
         await cluster.stop();
       },
     });
@@ -515,6 +533,7 @@ export class App {
   }
 
   private storedLiveness?: StoredLiveness;
+  private securityRelay?: SecurityRelay;
 
   /**
    * Liveness as the health evaluator sees it; `revoked` for revoked devices. On a cluster follower (whose
