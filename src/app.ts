@@ -18,10 +18,8 @@ import { ExternalMode, instanceIdOf } from '../broker/external/external-mode.js'
 import { createLivenessIngest } from './ingest/liveness-ingest.js';
 import { registerMqttHookRoutes } from './http/routes/mqtt-auth.js';
 import { Cluster } from './cluster/cluster.js';
-import { RegistryFollower } from './cluster/registry-follower.js';
 import { leaderGuarded } from './cluster/leader-guard.js';
 import { StoredLiveness } from './cluster/stored-liveness.js';
-import { SecurityRelay } from './cluster/security-relay.js';
 import { Router } from './http/router.js';
 import { HttpServer } from './http/server.js';
 import { httpTlsLoader, registerTlsExpiryMetric } from './http/tls.js';
@@ -384,7 +382,7 @@ export class App {
         // Cluster: a follower's hook signals reach the leader's evaluator through the store (SecurityRelay).
         onSecurityEvent: (e) => {
           const signal = { kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote };
-          if (this.securityRelay) this.securityRelay.report(signal);
+          if (this.cluster) this.cluster.reportSecurity(signal);
           else this.health.onSecurityEvent(signal);
         },
         countAuthFailure: () => external.countAuthFailure(),
@@ -460,30 +458,12 @@ export class App {
         log.fatal({ reason }, 'leadership lost: stopping so no leader-only work outlives the lease (exit 3)');
         void this.stop().finally(() => process.exit(3));
       },
+      reload: (id) => void this.registry.reload(id),
+      deliverSecurity: (s) => this.health.onSecurityEvent(s),
     });
-    const follower = new RegistryFollower({ db: this.db, clock: this.deps.clock, log, intervalMs: config.cluster.renewS * 1000, reload: (id) => void this.registry.reload(id) });
-    const relay = (this.securityRelay = new SecurityRelay({
-      db: this.db,
-      clock: this.deps.clock,
-      log,
-      intervalMs: config.cluster.renewS * 1000,
-      leading: () => cluster.isLeader(),
-      deliver: (s) => this.health.onSecurityEvent(s),
-    }));
-    // Right after the store: the follower marks its start before the registry loads; it stops (with the
-    // leader-only work and the lease) last before the database closes.
-    this.components.splice(1, 0, {
-      name: 'cluster',
-      start: () => {
-        follower.start();
-        relay.start();
-      },
-      stop: async () => {
-        follower.stop();
-        relay.stop();
-        await cluster.stop();
-      },
-    });
+    // Right after the store: following starts before the registry loads; it stops (with the leader-only
+    // work and the lease) last before the database closes.
+    this.components.splice(1, 0, { name: 'cluster', start: () => cluster.follow(), stop: () => cluster.stop() });
     this.components.push({ name: 'election', start: () => cluster.start(), stop: () => {} });
     return cluster;
   }
@@ -533,7 +513,6 @@ export class App {
   }
 
   private storedLiveness?: StoredLiveness;
-  private securityRelay?: SecurityRelay;
 
   /**
    * Liveness as the health evaluator sees it; `revoked` for revoked devices. On a cluster follower (whose

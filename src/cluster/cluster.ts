@@ -5,6 +5,8 @@ import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
 import { LeaderElector, type LeadershipView } from './leader-elector.js';
 import { SqliteLeaseStore, type LeaseStore } from './lease-store.js';
+import { RegistryFollower } from './registry-follower.js';
+import { SecurityRelay, type RelayedSignal } from './security-relay.js';
 
 /** A component that runs on the leader only (health evaluator, rollout scheduler, webhook dispatcher...). */
 export interface LeaderOnlyWork {
@@ -28,6 +30,10 @@ export interface ClusterDeps {
   onLost(reason: string): void;
   /** Another store than the app's SQLite (tests: PostgreSQL). */
   store?: LeaseStore;
+  /** Re-read one device into the in-memory registry (a change another instance committed). */
+  reload(deviceId: string): void;
+  /** The evaluator's security input (HealthEvaluator.onSecurityEvent), fed on the leader only. */
+  deliverSecurity(signal: RelayedSignal): void;
 }
 
 /**
@@ -39,6 +45,8 @@ export interface ClusterDeps {
 export class Cluster {
   private readonly elector: LeaderElector;
   private readonly store: LeaseStore;
+  private readonly follower: RegistryFollower;
+  private readonly relay: SecurityRelay;
   private started: LeaderOnlyWork[] = [];
 
   constructor(private readonly deps: ClusterDeps) {
@@ -54,13 +62,34 @@ export class Cluster {
       onElected: () => this.elected(),
       onLost: (reason) => deps.onLost(reason),
     });
+    const intervalMs = deps.config.renewS * 1000;
+    this.follower = new RegistryFollower({ db: deps.db, clock: deps.clock, log: deps.log, intervalMs, reload: deps.reload });
+    this.relay = new SecurityRelay({ db: deps.db, clock: deps.clock, log: deps.log, intervalMs, leading: () => this.isLeader(), deliver: deps.deliverSecurity });
   }
 
+  /**
+   * Follow the other instances' changes (registry, security signals): call right after the store opens,
+   * before the registry loads, so a change committed between the two is re-read, never missed.
+   */
+  follow(): void {
+    this.follower.start();
+    this.relay.start();
+  }
+
+  /** Join the election (once everything else, ingest, broker and HTTP, is up). */
   start(): void {
     this.elector.start();
   }
 
+  /** A security signal this instance received (EMQX hooks): judged here when leading, else relayed to the leader. */
+  reportSecurity(signal: RelayedSignal): void {
+    this.relay.report(signal);
+  }
+
+  /** Stop following, the leader-only work and the election, in that order (the lease is released last). */
   async stop(): Promise<void> {
+    this.follower.stop();
+    this.relay.stop();
     // Leader-only work first, then the lease: no follower starts while our work still runs.
     for (const w of [...this.started].reverse()) {
       try {
