@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from '../../src/log.js';
 import { topics } from '../../src/protocol/topics.js';
+import { subscribeChecked } from './subscribe.js';
 
 /** Mosquitto 2.x dynamic-security control topics (https://mosquitto.org/documentation/dynamic-security/). */
 export const DYNSEC_TOPIC = '$CONTROL/dynamic-security/v1';
@@ -72,8 +73,8 @@ export class DynsecClient {
       this.deps.client.on('message', (topic, payload) => {
         if (topic === DYNSEC_RESPONSE_TOPIC) this.answered(payload);
       });
-      const grants = await this.deps.client.subscribeAsync(DYNSEC_RESPONSE_TOPIC, { qos: 1 });
-      if (grants.some((g) => g.qos === 128)) throw new Error(`the broker refused xcared's subscription to ${DYNSEC_RESPONSE_TOPIC}: its role needs the dynsec control topics`);
+      const refused = await subscribeChecked(this.deps.client, [DYNSEC_RESPONSE_TOPIC], { qos: 1 });
+      if (refused.length > 0) throw new Error(`the broker refused xcared's subscription to ${DYNSEC_RESPONSE_TOPIC}: its role needs the dynsec control topics`);
     })();
     return this.subscribed;
   }

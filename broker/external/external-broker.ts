@@ -9,6 +9,7 @@ import { parsePayload, stateSchema } from '../../src/protocol/schemas.js';
 import { createBrokerMetrics, type BrokerMetrics } from '../broker-metrics.js';
 import type { DeviceHandler, DeviceMessageHandler, DeviceTransport } from '../device-transport.js';
 import { MOSQUITTO_NOTICE_LOG_TOPIC } from './mosquitto-log.js';
+import { subscribeChecked } from './subscribe.js';
 
 export interface ExternalBrokerDeps {
   config: Config['mqtt']['broker'];
@@ -151,8 +152,14 @@ export class ExternalBroker implements DeviceTransport {
       await this.client.unsubscribeAsync(MOSQUITTO_NOTICE_LOG_TOPIC);
       return;
     }
-    const grants = await this.client.subscribeAsync(MOSQUITTO_NOTICE_LOG_TOPIC, { qos: 0, properties: { subscriptionIdentifier: SUB_BROKER_LOG } });
-    if (grants.some((g) => g.qos === 128)) {
+    let refused: boolean;
+    try {
+      refused = (await subscribeChecked(this.client, [MOSQUITTO_NOTICE_LOG_TOPIC], { qos: 0, properties: { subscriptionIdentifier: SUB_BROKER_LOG } })).length > 0;
+    } catch (err) {
+      this.brokerLog = false;
+      throw err;
+    }
+    if (refused) {
       this.brokerLog = false;
       this.deps.log.warn({ topic: MOSQUITTO_NOTICE_LOG_TOPIC }, "the broker refused xcared's subscription to its log: refused CONNECTs will not reach the evaluator (give xcared's role subscribePattern and publishClientReceive on $SYS/broker/log/#)");
       return;
@@ -241,8 +248,7 @@ export class ExternalBroker implements DeviceTransport {
   }
 
   private async subscribe(filters: string[], subscriptionIdentifier: number): Promise<void> {
-    const grants = await this.client!.subscribeAsync(filters, { qos: 1, properties: { subscriptionIdentifier } });
-    const refused = grants.filter((g) => g.qos === 128).map((g) => g.topic);
+    const refused = await subscribeChecked(this.client!, filters, { qos: 1, properties: { subscriptionIdentifier } });
     if (refused.length > 0) throw new Error(`the external broker refused xcared's subscriptions ${refused.join(', ')}: give its user read access to fleet/v1/#`);
   }
 

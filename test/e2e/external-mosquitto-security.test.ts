@@ -1,4 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ctl, eventually, type Daemon } from '../helpers/processes.js';
 import { startExternalDaemon } from '../helpers/external-daemon.js';
@@ -103,4 +104,45 @@ describe.skipIf(toolsMissing(['mosquitto', 'mosquitto_ctrl'], 'mosquitto').lengt
     await new Promise((r) => setTimeout(r, 1500));
     expect(await securityTickets()).toHaveLength(1);
   }, 30_000);
+
+  it("a role without the broker log ACL: xcared warns, naming the ACL, and runs on without the broker's refusals", async () => {
+    await daemon.stop();
+    // A user and role of the operator's own for xcared: the device topics (plain and shared), patch offers and
+    // the dynsec control topics, no $SYS. (Not an edit of the admin role: dynsec kicks the clients of a
+    // role it modifies, mosquitto_ctrl's own session included.)
+    const ctrl = (...args: string[]) =>
+      execFileSync('mosquitto_ctrl', ['-h', '127.0.0.1', '-p', String(broker.port), '-u', broker.user, '-P', broker.password, 'dynsec', ...args], { stdio: 'ignore', timeout: 15_000 });
+    ctrl('createRole', 'xcared-own');
+    for (const [acltype, topic] of [
+      ['publishClientSend', '$CONTROL/dynamic-security/#'],
+      ['publishClientReceive', '$CONTROL/dynamic-security/#'],
+      ['subscribePattern', '$CONTROL/dynamic-security/#'],
+      ['subscribePattern', 'fleet/v1/#'],
+      ['subscribePattern', '$share/+/fleet/v1/#'],
+      ['publishClientReceive', 'fleet/v1/#'],
+      ['publishClientSend', 'fleet/v1/+/cmd/#'],
+      ['unsubscribePattern', '#'],
+    ] as const) {
+      ctrl('addRoleACL', 'xcared-own', acltype, topic, 'allow');
+    }
+    ctrl('createClient', 'xcared-own', '-p', 'own-password');
+    ctrl('addClientRole', 'xcared-own', 'xcared-own');
+    daemon = await startExternalDaemon(join(dir.path, 'xcared'), `mqtt://xcared-own:own-password@127.0.0.1:${broker.port}`, yaml);
+    await eventually(() => daemon.output().includes("refused xcared's subscription to its log"), 15_000, 'warning');
+    expect(daemon.output()).toContain('$SYS/broker/log/#');
+    expect((await fetch(`${daemon.url}/readyz`)).status).toBe(200);
+    const wrong = await tryConnect(`mqtt://127.0.0.1:${broker.port}`, { id: 'gw-sec-1', token: 'wrong-again' });
+    expect(wrong.ok ? 0 : wrong.code).toBe(5);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await counter(daemon, 'fleet_mqtt_auth_failures_total')).toBe(0);
+  }, 60_000);
+
+  it('a user the broker refuses the device topics: xcared does not start, and says which access it needs', async () => {
+    const ctrl = (...args: string[]) =>
+      execFileSync('mosquitto_ctrl', ['-h', '127.0.0.1', '-p', String(broker.port), '-u', broker.user, '-P', broker.password, 'dynsec', ...args], { stdio: 'ignore', timeout: 15_000 });
+    ctrl('createClient', 'xcared-none', '-p', 'none-password');
+    await expect(startExternalDaemon(join(dir.path, 'xcared-none'), `mqtt://xcared-none:none-password@127.0.0.1:${broker.port}`, yaml)).rejects.toThrow(
+      /xcared exited 1[\s\S]*refused xcared's subscriptions \$share\/xcare\/fleet\/v1\/\+\/heartbeat[\s\S]*read access to fleet\/v1\/#/,
+    );
+  }, 60_000);
 });
