@@ -2,7 +2,8 @@ import type { Counter } from 'prom-client';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { DeviceTopicKind } from '../protocol/topics.js';
-import { heartbeatSchema, parsePayload, patchStatusSchema, stateSchema } from '../protocol/schemas.js';
+import { parsePayload, patchStatusSchema, stateSchema } from '../protocol/schemas.js';
+import { parseHeartbeat } from '../protocol/heartbeat-check.js';
 import type { DeviceDirectory } from '../registry/types.js';
 import type { DeviceStateWriter } from './device-state-writer.js';
 import type { IngestListener } from './ingest-listener.js';
@@ -65,7 +66,7 @@ export class DeviceMessageIngest {
       this.reject('size', deviceId, 'heartbeat', `${payload.length} bytes`);
       return;
     }
-    const parsed = parsePayload(heartbeatSchema, payload);
+    const parsed = parseHeartbeat(payload);
     if (!parsed.ok) {
       this.reject(parsed.reason, deviceId, 'heartbeat', parsed.message);
       return;

@@ -21,7 +21,12 @@ export const PAYLOAD_LIMITS = {
   uptimeS: 3_153_600_000,
   /** A load average above this is a broken probe, not a load. */
   load1: 100_000,
+  /** A heartbeat's `ts`: the longest RFC 3339 date-time is 35 chars; the bound only stops a huge string early. */
+  tsChars: 64,
 } as const;
+
+/** A heartbeat's `integrity`: the agent's tree digest (PROTOCOL.md "Heartbeat"). */
+export const INTEGRITY_PATTERN = /^sha256:[0-9a-f]{64}$/;
 
 const shortText = z.string().max(PAYLOAD_LIMITS.textChars);
 /** cpu, memUsed, diskUsed: shares of 1. */
@@ -40,16 +45,22 @@ export const heartbeatPatchSchema = z.object({
   state: z.enum(PATCH_STATES),
 });
 
+/**
+ * The heartbeat's specification (PROTOCOL.md "Heartbeat"): the type, the docs and every caller but one use it.
+ * The ingest hot path checks heartbeats with `parseHeartbeat` (heartbeat-check.ts), a hand-written twin that
+ * accepts, refuses and strips exactly as this schema does (test/unit/heartbeat-check-equivalence.test.ts);
+ * a change here must be made there too, and that test fails until it is.
+ */
 export const heartbeatSchema = z.object({
   seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   // Liveness never uses ts, but a date read is a strict RFC 3339 date (no Feb 30 rolled over).
-  ts: z.string().max(64).refine(isRfc3339, 'expected an RFC 3339 date-time'),
+  ts: z.string().max(PAYLOAD_LIMITS.tsChars).refine(isRfc3339, 'expected an RFC 3339 date-time'),
   bootId: z.string().max(PAYLOAD_LIMITS.nameChars).optional(),
   intervalS: z.number().min(MIN_INTERVAL_S).max(MAX_INTERVAL_S),
   uptimeS: z.number().nonnegative().max(PAYLOAD_LIMITS.uptimeS).optional(),
   agentVersion: z.string().min(1).max(PAYLOAD_LIMITS.nameChars),
   softwareVersion: z.string().min(1).max(PAYLOAD_LIMITS.nameChars),
-  integrity: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
+  integrity: z.string().regex(INTEGRITY_PATTERN).optional(),
   health: z
     .object({ cpu: ratio.optional(), memUsed: ratio.optional(), diskUsed: ratio.optional(), load1: z.number().finite().min(0).max(PAYLOAD_LIMITS.load1).optional() })
     .optional(),
@@ -70,13 +81,23 @@ export const patchStatusSchema = z.object({
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: 'json' | 'schema'; message: string };
 
+/** The text of a raw MQTT payload (UTF-8). */
+export function payloadText(payload: Buffer | string): string {
+  return typeof payload === 'string' ? payload : payload.toString('utf8');
+}
+
+/** The refusal of a payload that is not JSON. */
+export function jsonRefusal(err: unknown): ParseResult<never> {
+  return { ok: false, reason: 'json', message: (err as Error).message };
+}
+
 /** Parse a raw MQTT payload: JSON first, then the schema. Never throws. */
 export function parsePayload<T>(schema: z.ZodType<T>, payload: Buffer | string): ParseResult<T> {
   let data: unknown;
   try {
-    data = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+    data = JSON.parse(payloadText(payload));
   } catch (err) {
-    return { ok: false, reason: 'json', message: (err as Error).message };
+    return jsonRefusal(err);
   }
   const parsed = schema.safeParse(data);
   if (!parsed.success) {
