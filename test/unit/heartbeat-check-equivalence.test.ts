@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkHeartbeat, parseHeartbeat } from '../../src/protocol/heartbeat-check.js';
 import { MAX_INTERVAL_S, MIN_INTERVAL_S, PATCH_STATES } from '../../src/protocol/names.js';
-import { heartbeatSchema, parsePayload, PAYLOAD_LIMITS as L } from '../../src/protocol/schemas.js';
+import { heartbeatPatchSchema, heartbeatSchema, parsePayload, PAYLOAD_LIMITS as L, sensorSchema, subsystemSchema } from '../../src/protocol/schemas.js';
 
 type Key = string | number;
 
@@ -29,8 +29,6 @@ const ratio = fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFr
 const isoDate = fc.date({ min: new Date('0001-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59Z'), noInvalidDate: true }).map((d) => d.toISOString());
 const ts = fc.oneof(isoDate, isoDate.map((t) => t.replace('Z', '+05:30')), isoDate.map((t) => t.slice(0, 19) + '.123456789-00:00'), fc.constantFrom('2028-02-29T00:00:00Z', '0000-01-01T00:00:00Z'));
 const deviceLikeId = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/);
-const subsystem = fc.record({ name: text(1, L.nameChars), ok: fc.boolean(), detail: text(0, L.textChars) }, { requiredKeys: ['name', 'ok'] });
-const sensor = fc.record({ id: deviceLikeId, ok: fc.boolean(), detail: text(0, L.textChars) }, { requiredKeys: ['id', 'ok'] });
 /** Short arrays mostly; sometimes exactly at the maximum, or one over it. */
 function reports<T>(item: fc.Arbitrary<T>, max: number, rename: (x: T, i: number) => T): fc.Arbitrary<T[]> {
   return fc.oneof(
@@ -39,26 +37,30 @@ function reports<T>(item: fc.Arbitrary<T>, max: number, rename: (x: T, i: number
   );
 }
 
-const heartbeatLike = fc.record(
-  {
-    seq: fc.oneof(fc.nat(), fc.maxSafeNat(), fc.constantFrom(0, -0, Number.MAX_SAFE_INTEGER)),
-    ts,
-    bootId: text(0, L.nameChars),
-    intervalS: fc.oneof(fc.double({ min: MIN_INTERVAL_S, max: MAX_INTERVAL_S, noNaN: true }), fc.constantFrom(MIN_INTERVAL_S, MAX_INTERVAL_S, 30)),
-    uptimeS: fc.oneof(fc.double({ min: 0, max: L.uptimeS, noNaN: true }), fc.constantFrom(0, -0, L.uptimeS)),
-    agentVersion: text(1, L.nameChars),
-    softwareVersion: text(1, L.nameChars),
-    integrity: fc.stringMatching(/^[0-9a-f]{64}$/).map((hex) => `sha256:${hex}`),
-    health: fc.record(
-      { cpu: ratio, memUsed: ratio, diskUsed: ratio, load1: fc.oneof(fc.double({ min: 0, max: L.load1, noNaN: true }), fc.constantFrom(0, L.load1)) },
-      { requiredKeys: [] },
-    ),
-    subsystems: reports(subsystem, L.subsystems, (s, i) => ({ ...s, name: `s${i}` })),
-    sensors: reports(sensor, L.sensors, (s, i) => ({ ...s, id: `n${i}` })),
-    patch: fc.record({ rolloutId: text(0, L.idChars), patchId: text(1, L.idChars), state: fc.constantFrom(...PATCH_STATES) }, { requiredKeys: ['patchId', 'state'] }),
-  },
-  { requiredKeys: ['seq', 'ts', 'intervalS', 'agentVersion', 'softwareVersion'] },
-);
+const healthFields = {
+  cpu: ratio,
+  memUsed: ratio,
+  diskUsed: ratio,
+  load1: fc.oneof(fc.double({ min: 0, max: L.load1, noNaN: true }), fc.constantFrom(0, L.load1)),
+};
+const subsystemFields = { name: text(1, L.nameChars), ok: fc.boolean(), detail: text(0, L.textChars) };
+const sensorFields = { id: deviceLikeId, ok: fc.boolean(), detail: text(0, L.textChars) };
+const patchFields = { rolloutId: text(0, L.idChars), patchId: text(1, L.idChars), state: fc.constantFrom(...PATCH_STATES) };
+const heartbeatFields = {
+  seq: fc.oneof(fc.nat(), fc.maxSafeNat(), fc.constantFrom(0, -0, Number.MAX_SAFE_INTEGER)),
+  ts,
+  bootId: text(0, L.nameChars),
+  intervalS: fc.oneof(fc.double({ min: MIN_INTERVAL_S, max: MAX_INTERVAL_S, noNaN: true }), fc.constantFrom(MIN_INTERVAL_S, MAX_INTERVAL_S, 30)),
+  uptimeS: fc.oneof(fc.double({ min: 0, max: L.uptimeS, noNaN: true }), fc.constantFrom(0, -0, L.uptimeS)),
+  agentVersion: text(1, L.nameChars),
+  softwareVersion: text(1, L.nameChars),
+  integrity: fc.stringMatching(/^[0-9a-f]{64}$/).map((hex) => `sha256:${hex}`),
+  health: fc.record(healthFields, { requiredKeys: [] }),
+  subsystems: reports(fc.record(subsystemFields, { requiredKeys: ['name', 'ok'] }), L.subsystems, (s, i) => ({ ...s, name: `s${i}` })),
+  sensors: reports(fc.record(sensorFields, { requiredKeys: ['id', 'ok'] }), L.sensors, (s, i) => ({ ...s, id: `n${i}` })),
+  patch: fc.record(patchFields, { requiredKeys: ['patchId', 'state'] }),
+};
+const heartbeatLike = fc.record(heartbeatFields, { requiredKeys: ['seq', 'ts', 'intervalS', 'agentVersion', 'softwareVersion'] });
 
 // ---------- mutations ----------
 
@@ -159,6 +161,15 @@ function expectSameOnPayload(value: unknown): void {
 }
 
 describe('checkHeartbeat equals heartbeatSchema (zod, the specification)', () => {
+  it('generates every field the schema names, at every level (a field added to the schema must be added here, then to the twin)', () => {
+    const keys = (shape: object) => Object.keys(shape).sort();
+    expect(keys(heartbeatFields)).toEqual(keys(heartbeatSchema.shape));
+    expect(keys(healthFields)).toEqual(keys(heartbeatSchema.shape.health.unwrap().shape));
+    expect(keys(subsystemFields)).toEqual(keys(subsystemSchema.shape));
+    expect(keys(sensorFields)).toEqual(keys(sensorSchema.shape));
+    expect(keys(patchFields)).toEqual(keys(heartbeatPatchSchema.shape));
+  });
+
   it('on generated heartbeats (edges and arrays at their maximum or one over included)', () => {
     let accepted = 0;
     fc.assert(
