@@ -24,7 +24,8 @@ type Phase = 'accepted' | 'waiting' | 'active';
 
 interface Pending {
   address: string;
-  timer: NodeJS.Timeout;
+  /** performance.now() by which TLS and CONNECT must be done. */
+  deadline: number;
   phase: Phase;
   /** Hands the connection to the broker (set while waiting). */
   start?: () => void;
@@ -59,7 +60,17 @@ function addressOf(socket: Socket): string {
  * and Node's TLS handshake timeout leaves the socket open when a `tlsClientError` listener exists.
  */
 export class ConnectionGuard {
+  /**
+   * Unauthenticated sockets in the order they were accepted. Every one has the same timeout from accept, so
+   * this order is also deadline order: one timer, armed for the oldest, serves them all (issue 12: a
+   * setTimeout and a closure per socket cost memory and CPU through every reconnect herd).
+   */
   private readonly pending = new Map<Socket, Pending>();
+  /** Every admitted socket until it closes, authenticated or not: what stop() must not leave open. */
+  private readonly live = new Set<Socket>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** The one 'close' listener every admitted socket shares (`this` is the socket): no closure per socket. */
+  private readonly onSocketClose: (this: Socket) => void;
   /** Connections reading their CONNECT, per address. */
   private readonly activePerAddress = new Map<string, number>();
   private active = 0;
@@ -74,6 +85,11 @@ export class ConnectionGuard {
     private readonly deps: { limits: ConnectionGuardLimits; metrics: Registry; log: Logger },
   ) {
     const registry = deps.metrics;
+    const self = this;
+    this.onSocketClose = function (this: Socket) {
+      self.live.delete(this);
+      self.release(this);
+    };
     this.dropped = new Counter({
       name: 'fleet_mqtt_connections_dropped_total',
       help: 'MQTT connections cut before a session: connect_timeout (no TLS + CONNECT in mqtt.connectTimeoutMs), unauthenticated_cap, address_cap (mqtt.maxWaiting full), protocol_violation, tls_error',
@@ -125,14 +141,11 @@ export class ConnectionGuard {
       log.warn({ remote: address, limit: limits.maxWaiting }, 'mqtt.maxWaiting reached, connection closed');
       return false;
     }
-    const timer = setTimeout(() => {
-      if (!this.pending.has(socket)) return;
-      log.debug({ remote: address, connectTimeoutMs: limits.connectTimeoutMs }, 'no TLS + CONNECT within mqtt.connectTimeoutMs, connection closed');
-      this.drop(socket, 'connect_timeout');
-    }, limits.connectTimeoutMs);
-    timer.unref();
-    this.pending.set(socket, { address, timer, phase: 'accepted' });
-    socket.once('close', () => this.release(socket));
+    this.pending.set(socket, { address, deadline: performance.now() + limits.connectTimeoutMs, phase: 'accepted' });
+    this.live.add(socket);
+    // 'close' comes once; on() spares the wrapper once() would allocate per socket.
+    socket.on('close', this.onSocketClose);
+    if (!this.sweepTimer) this.armSweep(limits.connectTimeoutMs);
     return true;
   }
 
@@ -200,9 +213,37 @@ export class ConnectionGuard {
   /** Closes every unauthenticated connection and refuses new ones. */
   stop(): void {
     this.stopped = true;
+    clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
     for (const socket of [...this.pending.keys()]) {
       this.release(socket);
       socket.destroy();
+    }
+  }
+
+  /** Destroys every admitted socket still open (after aedes closed its clients, at shutdown). */
+  destroyAll(): void {
+    for (const socket of [...this.live]) socket.destroy();
+  }
+
+  private armSweep(delayMs: number): void {
+    this.sweepTimer = setTimeout(() => this.sweep(), Math.max(0, Math.ceil(delayMs)));
+    this.sweepTimer.unref();
+  }
+
+  /** Drops every socket past its deadline (the oldest ones, in order), then waits for the next oldest. */
+  private sweep(): void {
+    this.sweepTimer = undefined;
+    const now = performance.now();
+    const { limits, log } = this.deps;
+    for (const [socket, entry] of this.pending) {
+      if (entry.deadline > now) {
+        this.armSweep(entry.deadline - now);
+        return;
+      }
+      log.debug({ remote: entry.address, connectTimeoutMs: limits.connectTimeoutMs }, 'no TLS + CONNECT within mqtt.connectTimeoutMs, connection closed');
+      // Deleting the entry being visited is safe in a Map iteration.
+      this.drop(socket, 'connect_timeout');
     }
   }
 
@@ -264,8 +305,8 @@ export class ConnectionGuard {
   private release(socket: Socket): void {
     const entry = this.pending.get(socket);
     if (!entry) return;
+    // The sweep timer stays armed: when it fires for a socket gone since, it finds the next oldest.
     this.pending.delete(socket);
-    clearTimeout(entry.timer);
     if (entry.phase === 'waiting') {
       const queue = this.waiting.get(entry.address);
       if (queue?.delete(socket)) {

@@ -10,7 +10,7 @@ import { topics, type DeviceTopicKind } from '../src/protocol/topics.js';
 import { authorizePublish, authorizeSubscribe, authorizeWill, deviceTopicKind } from './acl.js';
 import { checkConnectIdentity } from './connect-policy.js';
 import { createBrokerMetrics, type BrokerMetrics } from './broker-metrics.js';
-import { LimitedConnection, type Violation } from './packet-limit.js';
+import { limitInbound, type InboundLimit, type Violation } from './packet-limit.js';
 import { loadTlsOptions, tlsConfigured } from './tls-options.js';
 import { listenError } from '../src/errors.js';
 import { ConnectionGuard, rawSocketOf } from './connection-guard.js';
@@ -67,7 +67,6 @@ function remoteOf(client: Client): string | undefined {
 export class FleetBroker {
   private aedes: Aedes | undefined;
   private readonly servers: Array<NetServer | TlsServer> = [];
-  private readonly sockets = new Set<Socket>();
   private readonly clients = new Map<string, Client>();
   private readonly connectInfo = new WeakMap<Client, ConnectInfo>();
   private readonly messageHandlers: DeviceMessageHandler[] = [];
@@ -80,6 +79,8 @@ export class FleetBroker {
   private metrics: BrokerMetrics | undefined;
   /** Connect timeout and caps on unauthenticated connections, every listener (issue 11). */
   private guard: ConnectionGuard | undefined;
+  /** The packet size and MQTT rules every connection is held to; one object for all (issue 12). */
+  private inboundLimit: InboundLimit | undefined;
   private stopping: Promise<void> | undefined;
   private closing = false;
 
@@ -91,6 +92,11 @@ export class FleetBroker {
     const tlsOptions = tlsConfigured(config.tls) ? await loadTlsOptions(config.tls) : undefined;
     this.metrics ??= createBrokerMetrics(this.deps.metrics, () => this.clients.size);
     this.guard ??= new ConnectionGuard({ limits: config, metrics: this.deps.metrics, log });
+    this.inboundLimit ??= {
+      maxPacketBytes: config.maxPacketBytes,
+      rules: true,
+      onViolation: (socket, violation) => this.packetViolation(socket, violation),
+    };
 
     const aedes = await Aedes.createBroker({
       drainTimeout: config.drainTimeoutMs,
@@ -152,7 +158,7 @@ export class FleetBroker {
       const aedes = this.aedes;
       if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
       // Sockets aedes did not close: TLS handshakes in progress, connections accepted during stop.
-      for (const socket of this.sockets) socket.destroy();
+      this.guard?.destroyAll();
       await Promise.all(closed);
       this.deps.log.info('MQTT broker stopped');
     })();
@@ -227,12 +233,10 @@ export class FleetBroker {
   /** Binds `server`; a failure names the config key and environment variable of the port (`key`, `envVar`). */
   private listen(server: NetServer | TlsServer, port: number, key: string, envVar: string, plain?: (socket: Socket) => void): Promise<number> {
     this.servers.push(server);
-    // Track raw TCP sockets from the moment they are accepted: a TLS socket mid-handshake never
-    // reaches aedes, and server.close() would otherwise wait for it (handshake timeout 120 s).
+    // The guard tracks raw TCP sockets from the moment they are accepted: a TLS socket mid-handshake
+    // never reaches aedes, and server.close() would otherwise wait for it (handshake timeout 120 s).
     server.on('connection', (socket: Socket) => {
       if (!this.guard?.admit(socket)) return;
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
       // Plain TCP: ready for its CONNECT at once, handed to aedes in its turn (issue 12: wait, don't refuse).
       if (plain) this.guard.gate(socket, () => plain(socket));
     });
@@ -260,19 +264,14 @@ export class FleetBroker {
     }
     // PUBACKs are small and latency matters more than packing them (p99 target of issue 2).
     socket.setNoDelay(true);
-    const conn: LimitedConnection = new LimitedConnection(
-      socket,
-      this.deps.config.maxPacketBytes,
-      (violation) => this.packetViolation(conn, violation),
-      true,
-    );
-    this.aedes.handle(conn);
+    // aedes reads and writes the socket itself; the limit is checked on it before aedes reads a byte.
+    limitInbound(socket, this.inboundLimit!);
+    this.aedes.handle(socket);
   }
 
-  private packetViolation(conn: LimitedConnection, violation: Violation): void {
-    // aedes.handle() hangs its Client on the stream; absent when cut before CONNECT was parsed.
-    const client = (conn as unknown as { client?: Client }).client;
-    const socket = conn.socket;
+  private packetViolation(socket: Socket, violation: Violation): void {
+    // aedes.handle() hangs its Client on the socket; absent when cut before CONNECT was parsed.
+    const client = (socket as Socket & { client?: Client }).client;
     if (violation.reason === 'oversize') {
       this.metrics?.oversizePackets.inc();
       this.deps.log.warn(
@@ -389,7 +388,7 @@ export class FleetBroker {
   }
 
   private clientRegistered(client: Client): void {
-    this.guard?.authenticated((client.conn as LimitedConnection).socket);
+    this.guard?.authenticated(client.conn as Socket);
     this.clients.set(client.id, client);
     this.deps.log.debug({ deviceId: client.id, remote: remoteOf(client) }, 'device connected');
     for (const handler of this.connectedHandlers) this.safely(handler, client.id);

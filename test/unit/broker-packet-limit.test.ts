@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { PacketLengthScanner, LimitedConnection, type Violation } from '../../broker/packet-limit.js';
+import { PacketLengthScanner, limitInbound, type Violation } from '../../broker/packet-limit.js';
 import { remainingLength } from '../helpers/mqtt-packets.js';
 
 /** A whole PUBLISH-typed packet with `remaining` body bytes. */
@@ -100,7 +100,16 @@ describe('PacketLengthScanner: split chunks', () => {
   });
 });
 
-describe('LimitedConnection over a real loopback socket', () => {
+/** Polls `check` until it holds; a bounded wait that does not assume the machine's speed. */
+async function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('limitInbound on a real loopback socket (no second stream, issue 12)', () => {
   let server: Server | undefined;
   const sockets: Socket[] = [];
   afterEach(async () => {
@@ -110,48 +119,116 @@ describe('LimitedConnection over a real loopback socket', () => {
     server = undefined;
   });
 
-  async function pair(limit: number): Promise<{ peer: Socket; conn: LimitedConnection; violations: Violation[] }> {
+  /** A loopback pair; the accepted socket is limited the way FleetBroker.accept does it. */
+  async function pair(limit: number): Promise<{ peer: Socket; socket: Socket; violations: Violation[] }> {
     const violations: Violation[] = [];
-    const accepted = new Promise<LimitedConnection>((resolve) => {
+    const accepted = new Promise<Socket>((resolve) => {
       server = createServer((socket) => {
         sockets.push(socket);
-        resolve(new LimitedConnection(socket, limit, (v) => violations.push(v)));
+        limitInbound(socket, { maxPacketBytes: limit, rules: false, onViolation: (_s, v) => violations.push(v) });
+        resolve(socket);
       });
     });
     await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
     const peer = connect((server!.address() as { port: number }).port, '127.0.0.1');
+    peer.on('error', () => {}); // ECONNRESET once the server cuts us off is expected
     sockets.push(peer);
     await once(peer, 'connect');
-    return { peer, conn: await accepted, violations };
+    return { peer, socket: await accepted, violations };
   }
 
-  it('passes bytes through unchanged in both directions', async () => {
-    const { peer, conn } = await pair(1024);
-    const sent = Buffer.concat([packet(10), packet(300)]);
-    peer.write(sent);
+  /** Reads `bytes` the way aedes 1.x does: `read()` on 'readable'. */
+  async function readAll(socket: Socket, bytes: number): Promise<Buffer> {
     const received: Buffer[] = [];
     let total = 0;
-    while (total < sent.length) {
-      await once(conn, 'readable');
+    const take = () => {
       let chunk: Buffer | null;
-      while ((chunk = conn.read() as Buffer | null)) {
+      while ((chunk = socket.read() as Buffer | null)) {
         received.push(chunk);
         total += chunk.length;
       }
-    }
-    expect(Buffer.concat(received)).toEqual(sent);
-    conn.write(Buffer.from([0x40, 0x02, 0x00, 0x01]));
+    };
+    socket.on('readable', take);
+    await until(() => total >= bytes, `${bytes} bytes`);
+    socket.off('readable', take);
+    return Buffer.concat(received);
+  }
+
+  it('passes bytes through unchanged to a read() reader, and writes go straight out', async () => {
+    const { peer, socket, violations } = await pair(1024);
+    const sent = Buffer.concat([packet(10), packet(300), packet(1021)]);
+    peer.write(sent);
+    expect(await readAll(socket, sent.length)).toEqual(sent);
+    socket.write(Buffer.from([0x40, 0x02, 0x00, 0x01]));
     const [reply] = (await once(peer, 'data')) as [Buffer];
     expect(reply).toEqual(Buffer.from([0x40, 0x02, 0x00, 0x01]));
+    expect(violations).toEqual([]);
   });
 
-  it('destroys the socket on an oversize header and reports it once', async () => {
-    const { peer, conn, violations } = await pair(1024);
-    const closed = once(conn, 'close');
+  it('destroys the socket on an oversize header, reports it once, and never reads the body', async () => {
+    const { peer, socket, violations } = await pair(1024);
+    let readable = 0;
+    socket.on('readable', () => readable++);
+    const closed = once(socket, 'close');
     peer.write(header(10 * 1024 * 1024));
-    peer.write(Buffer.alloc(64 * 1024));
+    // The same buffer again and again: the peer's queue costs no memory, the broker side would.
+    const body = Buffer.alloc(256 * 1024);
+    for (let i = 0; i < 40; i++) peer.write(body);
     await closed;
-    expect(conn.socket.destroyed).toBe(true);
+    expect(socket.destroyed).toBe(true);
     expect(violations).toEqual([{ ok: false, reason: 'oversize', declaredBytes: 10 * 1024 * 1024 + 5 }]);
+    // Nothing reached the reader, and at most the read that held the header (<= 64 KiB) left the kernel.
+    expect(readable).toBe(0);
+    expect(socket.readableLength).toBe(0);
+    expect(socket.bytesRead).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  it('a reader that stops reading pauses the socket: its buffer stays at the high-water mark, the peer is pushed back', async () => {
+    const { peer, socket, violations } = await pair(64 * 1024);
+    // 24 MB of valid 60 KB packets, more than loopback's kernel buffers hold while nobody reads.
+    const burst = Buffer.concat(Array.from({ length: 16 }, () => packet(60_000)));
+    const rounds = Math.ceil((24 * 1024 * 1024) / burst.length);
+    for (let i = 0; i < rounds; i++) peer.write(burst);
+    const sent = burst.length * rounds;
+    const bound = socket.readableHighWaterMark + 64 * 1024; // one read past the mark at most
+    await until(() => socket.readableLength >= socket.readableHighWaterMark, 'the socket buffer to fill');
+    // Pushed back: the peer's own queue stops shrinking while the socket's buffer stays bounded.
+    let last = -1;
+    let stable = 0;
+    await until(() => {
+      expect(socket.readableLength).toBeLessThanOrEqual(bound);
+      stable = peer.writableLength === last ? stable + 1 : 0;
+      last = peer.writableLength;
+      return stable >= 10;
+    }, 'the peer to be pushed back');
+    expect(peer.writableLength).toBeGreaterThan(0);
+    expect(socket.readableLength).toBeLessThanOrEqual(bound);
+    expect(socket.bytesRead).toBeLessThan(sent);
+    // The reader resumes: everything arrives, unchanged and in order.
+    const got = await readAll(socket, sent);
+    expect(got.length).toBe(sent);
+    expect(got.subarray(0, burst.length)).toEqual(burst);
+    expect(violations).toEqual([]);
+  });
+
+  it('scans bytes buffered before it was installed, so the scanner never starts mid-stream', async () => {
+    const violations: Violation[] = [];
+    const accepted = new Promise<Socket>((resolve) => {
+      server = createServer((socket) => {
+        sockets.push(socket);
+        resolve(socket);
+      });
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    const peer = connect((server!.address() as { port: number }).port, '127.0.0.1');
+    peer.on('error', () => {});
+    sockets.push(peer);
+    const socket = await accepted;
+    peer.write(header(5000));
+    await until(() => socket.readableLength > 0, 'bytes buffered unread');
+    const closed = once(socket, 'close');
+    limitInbound(socket, { maxPacketBytes: 1024, rules: false, onViolation: (_s, v) => violations.push(v) });
+    await closed;
+    expect(violations).toEqual([{ ok: false, reason: 'oversize', declaredBytes: 5003 }]);
   });
 });
