@@ -295,6 +295,9 @@ export class FleetBroker {
   /** Resolves when the device may connect; rejects with the CONNACK code otherwise. */
   private async authenticateClient(client: Client, username: string | undefined, password: Buffer | undefined): Promise<void> {
     const info = this.connectInfo.get(client);
+    // Past CONNECT only the Will is looked up again (delivered(), at shutdown); most devices send none,
+    // and their entry need not live as long as the connection (issue 12: memory per device).
+    if (!info?.will) this.connectInfo.delete(client);
     const remote = remoteOf(client);
     const identity = checkConnectIdentity({
       clientId: client.id,

@@ -105,6 +105,26 @@ describe('every MQTT listener drops peers that do not authenticate in time (issu
     await eventually(async () => (await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'tls_error' })) === before + 1, 5000, 'tls_error counted');
   });
 
+  it('one sweeping timer cuts each idle socket at its own deadline: one accepted later outlives the earlier ones (issue 12)', async () => {
+    // The TLS port: aedes never sees these sockets, so only the guard's sweep can cut them.
+    const timeoutMs = 700;
+    const port = fx.broker.ports().mqtts!;
+    const before = await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'connect_timeout' });
+    const first = await Promise.all(Array.from({ length: 5 }, () => openRaw(port)));
+    const firstClosed = Promise.all(first.map(closedByServer));
+    await new Promise((r) => setTimeout(r, timeoutMs / 2));
+    const laterOpened = performance.now();
+    const later = await openRaw(port);
+    let laterClosedAt: number | undefined;
+    void closedByServer(later).then(() => (laterClosedAt = performance.now()));
+    await firstClosed;
+    await eventually(() => laterClosedAt !== undefined, 20_000, 'the later socket to be cut');
+    // A lower bound only: a slow machine can make the cut later, never earlier.
+    expect(laterClosedAt! - laterOpened).toBeGreaterThanOrEqual(timeoutMs - 20);
+    expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'connect_timeout' })).toBe(before + 6);
+    await eventually(async () => (await fx.metric('fleet_mqtt_unauthenticated_connections')) === 0, 5000, 'no unauthenticated socket left');
+  });
+
   it('closes idle sockets on the plain port too', async () => {
     const socket = await openRaw(fx.broker.ports().mqtt!);
     await closedByServer(socket);
