@@ -179,8 +179,8 @@ export function limitInbound(socket: Socket, limit: InboundLimit): void {
   const scanned = socket as ScannedSocket;
   scanned[kScanner] = new PacketLengthScanner(limit.maxPacketBytes, limit.rules);
   scanned[kLimit] = limit;
-  // Bytes already buffered (none for a socket handed over by its listener's callback, which runs
-  // before the first read) are scanned and put back, so the scanner never starts mid-stream.
+  // Bytes already buffered are scanned and put back, so the scanner never starts mid-stream: a socket
+  // that waited for its turn (ConnectionGuard.gate) was read up to its high-water mark meanwhile.
   if (socket.readableLength > 0) {
     const buffered = socket.read() as Buffer;
     const result = scanned[kScanner].feed(buffered);

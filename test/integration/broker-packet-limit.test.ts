@@ -117,6 +117,35 @@ describe('FleetBroker maximum packet size (declared length, before buffering)', 
   });
 });
 
+describe('a connection that waited for its turn is scanned from its first byte (issue 12)', () => {
+  it('an oversize CONNECT sent while waiting is refused when its turn comes, before its body is read', async () => {
+    const fx = await startFleetBroker({ 'gw-001': 'token-gw-001' }, { maxUnauthenticated: 1, connectTimeoutMs: 30_000 });
+    const port = fx.broker.ports().mqtt!;
+    try {
+      const before = await fx.metric('fleet_mqtt_oversize_packets_total');
+      const holder = netConnect(port, '127.0.0.1');
+      holder.on('error', () => {});
+      await once(holder, 'connect');
+      const waiter = netConnect(port, '127.0.0.1');
+      waiter.on('error', () => {});
+      await once(waiter, 'connect');
+      await eventually(async () => (await fx.metric('fleet_mqtt_waiting_connections')) === 1, 5000, 'second connection waiting');
+      const waiterClosed = new Promise<void>((resolve) => waiter.once('close', () => resolve()));
+      // The header and more body than the socket buffers unread: it all waits in this socket's buffer and the kernel.
+      waiter.write(Buffer.concat([Buffer.from([0x10]), remainingLength(256 * MB - 1)]));
+      waiter.write(Buffer.alloc(MB, 0x61));
+      holder.destroy(); // the turn frees: the waiting connection is handed over with bytes already buffered
+      await waiterClosed;
+      expect(await fx.metric('fleet_mqtt_oversize_packets_total')).toBe(before + 1);
+      // A well-formed device still gets its turn and its session.
+      const client = await connectDevice(fx.url, { id: 'gw-001', token: 'token-gw-001' });
+      await endAll(client);
+    } finally {
+      await fx.stop();
+    }
+  });
+});
+
 // The certificates are made with the openssl CLI: without it these skip loudly (never under CI=true).
 describe.skipIf(toolsMissing(['openssl'], 'openssl').length > 0)('the limit holds over TLS too (issue 12: scanned on the TLSSocket itself)', () => {
   const dir = tempDir('xcare-limit-tls-');
