@@ -141,7 +141,8 @@ const readablePush = Readable.prototype.push;
  * The socket's own `push`, wrapped: Node's stream reader hands every chunk it reads from the kernel
  * (net.Socket) or from OpenSSL (tls.TLSSocket) to `stream.push(buf)` (`onStreamRead` in
  * lib/internal/stream_base_commons.js, unchanged in this respect from Node 18 to 22; the limit tests
- * fail if a Node version ever reads past it), and stops reading (`readStop`) when push returns false. One function serves every socket; its state hangs on the socket under symbols.
+ * fail if a Node version ever reads past it), and stops reading (`readStop`) when push returns false.
+ * One function serves every socket; its state hangs on the socket under symbols.
  */
 function scanningPush(this: ScannedSocket, chunk: unknown, encoding?: BufferEncoding): boolean {
   // push(null) is the end of the stream and passes through.
