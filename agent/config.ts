@@ -46,6 +46,9 @@ export interface AgentConfig {
   patches: Record<string, unknown> | undefined;
 }
 
+/** The longest delay a Node timer keeps (2^31-1 ms); every timer setting of the agent stays within it. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 export const AGENT_DEFAULTS = {
   intervalS: 30,
   stateDir: '/var/lib/xcare-agent',
@@ -110,7 +113,8 @@ export function parseAgentConfig(data: unknown, baseDir: string, file?: string):
     if (typeof value !== 'string' || value.trim() === '') return fail(path, 'must be a non-empty string');
     return value;
   };
-  const positive = (path: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number | undefined => {
+  // Node runs a timer longer than 2^31-1 ms after 1 ms: a probe timeout or a backoff past it would fire at once.
+  const positive = (path: string, value: unknown, fallback: number, max = MAX_TIMER_MS): number | undefined => {
     if (value === undefined || value === null) return fallback;
     if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) return fail(path, 'must be a positive number');
     if (value > max) return fail(path, `must be at most ${max}`);

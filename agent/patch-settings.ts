@@ -1,4 +1,5 @@
 import { isAbsolute, join, resolve } from 'node:path';
+import { MAX_TIMER_MS } from './config.js';
 
 /** The `patches:` mapping of agent.yaml, validated here (the agent config passes it through raw). */
 export interface PatchSettings {
@@ -38,11 +39,16 @@ export function parsePatchSettings(raw: Record<string, unknown> | undefined, sta
         else keys.push(isAbsolute(k) ? k : resolve(baseDir, k));
       });
   }
-  const num = (key: string, def: number, min: number, integer = false): number => {
+  // Seconds become timers (command timeout, download deadline): at most what a Node timer keeps (2^31-1 ms).
+  const num = (key: string, def: number, min: number, integer = false, max = Math.floor(MAX_TIMER_MS / 1000)): number => {
     const v = r[key];
     if (v === undefined || v === null) return def;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) {
       fail(key, `must be ${integer ? 'an integer' : 'a number'} >= ${min}`);
+      return def;
+    }
+    if (v > max) {
+      fail(key, `must be at most ${max}`);
       return def;
     }
     return v;

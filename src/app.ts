@@ -204,7 +204,7 @@ export class App {
       artifacts: new ArtifactStore({ dir: join(dataDir, 'artifacts') }),
       clock,
       log: log.child({ module: 'patches' }),
-      results: createPatchMetrics(this.metrics).results,
+      ...createPatchMetrics(this.metrics),
       releaseKeys: config.patches.releaseKeys.map((p) => resolve(p)),
       threshold: config.patches.threshold,
       maxArtifactBytes: config.patches.maxArtifactBytes,

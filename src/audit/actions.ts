@@ -32,6 +32,11 @@ const rolloutAction =
   (action: string): Describe =>
   (p, r) => ({ action, target: `rollout:${p.id ?? r?.id}`, detail: pick(r, 'state', 'patchId', 'reason', 'currentWave') });
 
+const customerAction: Describe = (p, r) => {
+  const c = obj(r?.customer);
+  return { action: 'customer.set', target: `customer:${p.name ?? c?.name}`, detail: pick(c, 'successEngineer') };
+};
+
 const TABLE: Record<string, Describe> = {
   'POST /api/v1/devices': (_p, r) => ({ action: 'device.add', target: `device:${obj(r?.device)?.id}`, detail: pick(r?.device, 'type', 'parent', 'customer', 'installer', 'tier') }),
   'POST /api/v1/devices/import': (_p, r) => {
@@ -53,6 +58,8 @@ const TABLE: Record<string, Describe> = {
   'POST /api/v1/rollouts/:id/abort': rolloutAction('rollout.abort'),
   'POST /api/v1/integrity': (_p, r) => ({ action: 'integrity.register', target: `version:${obj(r?.integrity)?.version}`, detail: pick(r?.integrity, 'digest') }),
   'POST /api/v1/outbox/:id/retry': (p) => ({ action: 'outbox.retry', target: `outbox:${p.id}`, detail: {} }),
+  'PUT /api/v1/customers/:name': customerAction,
+  'POST /api/v1/customers': customerAction,
   'POST /api/v1/tokens': (_p, r) => ({ action: 'token.create', target: `token:${obj(r?.apiToken)?.name}`, detail: pick(r?.apiToken, 'id', 'role') }),
   'POST /api/v1/tokens/:id/revoke': (_p, r) => ({ action: 'token.revoke', target: `token:${obj(r?.apiToken)?.name}`, detail: pick(r?.apiToken, 'id', 'role') }),
 };

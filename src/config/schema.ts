@@ -7,7 +7,12 @@ import { DEFAULT_HTTP_LIMITS as HTTP } from '../http/limits.js';
  * Objects are strict so a misspelt key is named instead of silently ignored.
  */
 const port = z.number().int().min(0).max(65535);
-const seconds = z.number().positive();
+/** Node runs a timer longer than 2^31-1 ms after 1 ms (TimeoutOverflowWarning): a tick of 3e9 ms ticked every ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+/** A duration in ms that ends up in a timer (or is compared with one): an integer, at most {@link MAX_TIMER_MS}. */
+const timerMs = (min = 1) => z.number().int().min(min).max(MAX_TIMER_MS, `at most ${MAX_TIMER_MS} ms (24.8 days)`);
+/** Seconds, bounded like timers (1e308 made deadlines Infinity). */
+const seconds = z.number().positive().max(MAX_TIMER_MS / 1000, 'at most 2147483 s (24.8 days)');
 const share = z.number().min(0).max(1);
 const nullableString = z.string().min(1).nullable();
 
@@ -30,7 +35,7 @@ const brokerSchema = z
     /** Who keeps device credentials in the broker: Mosquitto dynsec (xcared manages it) or HTTP hooks (EMQX). */
     credentials: z.enum(['dynsec', 'http']).default('dynsec'),
     /** Time to wait for the broker's answer to a command (CONNACK, dynsec response). */
-    timeoutMs: z.number().int().positive().default(10_000),
+    timeoutMs: timerMs().default(10_000),
   })
   .prefault({});
 
@@ -63,9 +68,9 @@ export const configSchema = z.strictObject({
         .prefault({}),
       maxPacketBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(65536),
       /** aedes: how long a slow subscriber may hold up delivery before its connection is dropped. */
-      drainTimeoutMs: z.number().int().positive().default(10_000),
+      drainTimeoutMs: timerMs().default(10_000),
       /** Time a client has, from TCP accept, to finish TLS (mqtts) and have its CONNECT accepted; every listener. */
-      connectTimeoutMs: z.number().int().positive().default(30_000),
+      connectTimeoutMs: timerMs().default(30_000),
       /** Connections reading their CONNECT at once (issue 11: fd exhaustion); more wait for a turn (ConnectionGuard). */
       maxUnauthenticated: z.number().int().min(1).default(1000),
       /** The same, per source address. */
@@ -90,10 +95,10 @@ export const configSchema = z.strictObject({
       // Limits (issue 11, README "Limits"); the defaults live once, in src/http/limits.ts.
       maxJsonBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(HTTP.maxJsonBytes),
       maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(HTTP.maxHeaderBytes),
-      headersTimeoutMs: z.number().int().min(100).default(HTTP.headersTimeoutMs),
-      requestTimeoutMs: z.number().int().min(100).default(HTTP.requestTimeoutMs),
-      idleTimeoutMs: z.number().int().min(100).default(HTTP.idleTimeoutMs),
-      keepAliveTimeoutMs: z.number().int().min(100).default(HTTP.keepAliveTimeoutMs),
+      headersTimeoutMs: timerMs(100).default(HTTP.headersTimeoutMs),
+      requestTimeoutMs: timerMs(100).default(HTTP.requestTimeoutMs),
+      idleTimeoutMs: timerMs(100).default(HTTP.idleTimeoutMs),
+      keepAliveTimeoutMs: timerMs(100).default(HTTP.keepAliveTimeoutMs),
       maxRequestsPerSocket: z.number().int().min(1).default(HTTP.maxRequestsPerSocket),
       maxConnections: z.number().int().min(1).default(HTTP.maxConnections),
       maxDiscardBytes: z.number().int().min(0).default(HTTP.maxDiscardBytes),
@@ -105,10 +110,10 @@ export const configSchema = z.strictObject({
   ingest: z
     .strictObject({
       /** Latest heartbeats are coalesced per device and written in one transaction at this period. */
-      flushIntervalMs: z.number().int().positive().default(500),
+      flushIntervalMs: timerMs().default(500),
       maxBatch: z.number().int().positive().default(10_000),
       /** A device's row is rewritten at most this often while its heartbeats only say "still alive". */
-      refreshMs: z.number().int().min(0).default(5000),
+      refreshMs: timerMs(0).default(5000),
       /** A heartbeat payload larger than this is dropped and counted (reason `size`). */
       maxHeartbeatBytes: z.number().int().positive().default(16_384),
     })
@@ -118,7 +123,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       missedHeartbeats: z.number().int().positive().default(3),
       lastWillGraceS: seconds.default(30),
-      tickMs: z.number().int().positive().default(1000),
+      tickMs: timerMs().default(1000),
       correlationWindowS: seconds.default(120),
       minCorrelated: z.number().int().positive().default(3),
       fleetGatewayShare: share.default(0.3),
@@ -143,7 +148,7 @@ export const configSchema = z.strictObject({
        * A tick that runs this much later than planned (the daemon stalled: SIGSTOP, swap, a blocked loop) first
        * lets ingest catch up, then gives every device a fresh interval: the gap was our outage, not theirs.
        */
-      stallMarginMs: z.number().int().positive().default(2000),
+      stallMarginMs: timerMs().default(2000),
       /** After the daemon starts, devices not heard from yet are not judged lost before the herd had its chance. */
       startup: z
         .strictObject({
@@ -185,12 +190,12 @@ export const configSchema = z.strictObject({
 
   webhook: z
     .strictObject({
-      url: z.string().url().nullable().default(null),
+      url: z.string().url().regex(/^https?:\/\//i, 'expected an http:// or https:// URL').nullable().default(null),
       secret: nullableString.default(null),
-      timeoutMs: z.number().int().positive().default(5000),
+      timeoutMs: timerMs().default(5000),
       maxAttempts: z.number().int().positive().default(12),
-      backoffBaseMs: z.number().int().positive().default(1000),
-      backoffMaxMs: z.number().int().positive().default(300_000),
+      backoffBaseMs: timerMs().default(1000),
+      backoffMaxMs: timerMs().default(300_000),
     })
     .prefault({}),
 
@@ -205,7 +210,7 @@ export const configSchema = z.strictObject({
 
   rollouts: z
     .strictObject({
-      tickMs: z.number().int().positive().default(1000),
+      tickMs: timerMs().default(1000),
       abortThreshold: share.default(0.1),
       maxConcurrent: z.number().int().positive().default(500),
       maxPerGateway: z.number().int().positive().default(1),

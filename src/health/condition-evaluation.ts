@@ -9,7 +9,7 @@ import type { HealthMetrics } from './health-metrics.js';
 import type { HealthSettings } from './liveness.js';
 import { LostGatewayIndex } from './lost-gateways.js';
 import { SecuritySignals } from './security-signals.js';
-import { viewOf, type Tracked } from './tracked-device.js';
+import { lastSeenOf, viewOf, type Tracked } from './tracked-device.js';
 
 export const GATEWAY_KINDS: readonly TicketKind[] = ['gateway_loss', 'gateway_partial'];
 const CUSTOMER_KINDS: readonly TicketKind[] = ['cloud_loss_complete', 'cloud_loss_partial'];
@@ -40,6 +40,8 @@ export class ConditionEvaluation {
   readonly dirtyCustomers = new Set<string>();
   /** Gateways whose condition cleared but whose ticket is still open (until resolveAfter): sensors wait for it. */
   readonly awaitingResolve = new Set<string>();
+  /** Lost sensors waiting for their gateway's verdict ({@link gatewayInDoubt}); looked at again every tick. */
+  readonly heldSensors = new Set<string>();
   fleetDirty = false;
   readonly security = new SecuritySignals();
   private readonly securitySubjects = new Set<string>();
@@ -81,6 +83,13 @@ export class ConditionEvaluation {
         this.dirty.add(id);
       }
     }
+    // A held sensor is judged as soon as its gateway has spoken again (fine) or has been judged lost (it covers it):
+    // a routine gateway heartbeat marks nothing dirty, so the few held sensors are looked at on every tick.
+    for (const id of this.heldSensors) {
+      const s = this.deps.devices.get(id);
+      const parent = s?.parent ? this.deps.devices.get(s.parent) : undefined;
+      if (!s || !parent || s.state !== 'lost' || !gatewayInDoubt(parent, s)) this.dirty.add(id);
+    }
     this.evaluateDirty();
   }
 
@@ -107,6 +116,7 @@ export class ConditionEvaluation {
   forgetDevice(id: string, parent: string | null): void {
     this.forgetGatewayLoss(id);
     this.flapActive.delete(id);
+    this.heldSensors.delete(id);
     for (const slot of [`gw:${id}`, `sensor:${id}`, `flap:${id}`]) {
       const kinds: readonly TicketKind[] = slot.startsWith('gw:') ? GATEWAY_KINDS : slot.startsWith('sensor:') ? ['sensor_issue'] : ['flapping'];
       if (this.conditions.has(slot)) this.conditions.reconcile(slot, id, kinds, null, false, 'device revoked');
@@ -178,11 +188,19 @@ export class ConditionEvaluation {
 
     for (const id of sensors) {
       const s = this.deps.devices.get(id);
-      if (!s || s.type !== 'sensor') continue;
+      if (!s || s.type !== 'sensor') {
+        this.heldSensors.delete(id);
+        continue;
+      }
       this.touched.devices.add(id);
       const parent = s.parent ? this.deps.devices.get(s.parent) : undefined;
       // RULES.md "Our own outages...": a child is never delivered before the parent that would inhibit it.
       if (parent?.holdsSensors) continue;
+      if (parent && s.state === 'lost' && gatewayInDoubt(parent, s)) {
+        this.heldSensors.add(id);
+        continue;
+      }
+      this.heldSensors.delete(id);
       const fine = parent ? parent.fineForSensors : true;
       const report = sensorCondition(viewOf(s), fine);
       this.conditions.reconcile(`sensor:${id}`, id, ['sensor_issue'], report, false, fine ? 'sensor healthy again' : `covered by gateway ${s.parent}`);
@@ -275,4 +293,19 @@ export class ConditionEvaluation {
 
 function rankType(t: Tracked | undefined): number {
   return t?.type === 'gateway' ? 0 : 1;
+}
+
+/**
+ * A lost sensor's gateway is in doubt while it looks online but has not been heard from since the sensor's last
+ * sign of life: a gateway that hangs (no Last Will) or whose uplink is cut silences its sensors with it, and the
+ * sensors, beating faster, would be judged lost long before it (RULES.md: a child is never delivered before the
+ * parent that would inhibit it; issue 8 fault 6). The doubt ends when the gateway speaks again (then the sensor
+ * is ticketed alone) or is judged lost (its ticket covers the sensor), at the latest at the gateway's own deadline.
+ * A gateway never heard from (unknown) holds nothing, so a sensor behind a gateway never deployed is still judged.
+ */
+export function gatewayInDoubt(gateway: Tracked, sensor: Tracked): boolean {
+  if (gateway.state !== 'online') return false;
+  const gatewaySeen = lastSeenOf(gateway);
+  const sensorSeen = lastSeenOf(sensor);
+  return gatewaySeen !== null && sensorSeen !== null && gatewaySeen <= sensorSeen;
 }

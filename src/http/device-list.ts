@@ -2,6 +2,9 @@ import type { DeviceRegistry, DeviceFilter } from '../registry/device-registry.j
 import type { DeviceRecord } from '../registry/types.js';
 import { ValidationError } from '../errors.js';
 import { pageOf, parsePage, type Page } from './paging.js';
+import { choiceParam } from './query.js';
+import { DEVICE_TYPES, TIERS } from '../protocol/names.js';
+import type { LiveState } from '../health/device-conditions.js';
 
 /** A device with its live state, as lists show it. */
 export interface DeviceListItem extends DeviceRecord {
@@ -18,7 +21,10 @@ export interface DeviceListDeps {
   stateOf(device: DeviceRecord): string;
 }
 
-const FILTERS = ['type', 'tier', 'customer', 'installer', 'parent', 'tag'] as const;
+const FILTERS = ['customer', 'installer', 'parent', 'tag'] as const;
+
+/** What `stateOf` answers: the evaluator's liveness, or `revoked`. */
+const LIST_STATES: readonly (LiveState | 'revoked')[] = ['unknown', 'online', 'offline', 'restarting', 'lost', 'revoked'];
 
 /**
  * The device list of `GET /api/v1/devices` and the console's Fleet page, in one place: filters (type, tier,
@@ -27,13 +33,18 @@ const FILTERS = ['type', 'tier', 'customer', 'installer', 'parent', 'tag'] as co
  * is read only for the page, so a page of 10,000 devices costs what the page costs.
  */
 export function listDevices(deps: DeviceListDeps, query: URLSearchParams, defaultLimit?: number): Page<DeviceListItem> & { total: number } {
-  const filter: DeviceFilter = { includeRevoked: query.get('revoked') === 'true' };
+  // Closed sets are checked: a value that cannot occur is a 400 naming the key, not an empty list.
+  const filter: DeviceFilter = { includeRevoked: choiceParam(query, 'revoked', ['true', 'false']) === 'true' };
+  const type = choiceParam(query, 'type', DEVICE_TYPES);
+  if (type) filter.type = type;
+  const tier = choiceParam(query, 'tier', TIERS);
+  if (tier) filter.tier = tier;
   for (const key of FILTERS) {
     const v = query.get(key);
     if (v) filter[key] = v;
   }
   let devices = deps.registry.list(filter);
-  const state = query.get('state');
+  const state = choiceParam(query, 'state', LIST_STATES);
   if (state) devices = devices.filter((d) => deps.stateOf(d) === state);
   const q = query.get('q');
   if (q) {

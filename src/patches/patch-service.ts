@@ -7,6 +7,7 @@ import type { PatchError } from '../../patches/patch-error.js';
 import type { PatchCancel, PatchOffer, PatchStatus } from '../protocol/types.js';
 import { FINAL_PATCH_STATES, PATCH_STATE_RANK, type PatchState } from '../protocol/names.js';
 import { InstallGrace } from './install-grace.js';
+import { LogThrottle } from '../log-throttle.js';
 import { parseManifest, artifactPath, KEY_ID_PATTERN, type Manifest } from '../../patches/manifest.js';
 import { loadPinnedKeys, verifySignatures, type PinnedKey } from '../../patches/signing.js';
 import { ArtifactStore } from './artifact-store.js';
@@ -19,6 +20,8 @@ export interface PatchServiceDeps {
   log: Logger;
   /** `fleet_patch_results_total{result}` from createPatchMetrics. */
   results: Counter<'result'>;
+  /** `fleet_patch_status_dropped_total`: states for a patch the device was never offered. */
+  dropped?: Counter;
   /** config.patches.releaseKeys: PEM public key paths. */
   releaseKeys: readonly string[];
   /** config.patches.threshold: distinct release keys that must have signed. */
@@ -74,6 +77,9 @@ const RANK: Record<string, number> = PATCH_STATE_RANK;
  * The daemon's patch channel (issue 4 item 3): publish (signatures, size and sha256 verified
  * before anything is stored), offers to single devices, artifact access, device patch states.
  */
+/** `latest` marker: the device reported a state for a patch it was never offered (dropped until an offer). */
+const UNOFFERED = '(never offered)';
+
 export class PatchService {
   private keys?: PinnedKey[];
   /**
@@ -83,6 +89,8 @@ export class PatchService {
   private readonly latest = new Map<string, { patchId: string; state: string }>();
   private readonly listeners: StatusListener[] = [];
   private readonly grace: InstallGrace;
+  /** One warn line per device a minute for unsolicited patch states (a heartbeat repeats them every beat). */
+  private readonly unsolicitedLog = new LogThrottle(60_000);
 
   constructor(private readonly deps: PatchServiceDeps) {
     this.grace = new InstallGrace(deps.installGrace ?? { restartGraceMs: 300_000, maxInstallMs: 3_600_000 });
@@ -429,19 +437,29 @@ export class PatchService {
     // The same decisions as on the stored row below, taken from memory when nothing can change.
     const known = this.latest.get(deviceId);
     if (known && known.patchId === status.patchId) {
+      if (known.state === UNOFFERED) {
+        this.dropUnoffered(deviceId, status.patchId, state);
+        return false;
+      }
       if (TERMINAL.has(known.state) || RANK[state]! < RANK[known.state]!) return false;
       if (known.state === state && status.detail === undefined) return false;
     }
     const prev = this.deps.repo.devicePatch(deviceId, status.patchId);
-    if (!prev && !this.deps.repo.exists(status.patchId)) return false;
+    // Desired state lives here (PROTOCOL.md): a state for a patch this device was never offered is a claim, not a
+    // transition. Stored, it showed in `patch list` and opened the install grace, so a device that said
+    // "installing" once and went silent was `restarting` and opened no loss ticket for expectedRestartGraceS.
+    if (!prev) {
+      // Remembered too, so a device repeating the claim in every heartbeat costs no SQLite read (an offer clears it).
+      this.latest.set(deviceId, { patchId: status.patchId, state: UNOFFERED });
+      this.dropUnoffered(deviceId, status.patchId, state);
+      return false;
+    }
     // Remember the stored state: agents repeat their latest patch state in every heartbeat, and after a restart
     // each repeat of a finished install would otherwise read the store again (issue 12: no SQLite per heartbeat).
-    if (prev) this.latest.set(deviceId, { patchId: status.patchId, state: prev.state });
-    if (prev) {
-      if (TERMINAL.has(prev.state)) return false;
-      if (RANK[state]! < RANK[prev.state]!) return false;
-      if (prev.state === state && (status.detail === undefined || status.detail === prev.detail)) return false;
-    }
+    this.latest.set(deviceId, { patchId: status.patchId, state: prev.state });
+    if (TERMINAL.has(prev.state)) return false;
+    if (RANK[state]! < RANK[prev.state]!) return false;
+    if (prev.state === state && (status.detail === undefined || status.detail === prev.detail)) return false;
     const counted = new Set((prev?.counted ?? '').split(',').filter(Boolean));
     const countNow = TERMINAL.has(state) && !counted.has(state);
     if (countNow) counted.add(state);
@@ -467,6 +485,14 @@ export class PatchService {
       }
     }
     return true;
+  }
+
+  /** A state for a patch never offered to the device: counted, logged once a minute per device. */
+  private dropUnoffered(deviceId: string, patchId: string, state: string): void {
+    this.deps.dropped?.inc();
+    if (this.unsolicitedLog.admit(deviceId, this.deps.clock.monotonicNow()) !== undefined) {
+      this.deps.log.warn({ deviceId, patchId: patchId.slice(0, 128), state }, 'patch state for a patch never offered to this device: dropped');
+    }
   }
 
   /** Patch states of one device, for `GET /api/v1/devices/:id` detail. */

@@ -35,7 +35,14 @@ export function fiscalYearEnd(startDate: string): string {
 /** Days of the fiscal year (July 1 - June 30) that contains `date`: 366 when it holds a Feb 29. */
 export function daysInFiscalYear(date: string): number {
   const endYear = Number(fiscalYearEnd(date).slice(0, 4));
-  return Math.round((Date.UTC(endYear, 6, 1) - Date.UTC(endYear - 1, 6, 1)) / DAY_MS);
+  return Math.round((julyFirst(endYear) - julyFirst(endYear - 1)) / DAY_MS);
+}
+
+/** July 1 00:00 UTC of `year`, for every year: Date.UTC would read years 0-99 as 1900-1999. */
+function julyFirst(year: number): number {
+  const d = new Date(0);
+  d.setUTCFullYear(year, 6, 1);
+  return d.getTime();
 }
 
 /** Days from `start` through its June 30, both inclusive. */

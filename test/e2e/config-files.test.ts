@@ -148,6 +148,31 @@ describe.skipIf(toolsMissing(['openssl'], 'openssl').length > 0)('xcared config 
     expect(existsSync(join(home, 'data'))).toBe(false);
   });
 
+  // Found from outside: `health.tickMs: 3000000000` passed --check and the daemon started with a
+  // TimeoutOverflowWarning: Node runs a timer over 2^31-1 ms after 1 ms, so the evaluator ticked every millisecond
+  // (the same for every *Ms timer: ingest flush, webhook backoff, rollouts tick). A number of seconds of 1e308
+  // made deadlines Infinity; a webhook url of ftp:// was accepted and every delivery would fail.
+  it.each([
+    ['health.tickMs', 'health: { tickMs: 3000000000 }'],
+    ['ingest.flushIntervalMs', 'ingest: { flushIntervalMs: 2147483648 }'],
+    ['webhook.backoffMaxMs', 'webhook: { url: "http://127.0.0.1:9/x", secret: s1234567, backoffMaxMs: 10000000000 }'],
+    ['rollouts.tickMs', 'rollouts: { tickMs: 1e12 }'],
+    ['mqtt.connectTimeoutMs', 'mqtt: { host: 127.0.0.1, port: 0, connectTimeoutMs: 3000000000 }'],
+    ['http.requestTimeoutMs', 'http: { host: 127.0.0.1, port: 0, requestTimeoutMs: 3000000000 }'],
+    ['health.lastWillGraceS', 'health: { lastWillGraceS: 1e308 }'],
+    ['tickets.resolveAfterS', 'tickets: { resolveAfterS: 1e308 }'],
+    ['webhook.url', 'webhook: { url: "ftp://example.invalid/hook", secret: s1234567 }'],
+  ])('--check and a real start exit 2 naming %s out of bounds, writing nothing', async (key, yaml) => {
+    const { file, home } = writeConfig(`bounds-${key}`, '');
+    writeFileSync(file, `adminToken: config-files-admin-token\ndataDir: data\n${yaml.startsWith('mqtt') ? '' : 'mqtt: { host: 127.0.0.1, port: 0 }\n'}${yaml.startsWith('http') ? '' : 'http: { host: 127.0.0.1, port: 0 }\n'}${yaml}\n`);
+    for (const args of [['--config', file, '--check'], ['--config', file]]) {
+      const r = await xcared(args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`${key}: `);
+    }
+    expect(existsSync(join(home, 'data'))).toBe(false);
+  });
+
   it('http.tls serves the API over HTTPS, verified with the CA, and exports days to expiry', async () => {
     const httpPort = await freePort();
     const { file } = writeConfig('https', '');

@@ -218,6 +218,48 @@ describe('end to end: detection you can trust (issue 8)', () => {
     expect((await allTickets(daemon)).filter((t) => t.kind === 'sensor_issue')).toEqual([]);
   }, 90_000);
 
+  // Fault 6's class, found from outside: a gateway that hangs (its connection stays open, so no Last Will) while
+  // its sensor goes silent too (the sensor's uplink is that gateway). The sensor (1 s) was lost long before the
+  // gateway (5 s x 3): its sensor_issue reached the helpdesk 11 s before the gateway_loss it then hung under.
+  // A sensor lost while its gateway has not been heard from since the sensor's last sign of life waits for the
+  // gateway's verdict; a sensor that dies alone is still ticketed once its gateway has spoken again.
+  it('fault 6: a gateway hung without a Last Will and its sensor silent too: the gateway ticket comes first, no sensor ticket; a sensor dying alone still opens one', async () => {
+    const { daemon, helpdesk, dir } = await daemonWithHelpdesk('health: { missedHeartbeats: 3, lastWillGraceS: 5 }');
+    const tokens = await provision(daemon, [
+      { id: 'gw-h', type: 'gateway', customer: 'acme' },
+      { id: 'sn-h', type: 'sensor', parent: 'gw-h', customer: 'acme' },
+      { id: 'gw-k', type: 'gateway', customer: 'beta' },
+      { id: 'sn-k', type: 'sensor', parent: 'gw-k', customer: 'beta' },
+    ]);
+    const agent = (id: string, deviceType: 'gateway' | 'sensor', intervalS: number) =>
+      startAgent({ deviceId: id, deviceType, token: tokens.get(id)!, mqttPort: daemon.mqttPort, httpUrl: daemon.url, dir: join(dir.path, id), intervalS });
+    const gw = agent('gw-h', 'gateway', 5);
+    const sensor = agent('sn-h', 'sensor', 1);
+    const gwK = agent('gw-k', 'gateway', 5);
+    const sensorK = agent('sn-k', 'sensor', 1);
+    const resume = (p: RunningProcess) => {
+      try {
+        process.kill(p.proc.pid!, 'SIGCONT');
+      } catch {
+        /* gone */
+      }
+      return p.stop();
+    };
+    cleanups.push(() => resume(gw), () => resume(sensor), () => gwK.stop(), () => sensorK.stop());
+    await eventually(async () => (await onlineCount(daemon)) === 4, 30_000, 'all four online');
+    await sleep(1500);
+    process.kill(sensor.proc.pid!, 'SIGSTOP');
+    process.kill(gw.proc.pid!, 'SIGSTOP'); // hung: no Last Will, the broker keeps the connection for now
+    await sensorK.kill9(); // beta's sensor dies alone; its gateway keeps heartbeating
+    await eventually(() => helpdesk.deliveries.some((d) => d.ticket?.kind === 'gateway_loss' && d.ticket.subject === 'gw-h'), 60_000, 'gateway_loss of gw-h delivered');
+    await eventually(() => helpdesk.deliveries.some((d) => d.ticket?.kind === 'sensor_issue' && d.ticket.subject === 'sn-k'), 30_000, 'sensor_issue of sn-k delivered');
+    await sleep(3000);
+    const firstSensor = helpdesk.deliveries.findIndex((d: Delivery) => d.ticket?.subject === 'sn-h');
+    const firstGateway = helpdesk.deliveries.findIndex((d: Delivery) => d.ticket?.kind === 'gateway_loss' && d.ticket.subject === 'gw-h');
+    expect(firstSensor === -1 || firstSensor > firstGateway, JSON.stringify(helpdesk.deliveries)).toBe(true);
+    expect((await allTickets(daemon)).filter((t) => t.kind === 'sensor_issue').map((t) => t.subject)).toEqual(['sn-k']);
+  }, 120_000);
+
   it('fault 7: 12 devices whose very first heartbeat reports a registered digest and a failing subsystem: every ticket says eligible', async () => {
     const { daemon } = await daemonWithHelpdesk('ingest: { flushIntervalMs: 2000 }');
     await api(daemon, '/api/v1/integrity', { method: 'POST', body: JSON.stringify({ version: '2.3.1', digest: DIGEST }) });

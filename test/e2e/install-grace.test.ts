@@ -5,6 +5,7 @@ import { startDaemon, ctl, eventually, type Daemon, type RunningProcess } from '
 import { keygen, buildSignPublish, provisionSampleAgent, registerSampleIntegrity, restartAgent } from '../helpers/sample-patch.js';
 import { allTickets } from '../helpers/detection-fixtures.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { connectDevice } from '../helpers/mqtt-client.js';
 
 /**
  * Issue 8 fault 1 end to end ("Blind for 5 minutes after any patch"): real daemon, real agents installing the
@@ -105,4 +106,27 @@ describe('end to end: a patched gateway is judged as any other once it is back (
     const flapping = await eventually(async () => (await ticketsOf('gw-flap')).find((t) => t.kind === 'flapping'), DETECT_DEADLINE_MS, 'flapping for gw-flap');
     expect(flapping.kind).toBe('flapping');
   }, 300_000);
+
+  // Found from outside with mosquitto_pub: a device that was never offered a patch sent one heartbeat claiming
+  // `patch: {patchId, state: "installing"}` and went silent. The daemon stored the claim (`patch list` showed
+  // installing=1) and opened the install grace: the device was `restarting`, and its silence opened no loss
+  // ticket for expectedRestartGraceS (300 s). Desired state lives in the daemon (PROTOCOL.md): a status for a
+  // patch the device was never offered is dropped, stores nothing and opens no grace.
+  it('a device never offered the patch claims to be installing it, then goes silent: nothing stored, gateway_loss within missed x interval', async () => {
+    const add = await ctl(daemon, ['device', 'add', 'gw-claim', '--type', 'gateway', '--customer', 'acme', '--installer', 'minnovation', '--tier', 'xcare', '--json']);
+    expect(add.code, add.stderr).toBe(0);
+    const token = (JSON.parse(add.stdout) as { token: string }).token;
+    const client = await connectDevice(`mqtt://127.0.0.1:${daemon.mqttPort}`, { id: 'gw-claim', token });
+    const hb = (state: string) =>
+      JSON.stringify({ seq: 1, ts: new Date().toISOString(), intervalS: INTERVAL_S, agentVersion: '1.0.0', softwareVersion: '1.0.0', patch: { patchId, state } });
+    await client.publishAsync('fleet/v1/gw-claim/heartbeat', hb('downloading'), { qos: 1 });
+    await client.publishAsync('fleet/v1/gw-claim/patch/status', JSON.stringify({ patchId, state: 'installing' }), { qos: 1 });
+    await client.publishAsync('fleet/v1/gw-claim/heartbeat', hb('installing'), { qos: 1 });
+    const silentAt = Date.now();
+    await client.endAsync(); // a clean DISCONNECT: no Last Will, only silence
+    const ticket = await eventually(async () => (await ticketsOf('gw-claim')).find((t) => t.kind === 'gateway_loss'), DETECT_DEADLINE_MS, 'gateway_loss for gw-claim');
+    expect(ticket.kind).toBe('gateway_loss');
+    expect(Date.now() - silentAt).toBeLessThan(DETECT_DEADLINE_MS);
+    expect((await show('gw-claim')).patches).toEqual([]);
+  }, 120_000);
 });

@@ -66,6 +66,20 @@ describe('customers and store readiness through the daemon API', () => {
     expect((await call('GET', '/api/v1/customers?limit=0')).status).toBe(400);
   });
 
+  // Issue 14 "Audit trail": a customer change is a person's change like any other. It was recorded under the
+  // fallback name `customers`, targeting `name:acme`, with nothing of what changed (and by POST with no target).
+  it('customer set is audited as customer.set on customer:<name>, with the engineer it names, by PUT and by POST', async () => {
+    await call('PUT', '/api/v1/customers/audited', { engineerName: 'Grace Hopper', notes: 'n' });
+    await call('POST', '/api/v1/customers', { name: 'audited-too', engineerEmail: 'g@minnovation.example' });
+    const entries = ((await (await call('GET', '/api/v1/audit?limit=2')).json()) as { entries: Record<string, unknown>[] }).entries;
+    expect(entries.map((e) => [e.action, e.target])).toEqual([
+      ['customer.set', 'customer:audited-too'],
+      ['customer.set', 'customer:audited'],
+    ]);
+    expect(entries[1]!.detail).toMatchObject({ successEngineer: { name: 'Grace Hopper' } });
+    expect(entries[0]!.detail).toMatchObject({ successEngineer: { email: 'g@minnovation.example' } });
+  });
+
   it('an unknown customer is a 404', async () => {
     expect((await call('GET', '/api/v1/customers/nobody')).status).toBe(404);
   });

@@ -420,6 +420,7 @@ describe('the one install-grace record (PatchService) follows RULES.md "Updates 
   it('a patch state repeated after a reconnect (`installed`, heartbeat and patch/status) opens no grace: a kill -9 is lost on time', () => {
     const h = harness({ devices: FOUR.map((id) => ({ id })) });
     h.beatFor(3, FOUR);
+    void h.patches.offer('gw-1', 'gw-2.3.2'); // states count only for a patch the device was offered
     // A real install first: installing -> installed -> back on the new version.
     h.patchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installing' });
     h.beatFor(5, FOUR.slice(1));
@@ -438,6 +439,7 @@ describe('the one install-grace record (PatchService) follows RULES.md "Updates 
   it('installing -> installed -> its first heartbeat closes the grace; later silence is lost on time, not 5 min later', () => {
     const h = harness({ devices: FOUR.map((id) => ({ id })) });
     h.beatFor(3, FOUR);
+    void h.patches.offer('gw-1', 'gw-2.3.2'); // states count only for a patch the device was offered
     h.patchStatus('gw-1', { patchId: 'gw-2.3.2', state: 'installing' });
     h.beatFor(20, FOUR.slice(1)); // restarting: silent, no ticket
     expect(h.tickets.unresolved()).toEqual([]);

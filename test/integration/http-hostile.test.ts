@@ -120,6 +120,28 @@ describe('HTTP API under hostile input (real daemon, temp SQLite)', () => {
     },
   );
 
+  // Found from outside: a filter with a value that cannot occur (`xcarectl device list --state lsot`,
+  // `--type gatway`, `rollout list --state runing`) answered 200 with an empty list, which reads as "none in that
+  // state"; `tickets --severity x` already answered 400. Every closed-set filter names its field and the values.
+  it.each([
+    ['/api/v1/devices?state=lsot', 'state'],
+    ['/api/v1/devices?type=gatway', 'type'],
+    ['/api/v1/devices?tier=pro', 'tier'],
+    ['/api/v1/devices?revoked=yes', 'revoked'],
+    ['/api/v1/rollouts?state=runing', 'state'],
+  ])('GET %s is a 400 naming %s', async (path, field) => {
+    const res = await call(base, 'GET', path);
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({ code: 'validation_failed', error: expect.stringMatching(new RegExp(`^${field}: `)) });
+  });
+
+  it.each([['/api/v1/devices?state=online'], ['/api/v1/devices?state=revoked&revoked=true'], ['/api/v1/devices?type=sensor&tier=xcare_pro&revoked=false'], ['/api/v1/rollouts?state=running']])(
+    'GET %s (values that can occur) is a 200',
+    async (path) => {
+      expect((await call(base, 'GET', path)).status).toBe(200);
+    },
+  );
+
   it.each([['null'], ['[]'], ['"x"'], ['42'], ['']])('POST /api/v1/devices with %j is a 400 JSON error (fault 3)', async (body) => {
     const before = deviceCount();
     const res = await call(base, 'POST', '/api/v1/devices', body);

@@ -54,7 +54,7 @@ async function setup(threshold = 1): Promise<void> {
     artifacts: new ArtifactStore({ dir: join(tmp.path, 'data', 'artifacts') }),
     clock,
     log: silentLogger(),
-    results: createPatchMetrics(metrics).results,
+    ...createPatchMetrics(metrics),
     releaseKeys: [keyA.pubPath, keyB.pubPath],
     threshold,
     maxArtifactBytes: 1024 * 1024,
@@ -291,6 +291,11 @@ describe('device patch states', () => {
     const seen: string[] = [];
     service.onStatus((id, s) => seen.push(`${id}:${s.state}`));
     const t = clock.now();
+    // Never offered: a claim, dropped and counted (it would open the install grace and show in `patch list`).
+    expect(service.recordStatus('gw-1', st('installing'), t)).toBe(false);
+    expect((await metrics.getSingleMetric('fleet_patch_status_dropped_total')!.get()).values[0]!.value).toBe(1);
+    expect(service.deviceStates('gw-1')).toEqual([]);
+    await service.offer('gw-1', 'app-1.1.0');
     expect(service.recordStatus('gw-1', st('downloading'), t)).toBe(true);
     expect(service.recordStatus('gw-1', st('downloading'), t)).toBe(false);
     expect(service.recordStatus('gw-1', st('installing'), t)).toBe(true);
@@ -302,9 +307,9 @@ describe('device patch states', () => {
     expect(seen).toEqual(['gw-1:downloading', 'gw-1:installing', 'gw-1:installed']);
     expect(service.deviceStates('gw-1')).toMatchObject([{ patchId: 'app-1.1.0', state: 'installed', detail: 'installed 1.1.0' }]);
     expect(await resultCount('installed')).toBe(1);
-    // A re-offer resets the state; the repeated result is recorded but not counted again.
-    await service.offer('gw-1', 'app-1.1.0');
-    expect(service.recordStatus('gw-1', st('installed'), t)).toBe(true);
+    // One offer per device and patch: a second is refused, and the terminal result stays counted once.
+    await expect(service.offer('gw-1', 'app-1.1.0')).rejects.toThrow(/already offered/);
+    expect(service.recordStatus('gw-1', st('installed'), t)).toBe(false);
     expect(await resultCount('installed')).toBe(1);
     expect(await resultCount('rejected')).toBe(0);
   });

@@ -189,6 +189,25 @@ describe('subscriptions, renewal and integrity over HTTP', () => {
     expect(res.body.quote).toMatchObject({ amount: 213.04, end: '2027-06-30', daysCovered: 216, daysInFiscalYear: 365, currency: 'EUR' });
   });
 
+  // Found from outside: years before 100 went through Date.UTC, which reads 0-99 as 1900-1999, so a quote for
+  // 0100-01-01 priced a fiscal year of -693,595 days: a negative amount (-0.03). Every four-digit year prices right.
+  it.each([
+    ['0000-01-01', '0000-06-30', 182, 366],
+    ['0050-07-01', '0051-06-30', 365, 365],
+    ['0099-07-01', '0100-06-30', 365, 365],
+    ['0100-01-01', '0100-06-30', 181, 365],
+    ['0103-07-01', '0104-06-30', 366, 366],
+    ['9999-07-01', '10000-06-30', 366, 366],
+  ])('quote from %s runs to %s over %i of %i days, never a negative price', async (start, end, covered, yearDays) => {
+    const res = await api('GET', `/api/v1/subscriptions/quote?tier=xcare&start=${start}`);
+    if (end.length > 10) {
+      expect(res.status).toBe(400); // a June 30 past 9999 cannot be written as a date
+      return;
+    }
+    expect(res.body.quote).toMatchObject({ end, daysCovered: covered, daysInFiscalYear: yearDays });
+    expect(res.body.quote.amount).toBe(Math.round((12000 * covered) / yearDays) / 100);
+  });
+
   it.each([
     ['tier=none&start=2026-11-27'],
     ['tier=xcare&start=2027-02-29'],

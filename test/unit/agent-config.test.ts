@@ -1,8 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentConfigError, loadAgentConfig, parseAgentConfig } from '../../agent/config.js';
+import { parsePatchSettings, PatchSettingsError } from '../../agent/patch-settings.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -149,5 +151,37 @@ describe('agent config: each bad key is named with its path', () => {
     const issues = issuesOf(input);
     expect(issues).toHaveLength(1);
     expect(issues[0]).toContain(message);
+  });
+});
+
+// Found from outside: Node runs a timer longer than 2^31-1 ms after 1 ms. `reconnect.maxMs: 1e10` let the backoff
+// draw delays past that (a reconnect storm at 1 ms), a probe `timeoutMs: 3e9` killed every probe at once (false
+// `ok:false` subsystems, gateway_partial tickets), `patches.commandTimeoutS: 3e6` killed every install at once.
+// Every timer key is bounded (2147483647 ms, 2147483 s); the real agent exits 2 naming it.
+describe('agent config: timer keys are bounded where Node keeps them', () => {
+  it.each([
+    ['reconnect.maxMs', { reconnect: { minMs: 1000, maxMs: 1e10 } }],
+    ['reconnect.minMs', { reconnect: { minMs: 3e9, maxMs: 4e9 } }],
+    ['subsystems[0].timeoutMs', { subsystems: [{ name: 'uplink', command: 'true', timeoutMs: 3e9 }] }],
+  ])('%s out of bounds is refused, naming it', (key, extra) => {
+    expect(issuesOf({ ...minimal, ...extra }).some((i) => i.startsWith(`${key}:`))).toBe(true);
+  });
+
+  it.each([
+    ['patches.commandTimeoutS', { commandTimeoutS: 3e6 }],
+    ['patches.downloadDeadlineS', { downloadDeadlineS: 1e300 }],
+    ['patches.clockSkewS', { clockSkewS: 1e300 }],
+  ])('%s out of bounds is refused, naming it', (key, raw) => {
+    expect(() => parsePatchSettings({ keys: ['k.pem'], ...raw }, dir, dir)).toThrow(PatchSettingsError);
+    expect(() => parsePatchSettings({ keys: ['k.pem'], ...raw }, dir, dir)).toThrow(`${key}: `);
+    expect(() => parsePatchSettings({ keys: ['k.pem'], ...Object.fromEntries(Object.keys(raw).map((k) => [k, 3600])) }, dir, dir)).not.toThrow();
+  });
+
+  it('the real xcare-agent exits 2 with one line naming the key', () => {
+    const file = join(dir, 'timer-agent.yaml');
+    writeFileSync(file, 'deviceId: gw-1\ndeviceType: gateway\ntoken: t\nbrokerUrl: mqtt://127.0.0.1:1\nsoftwareVersionFile: V\nsoftwareDir: app\nreconnect:\n  minMs: 1000\n  maxMs: 10000000000\n');
+    const r = spawnSync(process.execPath, [join(import.meta.dirname, '../../bin/xcare-agent.js'), '--config', file], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('reconnect.maxMs');
   });
 });

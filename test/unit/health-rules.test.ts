@@ -17,6 +17,9 @@ import {
   type LivenessInput,
   type LostGateway,
 } from '../../src/health/rules.js';
+import { gatewayInDoubt } from '../../src/health/condition-evaluation.js';
+import { newTracked, type Tracked } from '../../src/health/tracked-device.js';
+import type { DeviceRecord } from '../../src/registry/types.js';
 
 /** RULES.md defaults: missedHeartbeats 3, grace 30 s, window 120 s, minCorrelated 3, shares 0.3 / 0.5 / 0.5, flapping 4 in 600 s. */
 const settings: HealthSettings = configSchema.parse({}).health;
@@ -279,4 +282,27 @@ describe('security_incident', () => {
       expect(isSignatureOrHashFailure(detail)).toBe(expected);
     });
   }
+});
+
+describe('gatewayInDoubt (issue 8 fault 6: a lost sensor waits for its gateway when the gateway has gone quiet too)', () => {
+  const tracked = (type: 'gateway' | 'sensor', state: Tracked['state'], ownLastSeen: number | null, reportedAt: number | null = null): Tracked => ({
+    ...newTracked({ id: type === 'gateway' ? 'gw' : 'sn', type, parent: type === 'sensor' ? 'gw' : null, customer: 'c', revokedAt: null } as DeviceRecord, 0),
+    state,
+    ownLastSeen,
+    reportedAt,
+  });
+  it.each([
+    ['gateway online, not heard since the sensor went quiet', 'online', 100, 200, true],
+    ['gateway online, heard at the same instant as the sensor', 'online', 200, 200, true],
+    ['gateway online, heard after the sensor went quiet: the sensor died alone', 'online', 300, 200, false],
+    ['gateway lost: its ticket covers the sensor', 'lost', 100, 200, false],
+    ['gateway offline: held by its Last Will grace instead', 'offline', 100, 200, false],
+    ['gateway never heard from: holds nothing', 'unknown', null, 200, false],
+  ] as const)('%s -> %s', (_what, state, gatewaySeen, sensorSeen, held) => {
+    expect(gatewayInDoubt(tracked('gateway', state, gatewaySeen), tracked('sensor', 'lost', sensorSeen))).toBe(held);
+  });
+  it('a sensor last vouched for by its gateway listing it counts from that listing', () => {
+    expect(gatewayInDoubt(tracked('gateway', 'online', 150), tracked('sensor', 'lost', 100, 150))).toBe(true);
+    expect(gatewayInDoubt(tracked('gateway', 'online', 160), tracked('sensor', 'lost', 100, 150))).toBe(false);
+  });
 });

@@ -90,6 +90,10 @@ function patchStore() {
   const first = make();
   const m = manifestFor({ sha256: 'a'.repeat(64), size: 10 }, key, { id: 'p-1', version: '1.1.0' });
   first.repo.insert({ id: 'p-1', version: '1.1.0', manifest: manifestBytes(m), signatures: '[]', sha256: 'a'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: T0 + 86_400_000 });
+  // The offer records: a state for a patch never offered is dropped (it must open nothing).
+  for (const id of ['gw-1', 'gw-2', 'gw-3']) {
+    first.repo.upsertDevicePatch({ device_id: id, patch_id: 'p-1', rollout_id: null, state: 'offered', detail: '', counted: '', updated_at: T0 });
+  }
   return { dir, clock, first, make };
 }
 

@@ -3,6 +3,8 @@ import { jsonObject, noBody, type Router } from '../router.js';
 import type { RolloutScheduler } from '../../rollouts/rollout-scheduler.js';
 import { ValidationError } from '../../errors.js';
 import { pageOf, parsePage } from '../paging.js';
+import { choiceParam } from '../query.js';
+import { ROLLOUT_STATES } from '../../rollouts/rollout-states.js';
 
 export interface RolloutRouteDeps {
   scheduler: Pick<RolloutScheduler, 'create' | 'list' | 'view' | 'pause' | 'resume' | 'abort'>;
@@ -32,7 +34,7 @@ export function registerRolloutRoutes(router: Router, deps: RolloutRouteDeps): v
   });
 
   router.get('/api/v1/rollouts', 'admin', ({ query }) => {
-    const state = query.get('state');
+    const state = choiceParam(query, 'state', ROLLOUT_STATES);
     const rollouts = deps.scheduler.list();
     // Newest first: keyed by (created time, id) descending, negated so the key ascends.
     const page = pageOf(state ? rollouts.filter((r) => r.state === state) : rollouts, parsePage(query), (r) => [-Date.parse(r.createdAt), r.id]);
