@@ -7,6 +7,8 @@ export interface BrokerMetrics {
   oversizePackets: Counter;
   /** Connections and CONNECTs refused unchecked because their source spent its failure allowance. */
   authThrottled: Counter;
+  /** CONNECTs refused with a token retired by a recent rotation or revocation (no security signal). */
+  retiredTokens: Counter;
 }
 
 /**
@@ -36,6 +38,11 @@ export function createBrokerMetrics(registry: Registry, connectedCount: () => nu
     oversizePackets: new Counter({
       name: 'fleet_mqtt_oversize_packets_total',
       help: 'Connections cut because a packet declared a length above mqtt.maxPacketBytes',
+      registers: [registry],
+    }),
+    retiredTokens: new Counter({
+      name: 'fleet_mqtt_retired_token_connects_total',
+      help: 'CONNECTs refused because they carry a token rotated away or revoked within mqtt.retiredTokenGraceS (the agent retrying; not a failed CONNECT, no security signal)',
       registers: [registry],
     }),
     authThrottled: new Counter({

@@ -23,9 +23,10 @@ export interface BrokerDeps {
   metrics: Registry;
   /**
    * The registry's verifyDeviceToken: true/'ok' when the device exists, is not revoked and the token
-   * matches; 'throttled' when `source` spent its allowance of failures (refused without a token check).
+   * matches; 'throttled' when `source` spent its allowance of failures (refused without a token check);
+   * 'retired' when it is the device's own token from before a recent rotation or revocation (refused, no signal).
    */
-  authenticate(deviceId: string, token: string, source?: string): Promise<boolean | 'ok' | 'refused' | 'throttled'>;
+  authenticate(deviceId: string, token: string, source?: string): Promise<boolean | 'ok' | 'refused' | 'throttled' | 'retired'>;
   /**
    * false: close a new connection from this address at once (the registry's admitsSource: a source
    * throttled for failed authentications). Absent: every source is admitted.
@@ -311,7 +312,7 @@ export class FleetBroker {
       throw refusal(NOT_AUTHORIZED);
     }
     const { deviceId, token } = identity;
-    let verdict: boolean | 'ok' | 'refused' | 'throttled';
+    let verdict: boolean | 'ok' | 'refused' | 'throttled' | 'retired';
     try {
       verdict = await this.deps.authenticate(deviceId, token, remote);
     } catch (err) {
@@ -324,6 +325,12 @@ export class FleetBroker {
       this.metrics?.authFailures.inc();
       this.metrics?.authThrottled.inc();
       this.deps.onSecurityEvent?.({ kind: 'auth_failure', ...(remote ? { remote } : {}) });
+      throw refusal(NOT_AUTHORIZED);
+    }
+    if (verdict === 'retired') {
+      // The agent retrying with the token an operator just rotated away or revoked: refused, but expected.
+      this.metrics?.retiredTokens.inc();
+      this.deps.log.debug({ deviceId, remote }, 'CONNECT refused: a token retired by rotation or revocation');
       throw refusal(NOT_AUTHORIZED);
     }
     if (verdict !== true && verdict !== 'ok') {

@@ -145,6 +145,7 @@ export class App {
       fiscalYearEnd,
       tokenKey: loadTokenKey(dataDir, log),
       authFailures: config.mqtt.authFailures,
+      retiredTokenGraceMs: config.mqtt.retiredTokenGraceS * 1000,
       ...(this.external?.beforeIssue ? { beforeIssue: this.external.beforeIssue } : {}),
       ...(this.external ? { afterTokenRotated: (id: string, token: string) => this.external!.rotated(id, token) } : {}),
     });
@@ -378,7 +379,7 @@ export class App {
       const external = this.external.broker;
       registerMqttHookRoutes(router, {
         log: log.child({ module: 'broker' }),
-        authenticate: (id, token, source) => this.registry.authenticate(id, token, source),
+        authenticate: (id, token, source) => this.registry.verifyDeviceToken(id, token, source),
         // Cluster: a follower's hook signals reach the leader's evaluator through the store (SecurityRelay).
         onSecurityEvent: (e) => {
           const signal = { kind: e.kind, deviceId: e.deviceId, detail: e.topic ?? e.remote };

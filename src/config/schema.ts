@@ -80,6 +80,8 @@ export const configSchema = z.strictObject({
       /** No effect since device tokens are HMAC-checked (issue 12); still accepted so old configs load. */
       authCacheSize: z.number().int().min(0).default(100_000),
       /** Failed device authentications per source address: `burst` at once, `perSecond` regained; then throttled. */
+      /** A rotated or revoked token is the device's own retry (refused, no security signal) for this long, or until it is back. */
+      retiredTokenGraceS: z.number().int().min(0).max(2_147_483).default(900),
       authFailures: z
         .strictObject({ burst: z.number().int().min(0).default(20), perSecond: z.number().positive().default(5) })
         .prefault({}),

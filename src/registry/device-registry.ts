@@ -20,9 +20,14 @@ import type { Tier } from '../protocol/names.js';
 
 /**
  * The answer to a device credential check: `ok`; `refused` (unknown or revoked device, wrong token);
- * `throttled` (the source spent its failure allowance: refused without looking at the token).
+ * `throttled` (the source spent its failure allowance: refused without looking at the token); `retired` (refused:
+ * the device's own token that an operator rotated away or revoked within `retiredTokenGraceMs`, before the device
+ * came back with a new one: the agent retrying, expected, not a security signal).
  */
-export type DeviceAuthResult = 'ok' | 'refused' | 'throttled';
+export type DeviceAuthResult = 'ok' | 'refused' | 'throttled' | 'retired';
+
+/** Default time a rotated or revoked token is recognised as the device's own retry (15 min). */
+export const DEFAULT_RETIRED_TOKEN_GRACE_MS = 15 * 60_000;
 
 /** Default per-source allowance of failed device authentications (see AuthFailureLimiter). */
 export const DEFAULT_AUTH_FAILURE_LIMITS: AuthFailureLimits = { burst: 20, perSecond: 5 };
@@ -38,6 +43,11 @@ export interface DeviceRegistryDeps {
    * tests) the registry makes a random key that lives as long as the process.
    */
   tokenKey?: TokenKey;
+  /**
+   * How long after a rotation or revocation the old token is recognised as the device's own retry (`retired`, not
+   * a failed CONNECT) until the device connects with its new token (mqtt.retiredTokenGraceS; default 15 min).
+   */
+  retiredTokenGraceMs?: number;
   /** Per-source allowance of failed authentications (default DEFAULT_AUTH_FAILURE_LIMITS). */
   authFailures?: AuthFailureLimits;
   /** @deprecated No effect since tokens are HMAC-checked (issue 12); kept so old callers compile. */
@@ -109,6 +119,12 @@ export class DeviceRegistry implements DeviceDirectory {
   private readonly limiter: AuthFailureLimiter;
   /** Compared against when the device is unknown, so an unknown id costs what a wrong token does. */
   private readonly decoyDigest = randomBytes(32);
+  /**
+   * Tokens retired by a rotation or a revocation, per device, until when they count as the device's own retry.
+   * An operator rotating or revoking many tokens at once made every agent retry with the old one; that burst of
+   * failed CONNECTs opened an urgent security_incident for the operator's own action.
+   */
+  private readonly retired = new Map<string, { digest: Buffer; until: number }>();
   private migrateStatement?: Statement;
   /** Legacy (scrypt) checks running per source address. */
   private readonly legacyInFlight = new Map<string, number>();
@@ -244,6 +260,7 @@ export class DeviceRegistry implements DeviceDirectory {
     })();
     const updated = { ...device, revokedAt: now };
     this.index(updated, this.hashes.get(id)!);
+    this.retire(id, this.hashes.get(id), now);
     this.emit(updated);
     return updated;
   }
@@ -271,6 +288,7 @@ export class DeviceRegistry implements DeviceDirectory {
     const hash = hashTokenHmac(this.tokenKey, token);
     const now = this.deps.clock.now();
     const reenabled = device.revokedAt !== null;
+    const previous = this.hashes.get(id);
     this.deps.db.transaction(() => {
       this.deps.db.prepare('UPDATE devices SET token_hash = ?, revoked_at = NULL WHERE id = ?').run(hash, id);
       this.deps.db
@@ -279,6 +297,7 @@ export class DeviceRegistry implements DeviceDirectory {
     })();
     const updated = { ...device, revokedAt: null };
     this.index(updated, hash);
+    this.retire(id, previous, now);
     this.emit(updated);
     this.deps.afterTokenRotated?.(id, token);
     return { device: updated, token, reenabled };
@@ -322,10 +341,32 @@ export class DeviceRegistry implements DeviceDirectory {
       ok = false;
     }
     // Checked after the token (same work either way); re-read, the device may have been revoked meanwhile.
-    if (ok && this.byId.get(id)?.revokedAt === null) return 'ok';
+    if (ok && this.byId.get(id)?.revokedAt === null) {
+      // Back with its current token: from now on the old one is somebody else's.
+      this.retired.delete(id);
+      return 'ok';
+    }
+    if (this.isRetired(id, token, now)) return 'retired';
     // The time now, not at the start: a legacy check awaited scrypt in between.
     if (this.limiter.failed(source, this.deps.clock.now())) this.logThrottled(source);
     return 'refused';
+  }
+
+  /** Is `token` the one this device had until a rotation or revocation less than the grace ago? */
+  private isRetired(id: string, token: string, now: number): boolean {
+    const entry = this.retired.get(id);
+    if (!entry) return false;
+    if (now >= entry.until) {
+      this.retired.delete(id);
+      return false;
+    }
+    return digestMatches(this.tokenKey, token, entry.digest);
+  }
+
+  private retire(id: string, stored: string | undefined, now: number): void {
+    const digest = stored === undefined ? undefined : storedDigest(stored);
+    const graceMs = this.deps.retiredTokenGraceMs ?? DEFAULT_RETIRED_TOKEN_GRACE_MS;
+    if (digest && graceMs > 0) this.retired.set(id, { digest, until: now + graceMs });
   }
 
   private logThrottled(source: string | undefined): void {

@@ -47,6 +47,12 @@ function simFleet(daemon: Daemon, tokens: Map<string, string>, intervalS: number
 const onlineCount = async (daemon: Daemon) =>
   (await api<{ devices: { state: string }[] }>(daemon, '/api/v1/devices')).devices.filter((d) => d.state === 'online').length;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** An unlabelled metric's value from the daemon's /metrics (0 when absent). */
+async function scrape(daemon: Daemon, name: string): Promise<number> {
+  const text = await (await fetch(`${daemon.url}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
 
 describe('end to end: detection you can trust (issue 8)', () => {
   it('fault 2: SIGSTOP of the daemon for 8 s with 4 real agents at 1 s, then SIGCONT: zero tickets, zero deliveries', async () => {
@@ -259,6 +265,24 @@ describe('end to end: detection you can trust (issue 8)', () => {
     expect(firstSensor === -1 || firstSensor > firstGateway, JSON.stringify(helpdesk.deliveries)).toBe(true);
     expect((await allTickets(daemon)).filter((t) => t.kind === 'sensor_issue').map((t) => t.subject)).toEqual(['sn-k']);
   }, 120_000);
+
+  it('an operator rotating 22 tokens, then revoking 22 devices, while their agents retry with the old ones: no security_incident', async () => {
+    // Found from outside: the agents' retries with the token just rotated away counted as a burst of failed
+    // CONNECTs and paged the helpdesk with an urgent security_incident for the operator's own action.
+    const { daemon, helpdesk } = await daemonWithHelpdesk('health: { missedHeartbeats: 3 }');
+    const ids = Array.from({ length: 44 }, (_, i) => `gw-r${i}`);
+    const tokens = await provision(daemon, ids.map((id) => ({ id, type: 'gateway', customer: 'acme' })));
+    simFleet(daemon, tokens, 5, { minMs: 300, maxMs: 1000 });
+    await eventually(async () => (await onlineCount(daemon)) === 44, 60_000, 'all online');
+    for (const id of ids.slice(0, 22)) await api(daemon, `/api/v1/devices/${id}/rotate-token`, { method: 'POST', body: '{}' });
+    for (const id of ids.slice(22)) await api(daemon, `/api/v1/devices/${id}/revoke`, { method: 'POST', body: '{}' });
+    // Long enough for dozens of retries each, far beyond the failed-CONNECT burst threshold.
+    await eventually(async () => (await scrape(daemon, 'fleet_mqtt_retired_token_connects_total')) >= 100, 60_000, 'the agents retried');
+    await sleep(3000);
+    expect((await allTickets(daemon)).filter((t) => t.kind === 'security_incident')).toEqual([]);
+    expect(helpdesk.deliveries.filter((d) => d.ticket?.kind === 'security_incident')).toEqual([]);
+    expect(await scrape(daemon, 'fleet_mqtt_auth_failures_total')).toBe(0);
+  }, 150_000);
 
   it('fault 7: 12 devices whose very first heartbeat reports a registered digest and a failing subsystem: every ticket says eligible', async () => {
     const { daemon } = await daemonWithHelpdesk('ingest: { flushIntervalMs: 2000 }');

@@ -97,7 +97,34 @@ describe('DeviceRegistry.verifyDeviceToken', () => {
     registry.start();
     const [gw] = await registry.add([parseDeviceInput({ id: 'gw-1', type: 'gateway', customer: 'a', installer: 'i' })]);
     registry.revoke('gw-1');
+    // Refused either way; within the grace it is the agent's own retry (no security signal), then a failure.
+    expect(await registry.verifyDeviceToken('gw-1', gw!.token)).toBe('retired');
+    clock.advance(15 * 60_000);
     expect(await registry.verifyDeviceToken('gw-1', gw!.token)).toBe('refused');
+  });
+
+  it('a token rotated away is "retired" until the device is back with its new one or the grace passes; then a failure', async () => {
+    const registry = make();
+    registry.start();
+    const [a, b] = await registry.add([
+      parseDeviceInput({ id: 'gw-1', type: 'gateway', customer: 'a', installer: 'i' }),
+      parseDeviceInput({ id: 'gw-2', type: 'gateway', customer: 'a', installer: 'i' }),
+    ]);
+    const rotatedA = registry.rotateToken('gw-1');
+    registry.rotateToken('gw-2');
+    // The agent retrying with the old token: refused, but not a failed CONNECT, and not held against its source.
+    for (let i = 0; i < 10; i++) expect(await registry.verifyDeviceToken('gw-1', a!.token, '10.0.0.9')).toBe('retired');
+    expect(registry.throttledSources()).toBe(0);
+    // Another device's old token, or a wrong one, is still a failure.
+    expect(await registry.verifyDeviceToken('gw-1', b!.token)).toBe('refused');
+    expect(await registry.verifyDeviceToken('gw-1', 'wrong-token-0123456789abcdefghij')).toBe('refused');
+    // Back with the new token: from now on the old one is somebody else's.
+    expect(await registry.verifyDeviceToken('gw-1', rotatedA.token)).toBe('ok');
+    expect(await registry.verifyDeviceToken('gw-1', a!.token)).toBe('refused');
+    // gw-2 never came back: its old token is a failure once the grace has passed.
+    expect(await registry.verifyDeviceToken('gw-2', b!.token)).toBe('retired');
+    clock.advance(15 * 60_000);
+    expect(await registry.verifyDeviceToken('gw-2', b!.token)).toBe('refused');
   });
 
   it('throttles a source after its burst of failures, without affecting other sources, and lets it back as it refills', async () => {
@@ -127,8 +154,9 @@ describe('DeviceRegistry.verifyDeviceToken', () => {
     expect(rotated.token).not.toBe(gw!.token);
     expect(seen).toEqual(['gw-1:enabled']);
     expect(registry.gatewayCount()).toBe(1);
-    expect(await registry.verifyDeviceToken('gw-1', gw!.token)).toBe('refused');
+    expect(await registry.verifyDeviceToken('gw-1', gw!.token)).toBe('retired');
     expect(await registry.verifyDeviceToken('gw-1', rotated.token)).toBe('ok');
+    expect(await registry.verifyDeviceToken('gw-1', gw!.token)).toBe('refused');
     const row = db.prepare('SELECT revoked_at FROM devices WHERE id = ?').get('gw-1') as { revoked_at: number | null };
     expect(row.revoked_at).toBeNull();
     const events = db.prepare(`SELECT kind, data FROM events WHERE device_id = 'gw-1' ORDER BY id`).all() as { kind: string; data: string }[];

@@ -9,8 +9,12 @@ import { ValidationError, XcareError } from '../../errors.js';
 
 export interface MqttHookDeps {
   log: Logger;
-  /** The registry's token check (the same one the embedded broker uses): device exists, not revoked, token matches. */
-  authenticate(deviceId: string, token: string, source?: string): Promise<boolean>;
+  /**
+   * The registry's token check (the same one the embedded broker uses): true/'ok' when the device exists, is not
+   * revoked and the token matches; 'retired' for its own token from before a recent rotation or revocation
+   * (denied without a security signal); anything else is a failed CONNECT.
+   */
+  authenticate(deviceId: string, token: string, source?: string): Promise<boolean | 'ok' | 'refused' | 'throttled' | 'retired'>;
   /** Failed CONNECTs and ACL denials for the health evaluator's security conditions. */
   onSecurityEvent(e: SecurityEvent): void;
   /** fleet_mqtt_auth_failures_total / fleet_mqtt_acl_denied_total, shared with the broker side. */
@@ -73,7 +77,7 @@ export function registerMqttHookRoutes(router: Router, deps: MqttHookDeps): void
       protocolVersion: 4,
     });
     if (!identity.ok) return refuse(identity.reason, isDeviceId(username) ? username : undefined, remote);
-    let valid: boolean;
+    let valid: boolean | 'ok' | 'refused' | 'throttled' | 'retired';
     try {
       // peerhost is the source the registry rate-limits failures by (issue 12), as the embedded broker does.
       valid = await deps.authenticate(identity.deviceId, identity.token, remote);
@@ -82,7 +86,11 @@ export function registerMqttHookRoutes(router: Router, deps: MqttHookDeps): void
       deps.log.error({ err, deviceId: identity.deviceId }, 'device authentication failed with an error');
       throw new XcareError('AUTH_UNAVAILABLE', 'device authentication unavailable', 503);
     }
-    if (!valid) return refuse('unknown_revoked_or_wrong_token', identity.deviceId, remote);
+    if (valid === 'retired') {
+      deps.log.debug({ deviceId: identity.deviceId, remote }, 'CONNECT refused (broker auth hook): a token retired by rotation or revocation');
+      return { result: 'deny' as const };
+    }
+    if (valid !== true && valid !== 'ok') return refuse('unknown_revoked_or_wrong_token', identity.deviceId, remote);
     return { result: 'allow', is_superuser: false, acl: emqxDeviceAcl(identity.deviceId) };
   });
 
