@@ -9,8 +9,8 @@ import type { Heartbeat } from '../protocol/types.js';
 
 /**
  * One device's slot, allocated at its first heartbeat and updated in place ever after. Issue 12: the hot path
- * allocates nothing per beat for the store and keeps a parsed heartbeat only while its row waits for the next flush
- * (the devices whose row must be rewritten); every device's latest heartbeat held until its refresh survived
+ * allocates nothing per beat for the store but the JSON of a row that must be rewritten, and keeps no parsed
+ * heartbeat; every device's latest heartbeat held until its refresh survived
  * the young generation at fleet rates and was promoted, and old-generation garbage at heartbeat rate is what
  * made the long mark-compact pauses.
  */
@@ -32,10 +32,12 @@ interface Slot {
   patchId: string | undefined;
   patchState: string | undefined;
   /**
-   * The heartbeat whose whole row (with its JSON) the next flush writes; a later beat before that flush takes its
-   * place. Held at most one flush interval, and only for devices whose row must be rewritten.
+   * The JSON of the beat that made the row due, serialized at once: the next flush writes the whole row with it.
+   * A flat string until then, never the parsed heartbeat (a few dozen objects that would survive a scavenge at
+   * fleet rates and be promoted). Later beats before that flush update only the liveness figures, unless they
+   * change the row again.
    */
-  rowBeat: Heartbeat | undefined;
+  rowJson: string | undefined;
   /** Liveness figures newer than the stored row (written as a liveness row when due). */
   alive: boolean;
   /** A connection change waiting for the next flush. */
@@ -143,7 +145,7 @@ export class DeviceStateWriter {
   /**
    * Hot path, O(1) and allocation-free unless the row must be rewritten: a beat that changes what the row says
    * (versions, digest, boot, interval, patch state), the first one, or one after the device's refresh is due
-   * is kept for a whole row at the next flush; any other only updates the liveness figures in place.
+   * is serialized for a whole row at the next flush; any other only updates the liveness figures in place.
    */
   heartbeat(deviceId: string, heartbeat: Heartbeat, receivedAt: number): void {
     const slot = this.slot(deviceId);
@@ -151,7 +153,7 @@ export class DeviceStateWriter {
     slot.seq = heartbeat.seq;
     slot.count++;
     // A whole row already waiting is rebuilt from this beat, so the stored JSON and columns agree.
-    if (slot.rowBeat !== undefined || changesRow(heartbeat, slot) || this.deps.clock.now() >= slot.dueAt) this.noteRow(slot, heartbeat);
+    if (changesRow(heartbeat, slot) || (slot.rowJson === undefined && this.deps.clock.now() >= slot.dueAt)) this.noteRow(slot, heartbeat);
     else slot.alive = true;
     this.dirty.add(slot);
     if (this.dirty.size >= this.deps.maxBatch) {
@@ -188,11 +190,10 @@ export class DeviceStateWriter {
     const now = this.deps.clock.now();
     for (const slot of this.dirty) {
       let written = false;
-      const hb = slot.rowBeat;
-      if (hb !== undefined) {
-        // Serialized here, once per row written, not on every beat that replaced it meanwhile.
-        rows.push([slot.id, slot.receivedAt, slot.seq, hb.bootId ?? null, hb.intervalS, hb.agentVersion, hb.softwareVersion, hb.integrity ?? null, JSON.stringify(hb), slot.count]);
-        slot.rowBeat = undefined;
+      const json = slot.rowJson;
+      if (json !== undefined) {
+        rows.push([slot.id, slot.receivedAt, slot.seq, slot.bootId ?? null, slot.intervalS, slot.agentVersion, slot.softwareVersion, slot.integrity ?? null, json, slot.count]);
+        slot.rowJson = undefined;
         written = true;
       } else if (slot.alive && (sync || now >= slot.dueAt || slot.connected !== undefined)) {
         // Only "still alive" since the last write: its figures, not the JSON again (issue 12).
@@ -240,7 +241,7 @@ export class DeviceStateWriter {
     slot.patchId = hb.patch?.patchId;
     slot.patchState = hb.patch?.state;
     slot.alive = false;
-    slot.rowBeat = hb;
+    slot.rowJson = JSON.stringify(hb);
   }
 
   /** When a beat that changes nothing is written again: refreshMs after this write, less the device's spread. */
@@ -275,7 +276,7 @@ export class DeviceStateWriter {
         patchRolloutId: undefined,
         patchId: undefined,
         patchState: undefined,
-        rowBeat: undefined,
+        rowJson: undefined,
         alive: false,
         connected: undefined,
         // The first beat is always written whole.
