@@ -401,7 +401,9 @@ export class App {
       port: config.http.port,
       adminToken: this.adminToken,
       access,
-      audit: async (entry) => void (await this.audit.record(entry)),
+      audit: async (entry) => {
+        await this.audit.record(entry);
+      },
       limits: config.http,
       metrics: this.metrics,
       tls: httpTlsLoader(config.http.tls, clock),
