@@ -1,6 +1,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { Database } from '../../src/db/database.js';
-import type { PgPool } from '../../src/db/pg/pg-database.js';
+import pg from 'pg';
+import { openPg, type PgPool } from '../../src/db/pg/pg-database.js';
+import { pgMigrations } from '../../src/db/pg/pg-migrations.js';
 import { engines, PG_URL, type EngineHandle } from '../helpers/store-engines.js';
 
 /**
@@ -175,5 +177,29 @@ describe.each(handles as EngineHandle<Engine>[])('the schema on $name refuses wh
 
   it.each(REFUSED)('refuses %s', async (_what, sql) => {
     await expect(run(engine, sql)).rejects.toThrow();
+  });
+});
+
+describe.skipIf(!PG_URL)('PostgreSQL migrations with several daemons starting at once', () => {
+  it('three daemons opening an empty database together all start, and each migration is applied once', async () => {
+    const schema = `t_${process.pid}_${Date.now()}_race`;
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    const url = new URL(PG_URL!);
+    url.searchParams.set('options', `-c search_path=${schema}`);
+    const pools: PgPool[] = [];
+    try {
+      const opened = await Promise.allSettled([0, 1, 2].map(() => openPg(url.toString())));
+      for (const o of opened) if (o.status === 'fulfilled') pools.push(o.value);
+      expect(opened.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+      const versions = (await pools[0]!.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
+      expect(versions).toEqual(pgMigrations.map((m) => m.version));
+      expect((await pools[1]!.query("SELECT COUNT(*)::int AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'audit_log'")).rows[0].n).toBe(1);
+    } finally {
+      for (const p of pools) await p.end();
+      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+      await admin.end();
+    }
   });
 });
