@@ -129,7 +129,11 @@ export class App {
     this.storeMonitor = new StoreMonitor({ db: this.db, clock, log: log.child({ module: 'store' }), health: this.storeHealth, metrics: this.metrics });
     // The store engine, chosen once (STYLE.md): SQLite until every owner has its PostgreSQL implementation
     // (store.url is refused at start until then; README "At scale").
-    const owners = ownerStores({ kind: 'sqlite', db: this.db }, { clock, sessionTtlS: config.console.sessionTtlS });
+    const owners = ownerStores(
+      { kind: 'sqlite', db: this.db },
+      // Cluster: another instance's customer edit reaches this one's tickets within renewS, like the registry.
+      { clock, sessionTtlS: config.console.sessionTtlS, ...(config.cluster.enabled ? { customersFollowMs: config.cluster.renewS * 1000 } : {}) },
+    );
     this.customers = owners.customers;
     const latestSoftware = new LatestSoftware();
     this.external = config.mqtt.broker.url
@@ -415,7 +419,7 @@ export class App {
         name: 'store',
         // The customers' in-memory view (success engineers) is loaded before the tickets that ask it start.
         start: async () => (this.storeMonitor.start(), await this.customers.start()),
-        stop: () => (this.storeMonitor.stop(), void this.db.close()),
+        stop: () => (this.storeMonitor.stop(), this.customers.stop(), void this.db.close()),
       },
       { name: 'registry', start: () => this.registry.start(), stop: () => this.registry.stop() },
       { name: 'tickets', start: () => this.tickets.start(), stop: () => this.tickets.stop() },

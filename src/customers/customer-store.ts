@@ -1,7 +1,7 @@
 import type { Database } from '../db/database.js';
 import type { PgPool } from '../db/pg/pg-database.js';
 import { pgRunner, sqliteRunner, type SqlRunner } from '../db/pg/sql-runner.js';
-import type { Clock } from '../clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 
 /** A customer record (RULES.md "Subscriptions": customers are records of their own). */
@@ -32,12 +32,16 @@ export interface CustomerInput {
  *
  * `successEngineerOf` is synchronous (TicketService asks it inside the health tick): it answers from an
  * in-memory view of every customer's engineer, loaded by `start()` and kept in step by this store's own
- * `set`. Another daemon's edit (cluster mode) reaches this view at this daemon's next start; `get` and
- * `list` always read the store.
+ * `set`. Several daemons on one store (cluster mode): with `followMs` the view is re-read that often, so
+ * another instance's edit reaches it within `followMs`; `get` and `list` always read the store.
  */
 export interface CustomerStore {
-  /** Loads the in-memory view of success engineers; call once before `successEngineerOf` is asked. */
+  /** Loads the in-memory view of success engineers (then re-reads it every `followMs`, when set). */
   start(): Promise<void>;
+  /** Stops re-reading the view. */
+  stop(): void;
+  /** Re-reads the view now; a failed read keeps the view as it was (the next one retries). */
+  refresh(): Promise<void>;
   /** Creates or updates in one atomic statement; returns the stored record. ValidationError (400) on bad input. */
   set(input: CustomerInput): Promise<Customer>;
   get(name: string): Promise<Customer | undefined>;
@@ -123,14 +127,50 @@ function toCustomer(r: Row): Customer {
 
 /** The statements, written once over either engine's runner. */
 class SqlCustomerStore implements CustomerStore {
-  private readonly engineers = new Map<string, Customer['successEngineer']>();
+  private engineers = new Map<string, Customer['successEngineer']>();
+  /** Counts this store's own writes: a re-read that overlapped one is dropped (it may predate the write). */
+  private writes = 0;
+  private timer: TimerHandle | undefined;
+  private running = false;
 
-  constructor(private readonly deps: { sql: SqlRunner; clock: Clock }) {}
+  constructor(private readonly deps: CustomerStoreDeps & { sql: SqlRunner }) {}
 
   async start(): Promise<void> {
+    await this.load();
+    this.running = true;
+    this.schedule();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      await this.load();
+    } catch {
+      // The store is away (the store monitor reports that); the view stays as it was until the next read.
+    }
+  }
+
+  private async load(): Promise<void> {
+    const writes = this.writes;
     const rows = await this.deps.sql.rows<Row>(SELECT_ALL);
-    this.engineers.clear();
-    for (const r of rows) this.remember(toCustomer(r));
+    if (writes !== this.writes) return;
+    const next = new Map<string, Customer['successEngineer']>();
+    for (const r of rows) {
+      const c = toCustomer(r);
+      if (hasEngineer(c)) next.set(c.name, c.successEngineer);
+    }
+    this.engineers = next;
+  }
+
+  private schedule(): void {
+    const { followMs } = this.deps;
+    if (!this.running || !followMs) return;
+    this.timer = this.deps.clock.setTimeout(() => void this.refresh().finally(() => this.schedule()), followMs);
   }
 
   async set(input: CustomerInput): Promise<Customer> {
@@ -149,6 +189,7 @@ class SqlCustomerStore implements CustomerStore {
       given(c.notes),
     ]);
     const customer = toCustomer(row!);
+    this.writes++;
     this.remember(customer);
     return customer;
   }
@@ -173,22 +214,32 @@ class SqlCustomerStore implements CustomerStore {
   }
 
   private remember(c: Customer): void {
-    const e = c.successEngineer;
-    if (e.name || e.email || e.phone) this.engineers.set(c.name, e);
+    if (hasEngineer(c)) this.engineers.set(c.name, c.successEngineer);
     else this.engineers.delete(c.name);
   }
 }
 
+function hasEngineer(c: Customer): boolean {
+  const e = c.successEngineer;
+  return Boolean(e.name || e.email || e.phone);
+}
+
+/** The clock (record times, view re-reads) and how often to re-read the view (ms; absent: only at start). */
+export interface CustomerStoreDeps {
+  clock: Clock;
+  followMs?: number;
+}
+
 /** Customers on the embedded SQLite store. */
 export class SqliteCustomerStore extends SqlCustomerStore {
-  constructor(deps: { db: Database; clock: Clock }) {
-    super({ sql: sqliteRunner(deps.db), clock: deps.clock });
+  constructor(deps: CustomerStoreDeps & { db: Database }) {
+    super({ ...deps, sql: sqliteRunner(deps.db) });
   }
 }
 
 /** Customers on PostgreSQL (or a compatible distributed SQL database). */
 export class PgCustomerStore extends SqlCustomerStore {
-  constructor(deps: { pool: PgPool; clock: Clock }) {
-    super({ sql: pgRunner(deps.pool), clock: deps.clock });
+  constructor(deps: CustomerStoreDeps & { pool: PgPool }) {
+    super({ ...deps, sql: pgRunner(deps.pool) });
   }
 }

@@ -21,13 +21,17 @@ export interface OwnerStores {
   audit: AuditLog;
 }
 
-/** Every ported owner on `engine`: the one place an implementation is chosen by engine. */
-export function ownerStores(engine: StoreEngine, deps: { clock: Clock; sessionTtlS: number }): OwnerStores {
+/**
+ * Every ported owner on `engine`: the one place an implementation is chosen by engine. `sessionTtlS`: console
+ * session lifetime (s); `customersFollowMs`: how often the customers' in-memory view is re-read (cluster mode).
+ */
+export function ownerStores(engine: StoreEngine, deps: { clock: Clock; sessionTtlS: number; customersFollowMs?: number }): OwnerStores {
   const { clock, sessionTtlS: ttlS } = deps;
+  const follow = deps.customersFollowMs ? { followMs: deps.customersFollowMs } : {};
   if (engine.kind === 'sqlite') {
     const { db } = engine;
     return {
-      customers: new SqliteCustomerStore({ db, clock }),
+      customers: new SqliteCustomerStore({ db, clock, ...follow }),
       tokens: new SqliteTokenStore({ db, clock }),
       sessions: new SqliteSessionStore({ db, clock, ttlS }),
       audit: new SqliteAuditLog({ db, clock }),
@@ -35,7 +39,7 @@ export function ownerStores(engine: StoreEngine, deps: { clock: Clock; sessionTt
   }
   const { pool } = engine;
   return {
-    customers: new PgCustomerStore({ pool, clock }),
+    customers: new PgCustomerStore({ pool, clock, ...follow }),
     tokens: new PgTokenStore({ pool, clock }),
     sessions: new PgSessionStore({ pool, clock, ttlS }),
     audit: new PgAuditLog({ pool, clock }),

@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { ownerStores, type OwnerStores, type StoreEngine } from '../../src/db/store-engine.js';
 import { hashSecret } from '../../src/access/secret-hash.js';
@@ -85,6 +85,22 @@ describe.each(handles)('table owners on $name', (handle) => {
       expect(again.successEngineerOf('acme')?.name).toBe('Ada Lovelace');
       await f.owners.customers.set({ name: 'acme', engineerName: null, engineerEmail: null, engineerPhone: null });
       expect(f.owners.customers.successEngineerOf('acme')).toBeUndefined();
+    });
+
+    it('with followMs, another instance\'s edit reaches the view within followMs; without, only at start', async () => {
+      const following = ownerStores(f.engine, { clock: f.clock, sessionTtlS: TTL_S, customersFollowMs: 2000 }).customers;
+      await following.start();
+      try {
+        await f.owners.customers.set(ada);
+        expect(following.successEngineerOf('acme')).toBeUndefined();
+        f.clock.advance(2000);
+        await vi.waitFor(() => expect(following.successEngineerOf('acme')?.name).toBe('Ada Lovelace'), { timeout: 10_000 });
+        await f.owners.customers.set({ name: 'acme', engineerName: null, engineerEmail: null, engineerPhone: null });
+        f.clock.advance(2000);
+        await vi.waitFor(() => expect(following.successEngineerOf('acme')).toBeUndefined(), { timeout: 10_000 });
+      } finally {
+        following.stop();
+      }
     });
 
     it('require of an unknown customer is a NotFoundError', async () => {
