@@ -43,7 +43,7 @@ export class AccessControl {
     const sessionId = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
     const session = sessionId ? await this.deps.sessions?.resolve(sessionId) : undefined;
     // A session signed in with the admin token lasts only while that is still the admin token (API-token sessions
-    // end when their token is revoked: TokenStore.revoke deletes them).
+    // end when their token is revoked: the revoke deletes them, and SessionStore.resolve refuses them anyway).
     if (session && session.tokenId === null && !secretEquals(session.credentialHash ?? '', hashSecret(this.deps.adminToken))) return undefined;
     return session;
   }
