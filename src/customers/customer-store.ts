@@ -136,7 +136,8 @@ class SqlCustomerStore implements CustomerStore {
   constructor(private readonly deps: CustomerStoreDeps & { sql: SqlRunner }) {}
 
   async start(): Promise<void> {
-    await this.load();
+    // A write overlapping the first read drops it (see load): read again until one stands.
+    while (!(await this.load()));
     this.running = true;
     this.schedule();
   }
@@ -155,16 +156,18 @@ class SqlCustomerStore implements CustomerStore {
     }
   }
 
-  private async load(): Promise<void> {
+  /** Replaces the view with the stored records; false (view unchanged) when one of our writes overlapped the read. */
+  private async load(): Promise<boolean> {
     const writes = this.writes;
     const rows = await this.deps.sql.rows<Row>(SELECT_ALL);
-    if (writes !== this.writes) return;
+    if (writes !== this.writes) return false;
     const next = new Map<string, Customer['successEngineer']>();
     for (const r of rows) {
       const c = toCustomer(r);
       if (hasEngineer(c)) next.set(c.name, c.successEngineer);
     }
     this.engineers = next;
+    return true;
   }
 
   private schedule(): void {
