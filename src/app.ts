@@ -45,15 +45,16 @@ import { registerPatchRoutes } from './http/routes/patches.js';
 import { RolloutScheduler } from './rollouts/rollout-scheduler.js';
 import { registerRolloutRoutes } from './http/routes/rollouts.js';
 import { registerRolloutMetrics } from './metrics/rollout-metrics.js';
-import { TokenStore } from './access/token-store.js';
-import { SessionStore } from './access/session-store.js';
+import type { TokenStore } from './access/token-store.js';
+import type { SessionStore } from './access/session-store.js';
 import { AccessControl } from './access/access-control.js';
-import { AuditLog } from './audit/audit-log.js';
+import type { AuditLog } from './audit/audit-log.js';
 import { registerAccessRoutes } from './http/routes/access.js';
 import { registerConsoleRoutes } from './console/console-routes.js';
 import { deviceEvents } from './registry/device-events.js';
 import { LatestSoftware } from './subscriptions/latest-software.js';
-import { CustomerStore } from './customers/customer-store.js';
+import type { CustomerStore } from './customers/customer-store.js';
+import { ownerStores } from './db/store-engine.js';
 import { registerCustomerRoutes } from './http/routes/customers.js';
 
 export interface AppDeps {
@@ -126,7 +127,14 @@ export class App {
     // Issue 8, fault 3: a store that does not take writes is visible (/readyz, metric, error log), never silent.
     this.storeHealth = new StoreHealth(() => clock.now());
     this.storeMonitor = new StoreMonitor({ db: this.db, clock, log: log.child({ module: 'store' }), health: this.storeHealth, metrics: this.metrics });
-    this.customers = new CustomerStore({ db: this.db, clock });
+    // The store engine, chosen once (STYLE.md): SQLite until every owner has its PostgreSQL implementation
+    // (store.url is refused at start until then; README "At scale").
+    const owners = ownerStores(
+      { kind: 'sqlite', db: this.db },
+      // Cluster: another instance's customer edit reaches this one's tickets within renewS, like the registry.
+      { clock, sessionTtlS: config.console.sessionTtlS, ...(config.cluster.enabled ? { customersFollowMs: config.cluster.renewS * 1000 } : {}) },
+    );
+    this.customers = owners.customers;
     const latestSoftware = new LatestSoftware();
     this.external = config.mqtt.broker.url
       ? new ExternalMode({
@@ -163,9 +171,9 @@ export class App {
     });
     this.outbox = new Outbox({ db: this.db, clock });
     // Roles, sessions and the audit trail (issue 14); the actor context lets ticket events name the person.
-    this.tokens = new TokenStore({ db: this.db, clock });
-    this.sessions = new SessionStore({ db: this.db, clock, ttlS: config.console.sessionTtlS });
-    this.audit = new AuditLog({ db: this.db, clock });
+    this.tokens = owners.tokens;
+    this.sessions = owners.sessions;
+    this.audit = owners.audit;
     const access = new AccessControl({ adminToken: this.adminToken, tokens: this.tokens, sessions: this.sessions });
     this.tickets = new TicketService({
       db: this.db,
@@ -397,7 +405,9 @@ export class App {
       port: config.http.port,
       adminToken: this.adminToken,
       access,
-      audit: (entry) => void this.audit.record(entry),
+      audit: async (entry) => {
+        await this.audit.record(entry);
+      },
       limits: config.http,
       metrics: this.metrics,
       tls: httpTlsLoader(config.http.tls, clock),
@@ -405,7 +415,12 @@ export class App {
     registerTlsExpiryMetric({ registry: this.metrics, clock, log: log.child({ module: 'tls' }), config });
 
     this.components.push(
-      { name: 'store', start: () => this.storeMonitor.start(), stop: () => (this.storeMonitor.stop(), void this.db.close()) },
+      {
+        name: 'store',
+        // The customers' in-memory view (success engineers) is loaded before the tickets that ask it start.
+        start: async () => (this.storeMonitor.start(), await this.customers.start()),
+        stop: () => (this.storeMonitor.stop(), this.customers.stop(), void this.db.close()),
+      },
       { name: 'registry', start: () => this.registry.start(), stop: () => this.registry.stop() },
       { name: 'tickets', start: () => this.tickets.start(), stop: () => this.tickets.stop() },
       { name: 'helpdesk', start: () => this.webhook.start(), stop: () => this.webhook.stop() },

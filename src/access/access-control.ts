@@ -37,26 +37,26 @@ export function parseCookies(header: string | undefined): Map<string, string> {
 export class AccessControl {
   constructor(private readonly deps: AccessControlDeps) {}
 
-  authenticate(req: IncomingMessage): Principal | undefined {
+  async authenticate(req: IncomingMessage): Promise<Principal | undefined> {
     const header = req.headers.authorization;
     if (header !== undefined) return this.bearer(header);
     const sessionId = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
-    const session = sessionId ? this.deps.sessions?.resolve(sessionId) : undefined;
+    const session = sessionId ? await this.deps.sessions?.resolve(sessionId) : undefined;
     // A session signed in with the admin token lasts only while that is still the admin token (API-token sessions
-    // end when their token is revoked: TokenStore.revoke deletes them).
+    // end when their token is revoked: the revoke deletes them, and SessionStore.resolve refuses them anyway).
     if (session && session.tokenId === null && !secretEquals(session.credentialHash ?? '', hashSecret(this.deps.adminToken))) return undefined;
     return session;
   }
 
-  /** A bearer header's principal, or undefined. */
-  bearer(header: string): Principal | undefined {
+  /** A bearer header's principal, or undefined (one store read for an API token). */
+  async bearer(header: string): Promise<Principal | undefined> {
     const match = /^Bearer\s+(.+)$/i.exec(header);
     if (!match) return undefined;
     return this.secret(match[1]!.trim(), 'bearer');
   }
 
   /** The principal a token secret stands for (sign-in takes the same tokens as the API). */
-  secret(token: string, via: Principal['via']): Principal | undefined {
+  async secret(token: string, via: Principal['via']): Promise<Principal | undefined> {
     if (secretEquals(token, this.deps.adminToken)) return { name: 'admin', role: 'admin', tokenId: null, via };
     return this.deps.tokens?.authenticate(token, via);
   }

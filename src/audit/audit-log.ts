@@ -1,4 +1,6 @@
 import type { Database } from '../db/database.js';
+import type { PgPool } from '../db/pg/pg-database.js';
+import { pgRunner, sqliteRunner, type SqlRunner } from '../db/pg/sql-runner.js';
 import type { Clock } from '../clock.js';
 import { ValidationError } from '../errors.js';
 import { encodeCursor, type Page, type PageRequest } from '../http/paging.js';
@@ -47,8 +49,8 @@ export interface AuditFilter {
 }
 
 interface AuditRow {
-  id: number;
-  ts: number;
+  id: number | string;
+  ts: number | string;
   actor: string;
   role: string;
   via: string;
@@ -61,55 +63,78 @@ interface AuditRow {
   detail: string;
 }
 
-/** The database and the clock (`ts` of each entry). */
-export interface AuditLogDeps {
-  db: Database;
-  clock: Clock;
-}
-
 /** Longest detail stored: a summary, not a copy of the request. */
 const MAX_DETAIL_CHARS = 4000;
 
 function toEntry(r: AuditRow): AuditEntry {
-  return { ...r, ts: new Date(r.ts).toISOString(), detail: JSON.parse(r.detail) as Record<string, unknown> };
+  return { ...r, id: Number(r.id), ts: new Date(Number(r.ts)).toISOString(), status: Number(r.status), detail: JSON.parse(r.detail) as Record<string, unknown> };
 }
 
 /**
  * The audit trail (issue 14, PROTOCOL.md "HTTP": every change made through the API is in the audit log): who,
- * when, what, to what and from where. Append-only; the one owner of `audit_log`. Listed newest first.
+ * when, what, to what and from where. Append-only; the one owner of `audit_log`, behind an async interface with
+ * a SQLite and a PostgreSQL implementation (engine chosen once, src/db/store-engine.ts). Listed newest first.
  */
-export class AuditLog {
-  constructor(private readonly deps: AuditLogDeps) {}
+export interface AuditLog {
+  /** Appends one entry (one INSERT .. RETURNING); `detail` beyond 4,000 characters is stored truncated. */
+  record(input: AuditInput): Promise<AuditEntry>;
+  /** Newest first, keyset-paged on the id (a cursor is the id of the last entry seen); ValidationError for a bad cursor. */
+  list(filter: AuditFilter, page: PageRequest): Promise<Page<AuditEntry>>;
+}
 
-  record(input: AuditInput): AuditEntry {
+const COLUMNS = 'id, ts, actor, role, via, action, target, method, path, status, remote, detail';
+const INSERT = `INSERT INTO audit_log (ts, actor, role, via, action, target, method, path, status, remote, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ${COLUMNS}`;
+
+/** The statements, written once over either engine's runner. */
+class SqlAuditLog implements AuditLog {
+  constructor(private readonly deps: { sql: SqlRunner; clock: Clock }) {}
+
+  async record(input: AuditInput): Promise<AuditEntry> {
     let detail = JSON.stringify(input.detail ?? {});
     if (detail.length > MAX_DETAIL_CHARS) detail = JSON.stringify({ truncated: true, summary: detail.slice(0, MAX_DETAIL_CHARS) });
-    const now = this.deps.clock.now();
-    const result = this.deps.db
-      .prepare(
-        'INSERT INTO audit_log (ts, actor, role, via, action, target, method, path, status, remote, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(now, input.principal.name, input.principal.role, input.principal.via, input.action, input.target, input.method, input.path, input.status, input.remote, detail);
-    return toEntry(this.deps.db.prepare('SELECT * FROM audit_log WHERE id = ?').get(Number(result.lastInsertRowid)) as AuditRow);
+    const { principal } = input;
+    const [row] = await this.deps.sql.rows<AuditRow>(INSERT, [
+      this.deps.clock.now(), principal.name, principal.role, principal.via, input.action, input.target, input.method, input.path, input.status, input.remote, detail,
+    ]);
+    return toEntry(row!);
   }
 
-  /** Newest first, keyset-paged on the id (a cursor is the id of the last entry seen). */
-  list(filter: AuditFilter, page: PageRequest): Page<AuditEntry> {
+  async list(filter: AuditFilter, page: PageRequest): Promise<Page<AuditEntry>> {
     const where: string[] = [];
     const args: unknown[] = [];
+    const add = (clause: string, value: unknown) => {
+      args.push(value);
+      where.push(clause.replace('?', `$${args.length}`));
+    };
     if (page.after !== undefined) {
       if (typeof page.after !== 'number' || !Number.isInteger(page.after)) throw new ValidationError('cursor: invalid');
-      where.push('id < ?');
-      args.push(page.after);
+      add('id < ?', page.after);
     }
-    if (filter.actor) where.push('actor = ?') && args.push(filter.actor);
-    if (filter.action) where.push('action = ?') && args.push(filter.action);
-    if (filter.target) where.push('target = ?') && args.push(filter.target);
+    if (filter.actor) add('actor = ?', filter.actor);
+    if (filter.action) add('action = ?', filter.action);
+    if (filter.target) add('target = ?', filter.target);
     const limit = page.limit ?? 100;
-    const rows = this.deps.db
-      .prepare(`SELECT * FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
-      .all(...args, limit + 1) as AuditRow[];
+    args.push(limit + 1);
+    const rows = await this.deps.sql.rows<AuditRow>(
+      `SELECT ${COLUMNS} FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${args.length}`,
+      args,
+    );
     const items = rows.slice(0, limit).map(toEntry);
     return { items, nextCursor: rows.length > limit ? encodeCursor(items[items.length - 1]!.id) : null };
+  }
+}
+
+/** The audit log on the embedded SQLite store. */
+export class SqliteAuditLog extends SqlAuditLog {
+  constructor(deps: { db: Database; clock: Clock }) {
+    super({ sql: sqliteRunner(deps.db), clock: deps.clock });
+  }
+}
+
+/** The audit log on PostgreSQL (or a compatible distributed SQL database). */
+export class PgAuditLog extends SqlAuditLog {
+  constructor(deps: { pool: PgPool; clock: Clock }) {
+    super({ sql: pgRunner(deps.pool), clock: deps.clock });
   }
 }

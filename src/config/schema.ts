@@ -262,7 +262,7 @@ export const configSchema = z.strictObject({
         code: 'custom',
         path: ['store', 'url'],
         message:
-          'PostgreSQL is not supported yet for the whole store: only the cluster lease is ported; devices, device state, tickets, outbox, patches and rollouts are SQLite-only, so xcared refuses to start rather than keep part of its state in SQLite',
+          'PostgreSQL is not supported yet for the whole store: only the schema, the cluster lease, customers, API tokens, console sessions and the audit log are ported; devices, device state, tickets, outbox, patches and rollouts are SQLite-only, so xcared refuses to start rather than keep part of its state in SQLite',
       });
     }
     if (c.cluster.enabled && !c.mqtt.broker.url) {

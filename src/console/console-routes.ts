@@ -67,7 +67,8 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
   const assets = loadConsoleAssets();
 
   /** A page handler for signed-in visitors; others are sent to /login (fragments answer 401 for the script). */
-  const page = (render: (who: Principal, ctx: RequestContext) => ReturnType<typeof html> | undefined, fragment = false) => (ctx: RequestContext) => {
+  type Rendered = ReturnType<typeof html> | undefined;
+  const page = (render: (who: Principal, ctx: RequestContext) => Rendered | Promise<Rendered>, fragment = false) => async (ctx: RequestContext) => {
     const who = ctx.principal;
     if (!who) {
       if (fragment) sendJson(ctx.res, 401, { error: 'signed out', code: wireCode('UNAUTHORIZED') });
@@ -75,7 +76,7 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
       return;
     }
     try {
-      const body = render(who, ctx);
+      const body = await render(who, ctx);
       if (body) sendHtml(ctx.res, 200, body);
     } catch (err) {
       if (!(err instanceof XcareError) || err.status >= 500 || fragment) throw err;
@@ -117,13 +118,13 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
       return;
     }
     const token = (await formBody(ctx)).get('token')?.trim() ?? '';
-    const principal = token ? deps.access.secret(token, 'session') : undefined;
+    const principal = token ? await deps.access.secret(token, 'session') : undefined;
     if (!principal) {
       sendHtml(res, 401, loginPage('That token is not valid (unknown, revoked or mistyped).'));
       return;
     }
-    const session = deps.sessions.create(principal, token);
-    deps.audit.record({ principal, action: 'session.login', target: null, method: 'POST', path: '/login', status: 303, remote: req.socket.remoteAddress ?? null });
+    const session = await deps.sessions.create(principal, token);
+    await deps.audit.record({ principal, action: 'session.login', target: null, method: 'POST', path: '/login', status: 303, remote: req.socket.remoteAddress ?? null });
     redirect(res, '/', { 'set-cookie': sessionCookie(session.sessionId, deps.sessionTtlS, req) });
   });
 
@@ -131,15 +132,15 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
   router.post('/logout', 'public', async (ctx) => {
     const { req, res } = ctx;
     const sessionId = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
-    const who = sessionId ? deps.sessions.resolve(sessionId) : undefined;
+    const who = sessionId ? await deps.sessions.resolve(sessionId) : undefined;
     if (who) {
       const csrf = (await formBody(ctx)).get('_csrf') ?? undefined;
       if (!sameOrigin(req) || !deps.access.csrfMatches(who, csrf)) {
         sendJson(res, 403, { error: 'missing or wrong CSRF token', code: wireCode('FORBIDDEN') });
         return;
       }
-      deps.sessions.delete(sessionId!);
-      deps.audit.record({ principal: who, action: 'session.logout', target: null, method: 'POST', path: '/logout', status: 303, remote: req.socket.remoteAddress ?? null });
+      await deps.sessions.delete(sessionId!);
+      await deps.audit.record({ principal: who, action: 'session.logout', target: null, method: 'POST', path: '/logout', status: 303, remote: req.socket.remoteAddress ?? null });
     }
     redirect(res, '/login', { 'set-cookie': sessionCookie('', 0, req) });
   });
@@ -151,14 +152,14 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
   router.get(
     '/tickets/:id',
     'session',
-    page((who, { params }) => {
+    page(async (who, { params }) => {
       const id = /^[1-9]\d{0,15}$/.test(params.id!) ? Number(params.id) : NaN;
       const detail = Number.isNaN(id) ? undefined : deps.tickets.detail(id);
       if (!detail) throw new XcareError('NOT_FOUND', `ticket ${params.id} not found`, 404);
       return ticketPage(who, {
         ...detail,
         deliveries: deps.outbox.forTicket(id),
-        audit: deps.audit.list({ target: `ticket:${id}` }, { limit: 50, after: undefined }).items,
+        audit: (await deps.audit.list({ target: `ticket:${id}` }, { limit: 50, after: undefined })).items,
       });
     }),
   );
@@ -221,11 +222,11 @@ export function registerConsoleRoutes(router: Router, deps: ConsoleDeps): void {
   router.get(
     '/audit',
     'session',
-    page((who, { query }) => {
-      const p = deps.audit.list(auditFilter(query), { ...parsePage(query), limit: 100 });
+    page(async (who, { query }) => {
+      const p = await deps.audit.list(auditFilter(query), { ...parsePage(query), limit: 100 });
       return auditPage(who, query, p.items, p.nextCursor);
     }),
   );
-  router.get('/console/audit/rows', 'session', page((_who, { query }) => auditRows(deps.audit.list(auditFilter(query), { after: undefined, limit: 100 }).items), true));
+  router.get('/console/audit/rows', 'session', page(async (_who, { query }) => auditRows((await deps.audit.list(auditFilter(query), { after: undefined, limit: 100 })).items), true));
 }
 

@@ -31,7 +31,7 @@ export interface HttpServerDeps {
   /** Resolves API tokens and console sessions; without it only the admin token is accepted (as role admin). */
   access?: AccessControl;
   /** Records who changed what (src/audit/): called after every successful mutating request and every 403. */
-  audit?: (entry: AuditInput) => void;
+  audit?: (entry: AuditInput) => Promise<void>;
   /** HTTPS: reads and checks `http.tls` at start (src/http/tls.ts); absent: plain HTTP. */
   tls?: () => Promise<TlsOptions>;
 }
@@ -289,7 +289,7 @@ export class HttpServer {
         return;
       }
       const { route, params } = found;
-      const principal = this.authorize(req, route, params, url.pathname);
+      const principal = await this.authorize(req, route, params, url.pathname);
       const limit = this.limits.maxJsonBytes;
       const readJson = async (): Promise<unknown> => {
         const raw = await readBody(req, limit);
@@ -324,7 +324,7 @@ export class HttpServer {
       // promise of the MQTT hot path then pays (issue 12).
       const result = await route.handler(ctx);
       if (principal && !SAFE_METHODS.has(route.method) && res.statusCode < 400) {
-        this.recordChange(principal, route, params, url.pathname, req, res, result, ctx.auditDetail);
+        await this.recordChange(principal, route, params, url.pathname, req, res, result, ctx.auditDetail);
       }
       if (!res.headersSent && !res.writableEnded) {
         // A handler may set res.statusCode (201 Created) before returning its body.
@@ -355,9 +355,9 @@ export class HttpServer {
    * session, 403 (audited) when its role is below the route's, 403 when a cookie-authenticated change lacks the
    * session's CSRF token or comes from another origin. `session` routes accept a missing principal.
    */
-  private authorize(req: IncomingMessage, route: Route, params: Record<string, string>, pathname: string): Principal | undefined {
+  private async authorize(req: IncomingMessage, route: Route, params: Record<string, string>, pathname: string): Promise<Principal | undefined> {
     if (route.auth !== 'admin' && route.auth !== 'session') return undefined;
-    const principal = this.access.authenticate(req);
+    const principal = await this.access.authenticate(req);
     if (!principal) {
       if (route.auth === 'session') return undefined;
       throw new UnauthorizedError('missing or wrong token');
@@ -365,7 +365,7 @@ export class HttpServer {
     if (!roleAllows(principal.role, route.role)) {
       const denied = describeDenied(route.method, route.path, params);
       try {
-        this.deps.audit?.({ principal, ...denied, detail: { ...denied.detail, needed: route.role }, method: route.method, path: pathname, status: 403, remote: req.socket.remoteAddress ?? null });
+        await this.deps.audit?.({ principal, ...denied, detail: { ...denied.detail, needed: route.role }, method: route.method, path: pathname, status: 403, remote: req.socket.remoteAddress ?? null });
       } catch (err) {
         this.deps.log.error({ err, actor: principal.name }, 'audit entry of a refusal not recorded');
       }
@@ -381,7 +381,7 @@ export class HttpServer {
     return principal;
   }
 
-  private recordChange(
+  private async recordChange(
     principal: Principal,
     route: Route,
     params: Record<string, string>,
@@ -390,11 +390,12 @@ export class HttpServer {
     res: ServerResponse,
     result: unknown,
     extra: Record<string, unknown> | undefined,
-  ): void {
+  ): Promise<void> {
     if (!this.deps.audit) return;
     const change = describeChange(route.method, route.path, params, result);
     try {
-      this.deps.audit({
+      // Awaited before the answer: a client that saw its change acknowledged finds it in the audit log.
+      await this.deps.audit({
         principal,
         action: change.action,
         target: change.target,

@@ -147,3 +147,38 @@ describe('customers and store readiness through the daemon API', () => {
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
   });
 });
+
+/**
+ * Issue 13 item 2: the success engineer the tickets ask for synchronously comes from the customer store's
+ * in-memory view, which the daemon loads at start: after a restart, a record set before it is still there.
+ */
+describe('the success engineer survives a daemon restart', () => {
+  const dir = tempDir('xcare-customers-restart-');
+  const adminToken = 'customers-admin-token-0123';
+  const config = validateConfig({ dataDir: join(dir.path, 'data'), adminToken, mqtt: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } });
+  afterAll(() => dir.cleanup());
+
+  it('a restarted daemon names the engineer set before the restart', async () => {
+    const first = new App(config, { clock: systemClock, log: silentLogger() });
+    await first.start();
+    try {
+      const res = await fetch(`http://127.0.0.1:${first.http.port()}/api/v1/customers/acme`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ engineerName: 'Ada Lovelace', engineerEmail: 'ada@minnovation.example' }),
+      });
+      expect(res.status).toBe(200);
+      expect(first.customers.successEngineerOf('acme')?.name).toBe('Ada Lovelace');
+    } finally {
+      await first.stop();
+    }
+    const second = new App(config, { clock: systemClock, log: silentLogger() });
+    await second.start();
+    try {
+      expect(second.customers.successEngineerOf('acme')).toEqual({ name: 'Ada Lovelace', email: 'ada@minnovation.example', phone: null });
+      expect(second.customers.successEngineerOf('nobody')).toBeUndefined();
+    } finally {
+      await second.stop();
+    }
+  });
+});

@@ -15,7 +15,7 @@ import { LatestSoftware } from '../../src/subscriptions/latest-software.js';
 import { Outbox } from '../../src/helpdesk/outbox.js';
 import { TicketService } from '../../src/tickets/ticket-service.js';
 import { HealthEvaluator } from '../../src/health/health-evaluator.js';
-import { CustomerStore } from '../../src/customers/customer-store.js';
+import { SqliteCustomerStore } from '../../src/customers/customer-store.js';
 import type { Heartbeat, PatchStatus } from '../../src/protocol/types.js';
 import { PatchService } from '../../src/patches/patch-service.js';
 import { PatchRepository } from '../../src/patches/patch-repository.js';
@@ -83,7 +83,7 @@ function harness(opts: { devices: Seed[]; config?: ConfigInput; db?: Database; c
     latest: (id) => latest.get(id),
   });
   const outbox = new Outbox({ db, clock });
-  const customers = new CustomerStore({ db, clock });
+  const customers = new SqliteCustomerStore({ db, clock });
   const storeHealth = new StoreHealth(() => clock.now());
   const tickets = new TicketService({
     db,
@@ -400,9 +400,9 @@ describe('issue 8, faults 8-10 and customers: tickets against people and time', 
     expect(reopened?.data).toMatchObject({ cause: 'resolved_while_holding' });
   });
 
-  it('customers: an xcare_pro ticket and its helpdesk payload carry the customer\'s success engineer', () => {
+  it('customers: an xcare_pro ticket and its helpdesk payload carry the customer\'s success engineer', async () => {
     const h = harness({ devices: [{ id: 'gw-1', tier: 'xcare_pro', customer: 'acme' }, { id: 'gw-2', tier: 'xcare', customer: 'acme' }] });
-    h.customers.set({ name: 'acme', engineerName: 'Ada Lovelace', engineerEmail: 'ada@minnovation.example', engineerPhone: '+44 20 7946 0000' });
+    await h.customers.set({ name: 'acme', engineerName: 'Ada Lovelace', engineerEmail: 'ada@minnovation.example', engineerPhone: '+44 20 7946 0000' });
     h.beatFor(3, ['gw-1', 'gw-2']);
     h.beat('gw-1', { subsystems: [{ name: 'modbus', ok: false }] });
     h.beat('gw-2', { subsystems: [{ name: 'modbus', ok: false }] });

@@ -43,7 +43,7 @@ describe('scale-out configuration', () => {
   });
 
   it('a PostgreSQL store is refused with what is and is not ported, not half-run on SQLite', () => {
-    expect(error({ store: { url: 'postgres://u:p@127.0.0.1/x' } })).toMatch(/store\.url: PostgreSQL is not supported yet.*only the cluster lease is ported/);
+    expect(error({ store: { url: 'postgres://u:p@127.0.0.1/x' } })).toMatch(/store\.url: PostgreSQL is not supported yet.*only the schema, the cluster lease, customers, API tokens, console sessions and the audit log are ported; devices, device state, tickets, outbox, patches and rollouts are SQLite-only/);
   });
 
   it('xcared with XCARE_DATABASE_URL exits 2 before touching anything', () => {

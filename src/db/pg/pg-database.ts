@@ -21,8 +21,21 @@ export async function openPg(url: string, list: readonly PgMigration[] = pgMigra
   return pool;
 }
 
+/** SQLSTATEs of a CREATE that lost a race with the same CREATE of another session: unique_violation, duplicate_table. */
+const CREATE_RACE_CODES = new Set(['23505', '42P07']);
+
+/**
+ * Applies every migration of `list` not yet in `schema_migrations`, in version order, each in its own
+ * transaction with its version row (so several daemons starting on one empty database apply each once).
+ */
 export async function migratePg(pool: PgPool, list: readonly PgMigration[]): Promise<void> {
-  await pool.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+  try {
+    await pool.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+  } catch (err) {
+    // IF NOT EXISTS is not atomic in PostgreSQL: two sessions creating it at once, one fails on the catalogue's
+    // unique index once the other commits. The table is there then, which is all this needs.
+    if (!CREATE_RACE_CODES.has(String((err as { code?: unknown }).code))) throw err;
+  }
   const applied = new Set((await pool.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
   for (const m of [...list].sort((a, b) => a.version - b.version)) {
     if (applied.has(m.version)) continue;

@@ -30,8 +30,8 @@ export function registerAccessRoutes(router: Router, deps: AccessRouteDeps): voi
   router.get(
     '/api/v1/tokens',
     'admin',
-    ({ query }) => {
-      const page = pageOf(deps.tokens.list(query.get('revoked') === 'true'), parsePage(query), (t) => t.id);
+    async ({ query }) => {
+      const page = pageOf(await deps.tokens.list(query.get('revoked') === 'true'), parsePage(query), (t) => t.id);
       return { tokens: page.items, nextCursor: page.nextCursor };
     },
     { role: 'admin' },
@@ -39,17 +39,17 @@ export function registerAccessRoutes(router: Router, deps: AccessRouteDeps): voi
 
   router.post('/api/v1/tokens', 'admin', async (ctx) => {
     const body = await ctx.json(createBody);
-    const created = deps.tokens.create({ name: body.name, role: body.role }, ctx.principal!.name);
+    const created = await deps.tokens.create({ name: body.name, role: body.role }, ctx.principal!.name);
     ctx.res.statusCode = 201;
     return created;
   });
 
   router.post('/api/v1/tokens/:id/revoke', 'admin', async (ctx) => {
     await ctx.json(noBody, { absent: 'empty' });
-    return { apiToken: deps.tokens.revoke(ctx.params.id!, ctx.principal!.name, (tokenId) => deps.sessions.deleteForToken(tokenId)) };
+    return { apiToken: await deps.tokens.revoke(ctx.params.id!, ctx.principal!.name, (tokenId) => deps.sessions.deleteForToken(tokenId)) };
   });
 
-  router.get('/api/v1/audit', 'admin', ({ query }) => {
+  router.get('/api/v1/audit', 'admin', async ({ query }) => {
     const filter: { actor?: string; action?: string; target?: string } = {};
     for (const key of ['actor', 'action', 'target'] as const) {
       const v = query.get(key);
@@ -58,7 +58,7 @@ export function registerAccessRoutes(router: Router, deps: AccessRouteDeps): voi
         filter[key] = v;
       }
     }
-    const page = deps.audit.list(filter, parsePage(query));
+    const page = await deps.audit.list(filter, parsePage(query));
     return { entries: page.items, nextCursor: page.nextCursor };
   });
 }

@@ -22,14 +22,14 @@ const putBody = z.strictObject({ name: z.string().optional(), ...customerFields 
 
 export function registerCustomerRoutes(router: Router, deps: { customers: CustomerStore }): void {
   // Keyset-paged like every list route (`limit`, `cursor`; issue 14); without `limit`, the whole list.
-  router.get('/api/v1/customers', 'admin', ({ query }) => {
-    const page = pageOf(deps.customers.list(), parsePage(query), (c) => c.name);
+  router.get('/api/v1/customers', 'admin', async ({ query }) => {
+    const page = pageOf(await deps.customers.list(), parsePage(query), (c) => c.name);
     return { customers: page.items, nextCursor: page.nextCursor };
   });
-  router.get('/api/v1/customers/:name', 'admin', ({ params }) => ({ customer: deps.customers.require(params.name!) }));
-  router.post('/api/v1/customers', 'admin', async (ctx) => ({ customer: deps.customers.set(await ctx.json(postBody)) }));
+  router.get('/api/v1/customers/:name', 'admin', async ({ params }) => ({ customer: await deps.customers.require(params.name!) }));
+  router.post('/api/v1/customers', 'admin', async (ctx) => ({ customer: await deps.customers.set(await ctx.json(postBody)) }));
   router.add('PUT', '/api/v1/customers/:name', 'admin', async (ctx) => {
     const body = await ctx.json(putBody);
-    return { customer: deps.customers.set({ ...body, name: ctx.params.name! }) };
+    return { customer: await deps.customers.set({ ...body, name: ctx.params.name! }) };
   });
 }
