@@ -23,6 +23,7 @@ import { ArtifactStore } from '../../src/patches/artifact-store.js';
 import { createPatchMetrics } from '../../src/patches/patch-metrics.js';
 import { manifestBytes } from '../../patches/manifest.js';
 import { makeKey, manifestFor } from '../helpers/patch-fixtures.js';
+import { signBytes } from '../../patches/signing.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 /**
@@ -101,8 +102,12 @@ function harness(opts: { devices: Seed[]; config?: ConfigInput; db?: Database; c
   // field and patch/status), the evaluator asks it when a device's grace ends.
   const patchRepo = new PatchRepository({ db });
   if (!patchRepo.exists('gw-2.3.2')) {
-    const m = manifestFor({ sha256: 'b'.repeat(64), size: 10 }, makeKey(tmp.path, 'k'), { id: 'gw-2.3.2', version: '2.3.2' });
-    patchRepo.insert({ id: 'gw-2.3.2', version: '2.3.2', manifest: manifestBytes(m), signatures: '[]', sha256: 'b'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: clock.now() + 86_400_000 });
+    const key = makeKey(tmp.path, 'k');
+    const m = manifestFor({ sha256: 'b'.repeat(64), size: 10 }, key, { id: 'gw-2.3.2', version: '2.3.2' });
+    // Stored as publishing stores it, signed: offering it builds a PatchOffer from the signatures.
+    const signature = signBytes(manifestBytes(m), key.privateKey).toString('base64');
+    const signatures = JSON.stringify([{ keyId: key.keyId, signature }]);
+    patchRepo.insert({ id: 'gw-2.3.2', version: '2.3.2', manifest: manifestBytes(m), signatures, sha256: 'b'.repeat(64), size: 10, integrity: null, created_at: 0, expires_at: clock.now() + 86_400_000 });
   }
   const patches = new PatchService({
     repo: patchRepo, artifacts: new ArtifactStore({ dir: join(tmp.path, 'artifacts') }), clock, log, results: createPatchMetrics(new Registry()).results,
