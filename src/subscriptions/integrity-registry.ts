@@ -26,9 +26,19 @@ interface Row {
  * signed patch publication later. A version keeps one digest: registering a different one is a conflict unless
  * `replace` is asked for explicitly.
  */
+/** How long an `expected()` answer is reused (ms). */
+const EXPECTED_TTL_MS = 5000;
+
 export class IntegrityRegistry {
   /** Prepared once: `expected()` runs on the ingest path, for each device's first heartbeat and each new digest. */
   private byVersion?: Statement;
+  /**
+   * `expected()` answers per version, kept EXPECTED_TTL_MS (wall ms of the answer). A fleet's first heartbeats
+   * after a start asked SQLite once per device, thousands of reads of the same few rows on the event loop
+   * (issue 12); a registration here drops its version at once, one made by another instance of a cluster is
+   * seen within the TTL.
+   */
+  private readonly expectedCache = new Map<string, { digest: string | undefined; at: number }>();
 
   constructor(private readonly deps: { db: Database; clock: Clock }) {}
 
@@ -49,12 +59,20 @@ export class IntegrityRegistry {
          ON CONFLICT(version) DO UPDATE SET digest = excluded.digest, source = excluded.source, registered_at = excluded.registered_at`,
       )
       .run(version, normalized, source, now);
+    this.expectedCache.delete(version);
     return { version, digest: normalized, source, registeredAt: new Date(now).toISOString() };
   }
 
   /** The registered digest, or undefined (eligibility then says no digest is registered). */
   expected(version: string): string | undefined {
-    return this.get(version)?.digest;
+    const now = this.deps.clock.now();
+    const cached = this.expectedCache.get(version);
+    if (cached && now - cached.at < EXPECTED_TTL_MS && now >= cached.at) return cached.digest;
+    const digest = this.get(version)?.digest;
+    // Versions are few (one row each); the bound only guards against a fleet reporting made-up ones.
+    if (this.expectedCache.size >= 10_000) this.expectedCache.clear();
+    this.expectedCache.set(version, { digest, at: now });
+    return digest;
   }
 
   get(version: string): IntegrityEntry | undefined {
