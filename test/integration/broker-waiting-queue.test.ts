@@ -1,0 +1,57 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import { connect as netConnect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { tempDir } from '../helpers/temp-dir.js';
+import { selfSignedCert } from '../helpers/tls-cert.js';
+import { connectDevice, endAll, startFleetBroker, type BrokerFixture } from '../helpers/mqtt-client.js';
+import { labelled } from '../helpers/metrics.js';
+
+/**
+ * Issue 12, probed from outside: the waiting queue (mqtt.maxWaiting) against floods from one address while
+ * devices from another address connect, on a real broker over loopback (127.0.0.2 is a second source).
+ */
+
+const device = { id: 'gw-001', token: 'token-gw-001' };
+
+function openRawFrom(port: number, localAddress: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: '127.0.0.1', port, localAddress }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Is `socket` still open after the broker had `ms` to act on it? */
+async function stillOpen(socket: Socket, ms = 300): Promise<boolean> {
+  socket.on('error', () => {});
+  await new Promise((r) => setTimeout(r, ms));
+  return !socket.destroyed && !socket.readableEnded;
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('the waiting queue under a flood from one address (issue 12)', () => {
+  it('TLS: sockets of one address that never start their handshake do not shut out a device from another address', async () => {
+    const dir = tempDir('xcare-waitq-tls-');
+    cleanups.push(() => dir.cleanup());
+    const cert = await selfSignedCert(dir.path);
+    const fx: BrokerFixture = await startFleetBroker(
+      { [device.id]: device.token },
+      { maxUnauthenticated: 10, maxUnauthenticatedPerAddress: 5, maxWaiting: 6, connectTimeoutMs: 30_000, tls: { cert: cert.certPath, key: cert.keyPath } },
+    );
+    cleanups.push(() => fx.stop());
+    const port = fx.broker.ports().mqtts!;
+    // The flooder fills the whole queue with sockets stuck before their TLS handshake.
+    const flood = await Promise.all(Array.from({ length: 6 }, () => openRawFrom(port, '127.0.0.1')));
+    cleanups.push(() => flood.forEach((s) => s.destroy()));
+    for (const s of flood) s.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 200));
+    // A device from another address: the flooding address must make room, as it does for plain TCP.
+    const client = await connectDevice(`mqtts://127.0.0.1:${port}`, { ...device, ca: cert.cert }, { localAddress: '127.0.0.2', reconnectPeriod: 0, connectTimeout: 10_000 } as never);
+    expect(client.connected).toBe(true);
+    expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'address_cap' })).toBe(1);
+    await endAll(client);
+  });
+});
