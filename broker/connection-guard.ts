@@ -51,7 +51,7 @@ function addressOf(socket: Socket): string {
  * on a daemon slowed by load, had more than 100 CONNECTs in flight from one address; closing the rest made
  * every client retry, and the herd never finished (issue 12: 5,000 devices from one address, 600 refused).
  * A waiting socket costs a descriptor and no CPU. At most `maxWaiting` wait; when full, the address holding the
- * most waiting connections loses its oldest (`address_cap`), so a flood from one address cannot crowd out the
+ * most connections not yet reading (waiting, or still in their TLS handshake) loses its oldest (`address_cap`), so a flood from one address cannot crowd out the
  * others, and a newcomer from that very address is closed instead (`unauthenticated_cap` when the queue is full
  * of fair shares). Every drop is counted in `fleet_mqtt_connections_dropped_total{reason}`, every MQTT rule
  * violation in `fleet_mqtt_protocol_violations_total{rule}`.
@@ -77,6 +77,13 @@ export class ConnectionGuard {
   /** Waiting connections per address, oldest first; the map's order is the round-robin order of turns. */
   private readonly waiting = new Map<string, Set<Socket>>();
   private waitingCount = 0;
+  /**
+   * Every connection not reading its CONNECT yet (TLS handshake in progress or waiting), per address, oldest
+   * first: what `mqtt.maxWaiting` bounds and whose oldest makeRoom() evicts. Sockets stuck before their TLS
+   * handshake are held here too, so a flood of them is evicted like a flood of waiting ones (issue 12: they
+   * filled the queue and, being in no address's waiting set, shut every other address out).
+   */
+  private readonly held = new Map<string, Set<Socket>>();
   private readonly dropped: Counter<'reason'>;
   private readonly violations: Counter<'rule'>;
   private stopped = false;
@@ -142,6 +149,9 @@ export class ConnectionGuard {
       return false;
     }
     this.pending.set(socket, { address, deadline: performance.now() + limits.connectTimeoutMs, phase: 'accepted' });
+    const held = this.held.get(address);
+    if (held) held.add(socket);
+    else this.held.set(address, new Set([socket]));
     this.live.add(socket);
     // 'close' comes once; on() spares the wrapper once() would allocate per socket.
     socket.on('close', this.onSocketClose);
@@ -250,23 +260,24 @@ export class ConnectionGuard {
   private activate(raw: Socket, entry: Pending): void {
     entry.phase = 'active';
     entry.start = undefined;
+    this.unhold(raw, entry.address);
     this.active++;
     this.activePerAddress.set(entry.address, (this.activePerAddress.get(entry.address) ?? 0) + 1);
   }
 
-  /** The queue is full: the address with the most waiting loses its oldest, unless that is `address` itself. */
+  /** The queue is full: the address holding the most loses its oldest, unless that is `address` itself. */
   private makeRoom(address: string): boolean {
     let largest: string | undefined;
     let most = 0;
-    for (const [from, queue] of this.waiting) {
+    for (const [from, queue] of this.held) {
       if (queue.size > most) {
         most = queue.size;
         largest = from;
       }
     }
-    const mine = this.waiting.get(address)?.size ?? 0;
+    const mine = this.held.get(address)?.size ?? 0;
     if (largest === undefined || largest === address || most <= mine + 1) return false;
-    const oldest = this.waiting.get(largest)!.values().next().value!;
+    const oldest = this.held.get(largest)!.values().next().value!;
     this.deps.log.warn({ remote: largest, waiting: most, limit: this.deps.limits.maxWaiting }, 'mqtt.maxWaiting reached, the address waiting most lost its oldest connection');
     this.drop(oldest, 'address_cap');
     return true;
@@ -302,11 +313,17 @@ export class ConnectionGuard {
     socket.destroy();
   }
 
+  private unhold(socket: Socket, address: string): void {
+    const held = this.held.get(address);
+    if (held?.delete(socket) && held.size === 0) this.held.delete(address);
+  }
+
   private release(socket: Socket): void {
     const entry = this.pending.get(socket);
     if (!entry) return;
     // The sweep timer stays armed: when it fires for a socket gone since, it finds the next oldest.
     this.pending.delete(socket);
+    if (entry.phase !== 'active') this.unhold(socket, entry.address);
     if (entry.phase === 'waiting') {
       const queue = this.waiting.get(entry.address);
       if (queue?.delete(socket)) {
