@@ -54,4 +54,33 @@ describe('the waiting queue under a flood from one address (issue 12)', () => {
     expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'address_cap' })).toBe(1);
     await endAll(client);
   });
+
+  it('plain TCP: waiting connections are not read, so bytes a flooder sends while waiting stay in the kernel, not in the daemon', async () => {
+    const fx = await startFleetBroker({ [device.id]: device.token }, { maxUnauthenticated: 1, maxUnauthenticatedPerAddress: 1, maxWaiting: 1000, connectTimeoutMs: 30_000 });
+    cleanups.push(() => fx.stop());
+    const port = Number(new URL(fx.url).port);
+    const reading = await openRawFrom(port, '127.0.0.1');
+    cleanups.push(() => reading.destroy());
+    // One buffer for every write: what this process holds for the senders stays 64 KiB.
+    const payload = Buffer.alloc(64 * 1024, 0x41);
+    const before = process.memoryUsage().arrayBuffers;
+    const flood: Socket[] = [];
+    cleanups.push(() => flood.forEach((s) => s.destroy()));
+    for (let i = 0; i < 400; i++) {
+      const s = await openRawFrom(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.write(payload);
+      flood.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await fx.metric('fleet_mqtt_waiting_connections')).toBe(400);
+    // Read while waiting, 400 x 64 KiB = 25 MiB would sit in the sockets' buffers.
+    const grown = process.memoryUsage().arrayBuffers - before;
+    expect(grown).toBeLessThan(8 * 1024 * 1024);
+    // A device from another address still gets its turn once the reading socket leaves.
+    reading.destroy();
+    const client = await connectDevice(fx.url, device, { localAddress: '127.0.0.2', reconnectPeriod: 0, connectTimeout: 20_000 } as never);
+    expect(client.connected).toBe(true);
+    await endAll(client);
+  });
 });
