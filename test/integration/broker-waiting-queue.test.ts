@@ -60,7 +60,9 @@ describe('the waiting queue under a flood from one address (issue 12)', () => {
     cleanups.push(() => fx.stop());
     const port = Number(new URL(fx.url).port);
     const reading = await openRawFrom(port, '127.0.0.1');
-    cleanups.push(() => reading.destroy());
+    cleanups.push(() => {
+      reading.destroy();
+    });
     // One buffer for every write: what this process holds for the senders stays 64 KiB.
     const payload = Buffer.alloc(64 * 1024, 0x41);
     const before = process.memoryUsage().arrayBuffers;
