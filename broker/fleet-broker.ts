@@ -130,7 +130,10 @@ export class FleetBroker {
       const plainOn = !tlsOptions || config.plainWithTls;
       if (plainOn) {
         // No connection listener here: listen() admits each socket first, then hands it over in its turn.
-        const server = createNetServer();
+        // pauseOnConnect: a socket waiting for its turn is not read at all; what its peer sends stays in the
+        // kernel (TCP pushes back) instead of 64 KiB per waiting socket in the daemon (issue 12). aedes'
+        // 'readable' listener starts reading it when handed over.
+        const server = createNetServer({ pauseOnConnect: true });
         this.boundPorts.mqtt = await this.listen(server, config.port, 'mqtt.port', 'XCARE_MQTT_PORT', (socket) => this.accept(socket));
       }
       if (tlsOptions) {
