@@ -360,7 +360,7 @@ export class App {
     registerRolloutRoutes(leaderOwned, { scheduler: this.rollouts });
     registerPatchRoutes(router, {
       patches: this.patches,
-      authenticateDevice: (id, token) => this.registry.authenticate(id, token),
+      authenticateDevice: (id, token, source) => this.registry.authenticate(id, token, source),
       deviceExists: (id) => this.registry.get(id) !== undefined,
       eligibility: (id) => this.subscriptions.eligibilityOf(id),
     });

@@ -10,8 +10,11 @@ import { pageOf, parsePage } from '../paging.js';
 
 export interface PatchRouteDeps {
   patches: PatchService;
-  /** Device Basic auth for the artifact route (the registry's token check). */
-  authenticateDevice(id: string, token: string): Promise<boolean>;
+  /**
+   * Device Basic auth for the artifact route (the registry's token check). `source` is the peer address: its
+   * failures spend the same per-source allowance as failed CONNECTs (README "Limits", mqtt.authFailures).
+   */
+  authenticateDevice(id: string, token: string, source?: string): Promise<boolean>;
   /** Optional: 404 an offer to a device that does not exist. */
   deviceExists?(id: string): boolean;
   /**
@@ -131,7 +134,9 @@ export function registerPatchRoutes(router: Router, deps: PatchRouteDeps): void 
   // PROTOCOL.md "HTTP": device Basic auth, only with an offer for this patch, Range for resumes.
   router.get('/patches/:id/artifact', 'device', async ({ req, res, params }) => {
     const creds = basicAuth(req.headers.authorization);
-    if (!creds || !(await deps.authenticateDevice(creds.id, creds.token))) {
+    // The peer address, as the broker names it (IPv4 on a dual-stack socket is one source either way).
+    const remote = req.socket.remoteAddress?.replace(/^::ffff:/, '');
+    if (!creds || !(await deps.authenticateDevice(creds.id, creds.token, remote))) {
       res.setHeader('www-authenticate', 'Basic realm="xcare-artifacts"');
       sendJson(res, 401, { error: 'device authentication required', code: wireCode('UNAUTHORIZED') });
       return;
