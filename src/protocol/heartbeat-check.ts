@@ -1,6 +1,6 @@
 import { DEVICE_ID_PATTERN, MAX_INTERVAL_S, MIN_INTERVAL_S, PATCH_STATES, type PatchState } from './names.js';
 import { isRfc3339 } from './rfc3339.js';
-import { INTEGRITY_PATTERN, PAYLOAD_LIMITS, jsonRefusal, payloadText, type ParseResult } from './schemas.js';
+import { ILL_FORMED_TEXT, INTEGRITY_PATTERN, PAYLOAD_LIMITS, isWellFormedText, jsonRefusal, payloadText, type ParseResult } from './schemas.js';
 import type { Heartbeat, HeartbeatPatch, SensorReport, SubsystemReport } from './types.js';
 
 /**
@@ -81,6 +81,8 @@ function checkString(value: unknown, min: number, max: number, path: string): Re
   let length = value.length;
   if (length > max || length < 2 * min) length = codePoints(value);
   if (length < min || length > max) return new Refusal(path, `expected ${min} to ${max} characters, received ${length}`);
+  // The schema's text() refinement: a lone surrogate is no text SQLite can store as it is.
+  if (!isWellFormedText(value)) return new Refusal(path, ILL_FORMED_TEXT);
   return undefined;
 }
 

@@ -28,11 +28,27 @@ export const PAYLOAD_LIMITS = {
 /** A heartbeat's `integrity`: the agent's tree digest (PROTOCOL.md "Heartbeat"). */
 export const INTEGRITY_PATTERN = /^sha256:[0-9a-f]{64}$/;
 
-const shortText = z.string().max(PAYLOAD_LIMITS.textChars);
+/**
+ * A lone surrogate (a JSON escape such as `"\ud800"` decodes to one): no Unicode text. SQLite stores it as the
+ * ill-formed bytes ED A0 80 and reads back three U+FFFD, so a stored column and the stored heartbeat JSON
+ * (which keeps the escape) would disagree (issue 12). With the u flag, a paired surrogate is one code point
+ * and does not match.
+ */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+/** Is `text` well-formed UTF-16 (no lone surrogate), i.e. text SQLite stores as it is? */
+export function isWellFormedText(text: string): boolean {
+  return !LONE_SURROGATE.test(text);
+}
+export const ILL_FORMED_TEXT = 'expected text without a lone surrogate';
+/** `z.string()` with both length bounds, refusing a lone surrogate. */
+function text(min: number, max: number) {
+  return z.string().min(min).max(max).refine(isWellFormedText, ILL_FORMED_TEXT);
+}
+const shortText = text(0, PAYLOAD_LIMITS.textChars);
 /** cpu, memUsed, diskUsed: shares of 1. */
 const ratio = z.number().finite().min(0).max(1);
 
-export const subsystemSchema = z.object({ name: z.string().min(1).max(PAYLOAD_LIMITS.nameChars), ok: z.boolean(), detail: shortText.optional() });
+export const subsystemSchema = z.object({ name: text(1, PAYLOAD_LIMITS.nameChars), ok: z.boolean(), detail: shortText.optional() });
 export const sensorSchema = z.object({
   id: z.string().regex(DEVICE_ID_PATTERN),
   ok: z.boolean(),
@@ -40,8 +56,8 @@ export const sensorSchema = z.object({
 });
 
 export const heartbeatPatchSchema = z.object({
-  rolloutId: z.string().max(PAYLOAD_LIMITS.idChars).optional(),
-  patchId: z.string().min(1).max(PAYLOAD_LIMITS.idChars),
+  rolloutId: text(0, PAYLOAD_LIMITS.idChars).optional(),
+  patchId: text(1, PAYLOAD_LIMITS.idChars),
   state: z.enum(PATCH_STATES),
 });
 
@@ -55,11 +71,11 @@ export const heartbeatSchema = z.object({
   seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   // Liveness never uses ts, but a date read is a strict RFC 3339 date (no Feb 30 rolled over).
   ts: z.string().max(PAYLOAD_LIMITS.tsChars).refine(isRfc3339, 'expected an RFC 3339 date-time'),
-  bootId: z.string().max(PAYLOAD_LIMITS.nameChars).optional(),
+  bootId: text(0, PAYLOAD_LIMITS.nameChars).optional(),
   intervalS: z.number().min(MIN_INTERVAL_S).max(MAX_INTERVAL_S),
   uptimeS: z.number().nonnegative().max(PAYLOAD_LIMITS.uptimeS).optional(),
-  agentVersion: z.string().min(1).max(PAYLOAD_LIMITS.nameChars),
-  softwareVersion: z.string().min(1).max(PAYLOAD_LIMITS.nameChars),
+  agentVersion: text(1, PAYLOAD_LIMITS.nameChars),
+  softwareVersion: text(1, PAYLOAD_LIMITS.nameChars),
   integrity: z.string().regex(INTEGRITY_PATTERN).optional(),
   health: z
     .object({ cpu: ratio.optional(), memUsed: ratio.optional(), diskUsed: ratio.optional(), load1: z.number().finite().min(0).max(PAYLOAD_LIMITS.load1).optional() })
@@ -72,8 +88,8 @@ export const heartbeatSchema = z.object({
 export const stateSchema = z.object({ online: z.boolean() }) satisfies z.ZodType<StateMessage>;
 
 export const patchStatusSchema = z.object({
-  rolloutId: z.string().max(PAYLOAD_LIMITS.idChars).optional(),
-  patchId: z.string().min(1).max(PAYLOAD_LIMITS.idChars),
+  rolloutId: text(0, PAYLOAD_LIMITS.idChars).optional(),
+  patchId: text(1, PAYLOAD_LIMITS.idChars),
   state: z.enum(PATCH_STATES),
   detail: shortText.optional(),
   retryable: z.boolean().optional(),
