@@ -98,4 +98,39 @@ describe('the waiting queue under a flood from one address (issue 12)', () => {
     const answer = await rawConnectFrom(port, '127.0.0.2', device);
     expect([...answer.subarray(0, 4)]).toEqual([0x20, 2, 0, 0]);
   });
+
+  it('idle sockets from several addresses holding every turn do not lock out a herd from another address', async () => {
+    const herd = Array.from({ length: 3 }, (_, i) => ({ id: `gw-h${i}`, token: `token-h${i}` }));
+    const fx = await startFleetBroker(Object.fromEntries(herd.map((d) => [d.id, d.token])), {
+      maxUnauthenticated: 20,
+      maxUnauthenticatedPerAddress: 5,
+      maxWaiting: 1000,
+      connectTimeoutMs: 60_000,
+    });
+    cleanups.push(() => fx.stop());
+    const port = Number(new URL(fx.url).port);
+    // Four addresses, five idle sockets each (all 20 turns) and two waiting each.
+    const idle: Socket[] = [];
+    cleanups.push(() => idle.forEach((s) => s.destroy()));
+    for (const from of ['127.0.0.11', '127.0.0.12', '127.0.0.13', '127.0.0.14']) {
+      for (let i = 0; i < 7; i++) {
+        const s = await openRawFrom(port, from);
+        s.on('error', () => {});
+        idle.push(s);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await fx.metric('fleet_mqtt_waiting_connections')).toBe(8);
+    // The held turns age past the point where no device's CONNECT is still being read.
+    await new Promise((r) => setTimeout(r, 2500));
+    const started = Date.now();
+    const answers = await Promise.race([
+      Promise.all(herd.map((d) => rawConnectFrom(port, '127.0.0.99', d))),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 15_000)),
+    ]);
+    expect(answers, 'CONNACKs within 15 s (the flood holds its turns for 60 s)').toBeDefined();
+    for (const answer of answers!) expect([...answer.subarray(0, 4)]).toEqual([0x20, 2, 0, 0]);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(await labelled(fx.metrics, 'fleet_mqtt_connections_dropped_total', { reason: 'address_cap' })).toBe(3);
+  });
 });
