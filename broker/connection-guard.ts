@@ -29,7 +29,16 @@ interface Pending {
   phase: Phase;
   /** Hands the connection to the broker (set while waiting). */
   start?: () => void;
+  /** performance.now() when it got its turn (phase 'active'). */
+  activatedAt?: number;
 }
+
+/**
+ * How long a turn must have been held, unauthenticated, before an address above its fair share can lose it to
+ * an address holding none (ConnectionGuard.preempt). A device's CONNECT is already buffered when its turn
+ * comes; this only leaves room for the token check under load.
+ */
+const PREEMPT_AFTER_MS = 2000;
 
 /** IPv4 peers on a dual-stack socket appear as `::ffff:a.b.c.d`; one address, one budget. */
 function addressOf(socket: Socket): string {
@@ -71,8 +80,8 @@ export class ConnectionGuard {
   private sweepTimer: NodeJS.Timeout | undefined;
   /** The one 'close' listener every admitted socket shares (`this` is the socket): no closure per socket. */
   private readonly onSocketClose: (this: Socket) => void;
-  /** Connections reading their CONNECT, per address. */
-  private readonly activePerAddress = new Map<string, number>();
+  /** Connections reading their CONNECT, per address, in the order they got their turn. */
+  private readonly activePerAddress = new Map<string, Set<Socket>>();
   private active = 0;
   /** Waiting connections per address, oldest first; the map's order is the round-robin order of turns. */
   private readonly waiting = new Map<string, Set<Socket>>();
@@ -171,8 +180,9 @@ export class ConnectionGuard {
       return;
     }
     const { limits } = this.deps;
-    const fromAddress = this.activePerAddress.get(entry.address) ?? 0;
-    if (this.active < limits.maxUnauthenticated && fromAddress < limits.maxUnauthenticatedPerAddress && !this.waiting.has(entry.address)) {
+    const fromAddress = this.activePerAddress.get(entry.address)?.size ?? 0;
+    const ownTurnFree = fromAddress < limits.maxUnauthenticatedPerAddress && !this.waiting.has(entry.address);
+    if (ownTurnFree && (this.active < limits.maxUnauthenticated || this.preempt(entry.address, fromAddress))) {
       this.activate(raw, entry);
       start();
       return;
@@ -262,7 +272,10 @@ export class ConnectionGuard {
     entry.start = undefined;
     this.unhold(raw, entry.address);
     this.active++;
-    this.activePerAddress.set(entry.address, (this.activePerAddress.get(entry.address) ?? 0) + 1);
+    entry.activatedAt = performance.now();
+    const turns = this.activePerAddress.get(entry.address);
+    if (turns) turns.add(raw);
+    else this.activePerAddress.set(entry.address, new Set([raw]));
   }
 
   /** The queue is full: the address holding the most loses its oldest, unless that is `address` itself. */
@@ -291,7 +304,7 @@ export class ConnectionGuard {
       progressed = false;
       for (const [address, queue] of this.waiting) {
         if (this.active >= limits.maxUnauthenticated) break;
-        if ((this.activePerAddress.get(address) ?? 0) >= limits.maxUnauthenticatedPerAddress) continue;
+        if ((this.activePerAddress.get(address)?.size ?? 0) >= limits.maxUnauthenticatedPerAddress) continue;
         const raw = queue.values().next().value!;
         queue.delete(raw);
         this.waitingCount--;
@@ -307,10 +320,34 @@ export class ConnectionGuard {
     }
   }
 
-  private drop(socket: Socket, reason: DropReason): void {
+  private drop(socket: Socket, reason: DropReason, pump = true): void {
     this.dropped.inc({ reason });
-    this.release(socket);
+    this.release(socket, pump);
     socket.destroy();
+  }
+
+  /**
+   * Every turn is taken and a connection from an address holding less than its fair share of
+   * mqtt.maxUnauthenticated (split evenly over the addresses holding turns and this one) is ready: the address
+   * holding the most turns, when above that share, loses its oldest turn if that one has read
+   * for PREEMPT_AFTER_MS without being authenticated (`address_cap`); the caller takes the turn. Without
+   * this, ten addresses opening 100 idle sockets each held all 1,000 turns, and every other device waited
+   * out connectTimeoutMs (issue 12: 25 s for a herd from an eleventh address, again each timeout). A
+   * device's CONNECT is in the kernel when its turn comes, so a turn held that long is not a device's.
+   */
+  private preempt(address: string, held: number): boolean {
+    const holders = this.activePerAddress.size + (held === 0 ? 1 : 0);
+    const fairShare = Math.max(1, Math.floor(this.deps.limits.maxUnauthenticated / holders));
+    if (held >= fairShare) return false;
+    let largest: Set<Socket> | undefined;
+    for (const [from, turns] of this.activePerAddress) if (from !== address && (!largest || turns.size > largest.size)) largest = turns;
+    if (!largest || largest.size <= fairShare) return false;
+    const oldest = largest.values().next().value!;
+    const entry = this.pending.get(oldest);
+    if (!entry || performance.now() - (entry.activatedAt ?? 0) < PREEMPT_AFTER_MS) return false;
+    this.deps.log.warn({ remote: entry.address, turns: largest.size, fairShare }, 'every CONNECT turn taken: the address holding most lost its oldest idle one');
+    this.drop(oldest, 'address_cap', false);
+    return true;
   }
 
   private unhold(socket: Socket, address: string): void {
@@ -318,7 +355,8 @@ export class ConnectionGuard {
     if (held?.delete(socket) && held.size === 0) this.held.delete(address);
   }
 
-  private release(socket: Socket): void {
+  /** `pump`: hand a freed turn to the waiting connections (not when the caller takes it itself, see preempt). */
+  private release(socket: Socket, pump = true): void {
     const entry = this.pending.get(socket);
     if (!entry) return;
     // The sweep timer stays armed: when it fires for a socket gone since, it finds the next oldest.
@@ -334,10 +372,9 @@ export class ConnectionGuard {
     }
     if (entry.phase === 'active') {
       this.active--;
-      const left = (this.activePerAddress.get(entry.address) ?? 1) - 1;
-      if (left <= 0) this.activePerAddress.delete(entry.address);
-      else this.activePerAddress.set(entry.address, left);
-      if (!this.stopped) this.pump();
+      const turns = this.activePerAddress.get(entry.address);
+      if (turns?.delete(socket) && turns.size === 0) this.activePerAddress.delete(entry.address);
+      if (!this.stopped && pump) this.pump();
     }
   }
 }
