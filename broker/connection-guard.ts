@@ -59,10 +59,11 @@ function addressOf(socket: Socket): string {
  * Why wait rather than close: a fleet behind one NAT address reconnecting at once (the herd after a restart),
  * on a daemon slowed by load, had more than 100 CONNECTs in flight from one address; closing the rest made
  * every client retry, and the herd never finished (issue 12: 5,000 devices from one address, 600 refused).
- * A waiting socket costs a descriptor and no CPU. At most `maxWaiting` wait; when full, the address holding the
- * most connections not yet reading (waiting, or still in their TLS handshake) loses its oldest (`address_cap`), so a flood from one address cannot crowd out the
+ * A waiting plain socket is not read (pauseOnConnect): it costs a descriptor, no memory and no CPU. At most
+ * `maxWaiting` wait; when full, the address holding the most connections not yet reading (waiting, or still
+ * in their TLS handshake) loses its oldest (`address_cap`), so a flood from one address cannot crowd out the
  * others, and a newcomer from that very address is closed instead (`unauthenticated_cap` when the queue is full
- * of fair shares). Every drop is counted in `fleet_mqtt_connections_dropped_total{reason}`, every MQTT rule
+ * of fair shares). When every turn is taken, an address under its fair share takes an idle one (preempt()). Every drop is counted in `fleet_mqtt_connections_dropped_total{reason}`, every MQTT rule
  * violation in `fleet_mqtt_protocol_violations_total{rule}`.
  *
  * aedes' own `connectTimeout` sees only sockets that reach it; a TLS socket mid-handshake never does,
@@ -340,7 +341,9 @@ export class ConnectionGuard {
     const fairShare = Math.max(1, Math.floor(this.deps.limits.maxUnauthenticated / holders));
     if (held >= fairShare) return false;
     let largest: Set<Socket> | undefined;
-    for (const [from, turns] of this.activePerAddress) if (from !== address && (!largest || turns.size > largest.size)) largest = turns;
+    for (const [from, turns] of this.activePerAddress) {
+      if (from !== address && (!largest || turns.size > largest.size)) largest = turns;
+    }
     if (!largest || largest.size <= fairShare) return false;
     const oldest = largest.values().next().value!;
     const entry = this.pending.get(oldest);
