@@ -1,4 +1,5 @@
-import type { Clock, TimerHandle } from '../clock.js';
+import type { Clock } from '../clock.js';
+import { EventsTail } from './events-tail.js';
 import type { Database } from '../db/database.js';
 import type { Logger } from '../log.js';
 
@@ -28,11 +29,11 @@ export interface RegistryFollowerDeps {
  */
 export class RegistryFollower {
   private last = 0;
-  private timer: TimerHandle | undefined;
-  private stopped = true;
+  private readonly tail: EventsTail;
   private readonly poll;
 
   constructor(private readonly deps: RegistryFollowerDeps) {
+    this.tail = new EventsTail({ ...deps, failure: 'registry follow-up failed', pass: () => this.sync() });
     this.poll = deps.db.prepare(
       `SELECT id, device_id FROM events WHERE id > ? AND kind IN (${REGISTRY_KINDS.map((k) => `'${k}'`).join(', ')}) AND device_id IS NOT NULL ORDER BY id LIMIT 10000`,
     );
@@ -40,15 +41,11 @@ export class RegistryFollower {
 
   /** Call before the registry loads: a change committed between the two is then re-read, never missed. */
   start(): void {
-    this.last = (this.deps.db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
-    this.stopped = false;
-    this.schedule();
+    this.last = this.tail.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.deps.clock.clearTimeout(this.timer);
-    this.timer = undefined;
+    this.tail.stop();
   }
 
   /** One pass: reload every device with a registry event since the last pass. Returns how many. */
@@ -70,15 +67,4 @@ export class RegistryFollower {
     return ids.size;
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = this.deps.clock.setTimeout(() => {
-      try {
-        this.sync();
-      } catch (err) {
-        this.deps.log.error({ err }, 'registry follow-up failed');
-      }
-      this.schedule();
-    }, this.deps.intervalMs);
-  }
 }

@@ -1,4 +1,5 @@
-import type { Clock, TimerHandle } from '../clock.js';
+import type { Clock } from '../clock.js';
+import { EventsTail } from './events-tail.js';
 import type { Database } from '../db/database.js';
 import type { Logger } from '../log.js';
 import { isDeviceId } from '../protocol/names.js';
@@ -50,27 +51,23 @@ export class SecurityRelay {
   private pending = new Map<string, Pending>();
   private dropped = 0;
   private last = 0;
-  private timer: TimerHandle | undefined;
-  private stopped = true;
+  private readonly tail: EventsTail;
   private readonly poll;
   private readonly insert;
 
   constructor(private readonly deps: SecurityRelayDeps) {
+    this.tail = new EventsTail({ ...deps, failure: 'security signal relay failed', pass: () => this.sync() });
     this.poll = deps.db.prepare(`SELECT id, device_id, data FROM events WHERE id > ? AND kind = '${SECURITY_SIGNAL_EVENT}' ORDER BY id LIMIT 10000`);
     this.insert = deps.db.prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, '${SECURITY_SIGNAL_EVENT}', ?)`);
   }
 
   start(): void {
-    this.last = (this.deps.db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
-    this.stopped = false;
-    this.schedule();
+    this.last = this.tail.start();
   }
 
   /** Stop, writing what is still buffered (a follower's signals are not lost to a clean stop). */
   stop(): void {
-    this.stopped = true;
-    this.deps.clock.clearTimeout(this.timer);
-    this.timer = undefined;
+    this.tail.stop();
     try {
       this.flush();
     } catch (err) {
@@ -146,18 +143,6 @@ export class SecurityRelay {
       }
       for (let i = 0; i < signal.count; i++) this.deps.deliver(signal.signal);
     }
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = this.deps.clock.setTimeout(() => {
-      try {
-        this.sync();
-      } catch (err) {
-        this.deps.log.error({ err }, 'security signal relay failed');
-      }
-      this.schedule();
-    }, this.deps.intervalMs);
   }
 }
 
