@@ -30,6 +30,11 @@ export interface BenchTarget {
 /** Node flags that let the bench trigger a full GC in a Node target (gc-hook.ts). */
 const GC_HOOK_ARGS = ['--expose-gc', '--import', pathToFileURL(join(import.meta.dirname, 'gc-hook.js')).href];
 
+/** Node flags of every Node target: the daemon's own, the GC hook, and BENCH_NODE_ARGS (e.g. "--cpu-prof"). */
+function nodeTargetArgs(): string[] {
+  return [...DAEMON_NODE_ARGS, ...GC_HOOK_ARGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+}
+
 async function collectGarbage(pid: number): Promise<void> {
   process.kill(pid, 'SIGUSR2');
   // Two collections a moment apart: the first frees the load's garbage, the second what finalizers released.
@@ -113,8 +118,7 @@ export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRo
     join(dir.path, 'config.yaml'),
     `dataDir: ${dir.path}\nadminToken: ${admin}\nlog: { level: warn }\nmqtt: { host: 127.0.0.1, port: ${mqttPort} }\nhttp: { port: ${httpPort} }\n`,
   );
-  // BENCH_NODE_ARGS adds flags, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile under load.
-  const nodeArgs = [...DAEMON_NODE_ARGS, ...GC_HOOK_ARGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const nodeArgs = nodeTargetArgs();
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist/src/main.js'), '--config', join(dir.path, 'config.yaml')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -155,8 +159,8 @@ export async function startXcared(root = process.env.BENCH_XCARED_ROOT ?? repoRo
 
 /** Bare aedes plus an in-process subscriber that parses each heartbeat (test/bench/bare-aedes.ts). */
 export async function startBareAedes(): Promise<BenchTarget> {
-  // BENCH_NODE_ARGS applies here too, so a profile of the reference sits beside the daemon's.
-  const nodeArgs = [...DAEMON_NODE_ARGS, ...GC_HOOK_ARGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  // The same flags as the daemon, so a profile of the reference sits beside the daemon's.
+  const nodeArgs = nodeTargetArgs();
   const child = spawn(process.execPath, [...nodeArgs, join(repoRoot, 'dist/test/bench/bare-aedes.js'), '0'], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
