@@ -3,8 +3,10 @@ import { createWriteStream } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tempDir } from '../helpers/temp-dir.js';
+import { freePort } from '../../src/demo/daemon.js';
+export { freePort };
 
 /**
  * The three brokers the ingest benchmark drives side by side (issue 12): the full xcared daemon, bare
@@ -47,15 +49,6 @@ const repoRoot = join(import.meta.dirname, '..', '..', '..');
 /** Node flags the daemon and the bare-aedes reference run with (bin/xcared.js's shebang). */
 export const DAEMON_NODE_ARGS = ['--max-semi-space-size=64'];
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export function procStat(pid: number): { rssKb: number; cpuTicks: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/db/database.js';
@@ -12,6 +11,7 @@ import { tempDir } from '../helpers/temp-dir.js';
 import { DYNSEC_PLUGIN, MOSQUITTO } from '../helpers/mosquitto.js';
 import { deviceAcls, deviceRoleName } from '../../broker/external/dynsec.js';
 import { MANAGED_TEXTNAME } from '../../broker/external/dynsec-device-sync.js';
+import { freePort } from '../../src/demo/daemon.js';
 
 /**
  * `BENCH=scale` (issue 13): the same devices and offered rates, side by side in one run, against
@@ -30,15 +30,6 @@ const ADMIN = 'bench-admin-token-0123456789';
 /** Heartbeats/s sent by the devices already back during a reconnect herd. */
 const HERD_RATE = 1000;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function procStat(pid: number): { rssKb: number; cpuTicks: number } {
   try {

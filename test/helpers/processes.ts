@@ -1,29 +1,14 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort, packageRoot } from '../../src/demo/daemon.js';
 
 /** Real processes for end-to-end tests: the built `xcared`, `xcare-agent` and `xcarectl` (dist/). */
-function findRoot(from: string): string {
-  let dir = from;
-  // From test/helpers (vitest) or dist/test/helpers (benchmarks): the folder with package.json.
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-export const ROOT = findRoot(import.meta.dirname);
+// From test/helpers (vitest) or dist/test/helpers (benchmarks): the folder with package.json.
+export const ROOT = packageRoot(import.meta.dirname);
+export { freePort };
 const run = promisify(execFile);
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface RunningProcess {
   proc: ChildProcess;
