@@ -4,6 +4,11 @@ import type { Config } from './config/schema.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './log.js';
 import { openDatabase, StoreHealth, StoreMonitor, type Database } from './db/database.js';
+import { PgSyncDatabase } from './db/pg/pg-sync.js';
+import { pgPool, type PgPool } from './db/pg/pg-database.js';
+import type { StoreEngine } from './db/store-engine.js';
+import { PgLeaseStore } from './cluster/lease-store.js';
+import { redactUrl } from '../broker/external/external-broker.js';
 import { XcareError } from './errors.js';
 import { createMetricsRegistry, createIngestMetrics } from './metrics/metrics.js';
 import { DeviceRegistry } from './registry/device-registry.js';
@@ -83,6 +88,8 @@ interface Component {
  */
 export class App {
   readonly db: Database;
+  /** PostgreSQL only: the pool of the async owners (customers, tokens, sessions, audit, the lease). */
+  private readonly pool?: PgPool;
   readonly metrics: Registry;
   readonly registry: DeviceRegistry;
   readonly broker: DeviceTransport;
@@ -123,14 +130,17 @@ export class App {
     this.metrics = deps.metrics ?? createMetricsRegistry();
     this.adminToken = resolveAdminToken(config.adminToken, dataDir, log);
     const dbFile = join(dataDir, 'xcare.db');
-    this.db = openStore(dbFile);
+    // The store engine, chosen once (STYLE.md): SQLite under the data dir, or PostgreSQL (store.url, issue 13).
+    // On PostgreSQL the synchronous owners run over PgSyncDatabase and the async ones over a pool of their own.
+    const storeUrl = config.store.url;
+    this.db = storeUrl ? openPgStore(storeUrl) : openStore(dbFile);
+    this.pool = storeUrl ? pgPool(storeUrl) : undefined;
+    const engine: StoreEngine = this.pool ? { kind: 'postgres', pool: this.pool } : { kind: 'sqlite', db: this.db };
     // Issue 8, fault 3: a store that does not take writes is visible (/readyz, metric, error log), never silent.
     this.storeHealth = new StoreHealth(() => clock.now());
     this.storeMonitor = new StoreMonitor({ db: this.db, clock, log: log.child({ module: 'store' }), health: this.storeHealth, metrics: this.metrics });
-    // The store engine, chosen once (STYLE.md): SQLite until every owner has its PostgreSQL implementation
-    // (store.url is refused at start until then; README "At scale").
     const owners = ownerStores(
-      { kind: 'sqlite', db: this.db },
+      engine,
       // Cluster: another instance's customer edit reaches this one's tickets within renewS, like the registry.
       { clock, sessionTtlS: config.console.sessionTtlS, ...(config.cluster.enabled ? { customersFollowMs: config.cluster.renewS * 1000 } : {}) },
     );
@@ -272,7 +282,7 @@ export class App {
       flushIntervalMs: config.ingest.flushIntervalMs,
       maxBatch: config.ingest.maxBatch,
       refreshMs: config.ingest.refreshMs,
-      workerFile: dbFile,
+      worker: storeUrl ? { url: storeUrl } : { file: dbFile },
     });
     // A cluster's evaluator and scheduler hear every device through the leader's liveness feed (below), not
     // through this instance's share of the traffic. A single daemon's share is all of it.
@@ -419,7 +429,12 @@ export class App {
         name: 'store',
         // The customers' in-memory view (success engineers) is loaded before the tickets that ask it start.
         start: async () => (this.storeMonitor.start(), await this.customers.start()),
-        stop: () => (this.storeMonitor.stop(), this.customers.stop(), void this.db.close()),
+        stop: async () => {
+          this.storeMonitor.stop();
+          this.customers.stop();
+          this.db.close();
+          await this.pool?.end().catch(() => undefined);
+        },
       },
       { name: 'registry', start: () => this.registry.start(), stop: () => this.registry.stop() },
       { name: 'tickets', start: () => this.tickets.start(), stop: () => this.tickets.stop() },
@@ -460,6 +475,7 @@ export class App {
       config: config.cluster,
       instanceId: instanceIdOf(config),
       db: this.db,
+      ...(this.pool ? { store: new PgLeaseStore(this.pool, { own: false }) } : {}),
       clock: this.deps.clock,
       log,
       metrics: this.metrics,
@@ -573,6 +589,16 @@ export class App {
 }
 
 /** openDatabase, with the file and SQLite's reason in the error (issue 10: "unable to open database file" named neither). */
+/** The PostgreSQL store (`store.url`): connects and applies pending migrations, or throws STORE_OPEN naming the cause. */
+function openPgStore(url: string): Database {
+  try {
+    return new PgSyncDatabase(url);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    throw new XcareError('STORE_OPEN', `cannot open the PostgreSQL store ${redactUrl(url)}: ${e.message}${e.code ? ` (${e.code})` : ''}`, 500, { cause: err });
+  }
+}
+
 function openStore(file: string): Database {
   try {
     return openDatabase(file);

@@ -18,7 +18,8 @@ helpdesk delivery, patch rollouts and the HTTP API.
 Options:
   -c, --config FILE   YAML configuration (see config.example.yaml); without it, built-in defaults
       --backup FILE   write an online backup of the database (<dataDir>/xcare.db) to FILE and
-                      exit; safe while the daemon runs (README "Upgrade and backup")
+                      exit; safe while the daemon runs (README "Upgrade and backup"); SQLite only:
+                      with store.url (PostgreSQL) use pg_dump
       --check         validate the configuration, open every file it names, check the
                       data dir is writable, and exit (0 ok, 2 naming each bad key)
   -h, --help          show this help
@@ -72,6 +73,13 @@ async function main(): Promise<number> {
     return 0;
   }
   if (args.backup !== undefined) {
+    if (config.store.url) {
+      // Issue 13: the PostgreSQL store is backed up with PostgreSQL's own tools, which also cover a cluster.
+      process.stderr.write(
+        'xcared: --backup copies the embedded SQLite store; this configuration uses PostgreSQL (store.url): back it up with pg_dump (README "Upgrade and backup")\n',
+      );
+      return 2;
+    }
     const source = join(resolve(config.dataDir), 'xcare.db');
     try {
       const { totalPages } = await backupDatabase(source, resolve(args.backup));

@@ -1,33 +1,99 @@
 import type { Clock, TimerHandle } from '../clock.js';
-import type { Database } from '../db/database.js';
+import type { Database, Statement } from '../db/database.js';
 import type { Logger } from '../log.js';
 
+/** One `events` row as a tail reader sees it. */
+export interface TailRow {
+  id: number;
+  kind: string;
+  device_id: string | null;
+  data: string | null;
+}
+
+/** How long an id skipped by the feed is waited for (ms): far beyond any transaction (statement timeout 5 s). */
+const GAP_WAIT_MS = 60_000;
+/** At most this many skipped ids are waited for at once; a larger jump is ids burned by rollbacks. */
+const MAX_GAPS = 10_000;
+const PAGE = 10_000;
+
 /**
- * The loop shared by the cluster's readers of the `events` change feed (RegistryFollower, SecurityRelay): the
- * feed's ids only grow, so a reader starts after the newest row at `start()` and runs `pass` every `intervalMs`
- * on the injected clock until `stop()`. A pass that throws is logged (`failure` names it) and the next one runs
- * on time: a broken pass must not stop the follow-up for good.
+ * The loop shared by the cluster's readers of the `events` change feed (RegistryFollower, SecurityRelay): a
+ * reader starts after the newest row at `start()` and runs `pass` every `intervalMs` on the injected clock
+ * until `stop()`. A pass that throws is logged (`failure` names it) and the next one runs on time.
+ *
+ * Ids are handed out at INSERT but become visible at COMMIT, so on PostgreSQL two instances writing events
+ * at once can commit id 11 before id 10: a reader that moved past 11 would never see 10 (on SQLite writers
+ * are serialised and this cannot happen). `read()` therefore remembers every id it skipped and asks for
+ * them again on each pass for GAP_WAIT_MS (an id burned by a rolled-back transaction never appears and is
+ * forgotten then), so each row of `kinds` is returned exactly once, whatever the commit order.
  */
 export class EventsTail {
   private timer: TimerHandle | undefined;
   private stopped = true;
+  private last = 0;
+  /** Skipped ids and when (monotonic ms) they were first skipped. */
+  private readonly gaps = new Map<number, number>();
+  private readonly kinds: ReadonlySet<string>;
+  private readonly fresh: Statement;
 
   constructor(
-    private readonly deps: { db: Database; clock: Clock; log: Logger; intervalMs: number; failure: string; pass(): void },
-  ) {}
+    private readonly deps: {
+      db: Database;
+      clock: Clock;
+      log: Logger;
+      intervalMs: number;
+      failure: string;
+      /** The event kinds `read()` returns. */
+      kinds: readonly string[];
+      pass(): void;
+    },
+  ) {
+    this.kinds = new Set(deps.kinds);
+    this.fresh = deps.db.prepare(`SELECT id, kind, device_id, data FROM events WHERE id > ? ORDER BY id LIMIT ${PAGE}`);
+  }
 
-  /** Starts the periodic passes; returns the id of the newest `events` row now (0 when empty): read after it. */
-  start(): number {
-    const newest = (this.deps.db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
+  /** Starts the periodic passes after the newest `events` row now: only later rows are read. */
+  start(): void {
+    this.last = (this.deps.db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
+    this.gaps.clear();
     this.stopped = false;
     this.schedule();
-    return newest;
   }
 
   stop(): void {
     this.stopped = true;
     this.deps.clock.clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /** Every row of `kinds` committed since the last read (late commits of skipped ids included), in id order. */
+  read(): TailRow[] {
+    const out: TailRow[] = [];
+    const now = this.deps.clock.monotonicNow();
+    if (this.gaps.size > 0) {
+      const wanted = [...this.gaps.keys()];
+      for (let i = 0; i < wanted.length; i += 500) {
+        const chunk = wanted.slice(i, i + 500);
+        const rows = this.deps.db
+          .prepare(`SELECT id, kind, device_id, data FROM events WHERE id IN (${chunk.map(() => '?').join(', ')})`)
+          .all(...chunk) as TailRow[];
+        for (const r of rows) {
+          this.gaps.delete(r.id);
+          if (this.kinds.has(r.kind)) out.push(r);
+        }
+      }
+      for (const [id, since] of this.gaps) if (now - since >= GAP_WAIT_MS) this.gaps.delete(id);
+    }
+    for (;;) {
+      const rows = this.fresh.all(this.last) as TailRow[];
+      for (const r of rows) {
+        for (let m = this.last + 1; m < r.id && this.gaps.size < MAX_GAPS; m++) this.gaps.set(m, now);
+        this.last = r.id;
+        if (this.kinds.has(r.kind)) out.push(r);
+      }
+      if (rows.length < PAGE) break;
+    }
+    return out.sort((a, b) => a.id - b.id);
   }
 
   private schedule(): void {

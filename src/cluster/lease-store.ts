@@ -94,7 +94,11 @@ export class SqliteLeaseStore implements LeaseStore {
 
 /** The lease on PostgreSQL (or a compatible distributed SQL database). */
 export class PgLeaseStore implements LeaseStore {
-  constructor(private readonly pool: PgPool) {}
+  /** `own: false`: the pool is the app's (shared with other owners) and outlives this store. */
+  constructor(
+    private readonly pool: PgPool,
+    private readonly options: { own?: boolean } = {},
+  ) {}
 
   async acquire(name: string, holder: string, now: number, ttlMs: number): Promise<Lease> {
     const res = await this.pool.query<LeaseRow>(ACQUIRE, [name, holder, now + ttlMs, now]);
@@ -112,6 +116,6 @@ export class PgLeaseStore implements LeaseStore {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    if (this.options.own !== false) await this.pool.end();
   }
 }

@@ -24,24 +24,19 @@ export interface RegistryFollowerDeps {
 /**
  * Cluster mode: each instance keeps its registry in memory (O(1) CONNECT auth, ingest, evaluator), so a
  * device provisioned, revoked or renewed through another instance must reach it. The `events` log is the
- * change feed: its ids only grow, so polling `id > last` every `intervalMs` sees each change once, on
- * every engine, without relying on the instances' clocks agreeing.
+ * change feed, read by EventsTail every `intervalMs`: each change once, on every engine (late commits
+ * included), without relying on the instances' clocks agreeing.
  */
 export class RegistryFollower {
-  private last = 0;
   private readonly tail: EventsTail;
-  private readonly poll;
 
   constructor(private readonly deps: RegistryFollowerDeps) {
-    this.tail = new EventsTail({ ...deps, failure: 'registry follow-up failed', pass: () => this.sync() });
-    this.poll = deps.db.prepare(
-      `SELECT id, device_id FROM events WHERE id > ? AND kind IN (${REGISTRY_KINDS.map((k) => `'${k}'`).join(', ')}) AND device_id IS NOT NULL ORDER BY id LIMIT 10000`,
-    );
+    this.tail = new EventsTail({ ...deps, failure: 'registry follow-up failed', kinds: REGISTRY_KINDS, pass: () => this.sync() });
   }
 
   /** Call before the registry loads: a change committed between the two is then re-read, never missed. */
   start(): void {
-    this.last = this.tail.start();
+    this.tail.start();
   }
 
   stop(): void {
@@ -50,12 +45,8 @@ export class RegistryFollower {
 
   /** One pass: reload every device with a registry event since the last pass. Returns how many. */
   sync(): number {
-    const rows = this.poll.all(this.last) as { id: number; device_id: string }[];
     const ids = new Set<string>();
-    for (const r of rows) {
-      ids.add(r.device_id);
-      this.last = r.id;
-    }
+    for (const r of this.tail.read()) if (r.device_id !== null) ids.add(r.device_id);
     for (const id of ids) {
       try {
         this.deps.reload(id);

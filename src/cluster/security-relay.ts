@@ -50,19 +50,16 @@ interface Pending {
 export class SecurityRelay {
   private pending = new Map<string, Pending>();
   private dropped = 0;
-  private last = 0;
   private readonly tail: EventsTail;
-  private readonly poll;
   private readonly insert;
 
   constructor(private readonly deps: SecurityRelayDeps) {
-    this.tail = new EventsTail({ ...deps, failure: 'security signal relay failed', pass: () => this.sync() });
-    this.poll = deps.db.prepare(`SELECT id, device_id, data FROM events WHERE id > ? AND kind = '${SECURITY_SIGNAL_EVENT}' ORDER BY id LIMIT 10000`);
+    this.tail = new EventsTail({ ...deps, failure: 'security signal relay failed', kinds: [SECURITY_SIGNAL_EVENT], pass: () => this.sync() });
     this.insert = deps.db.prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, '${SECURITY_SIGNAL_EVENT}', ?)`);
   }
 
   start(): void {
-    this.last = this.tail.start();
+    this.tail.start();
   }
 
   /** Stop, writing what is still buffered (a follower's signals are not lost to a clean stop). */
@@ -119,11 +116,7 @@ export class SecurityRelay {
 
   /** A follower moves past every row: when it leads one day, older rows were its predecessor's to judge. */
   private skip(): void {
-    for (;;) {
-      const rows = this.poll.all(this.last) as { id: number }[];
-      if (rows.length === 0) return;
-      this.last = rows[rows.length - 1]!.id;
-    }
+    this.tail.read();
   }
 
   private replay(): void {
@@ -133,10 +126,8 @@ export class SecurityRelay {
       for (let i = 0; i < p.count; i++) this.deps.deliver(signal);
     }
     this.pending.clear();
-    const rows = this.poll.all(this.last) as { id: number; device_id: string | null; data: string }[];
-    for (const row of rows) {
-      this.last = row.id;
-      const signal = parseRow(row.device_id, row.data);
+    for (const row of this.tail.read()) {
+      const signal = parseRow(row.device_id, row.data ?? '');
       if (!signal) {
         this.deps.log.warn({ eventId: row.id }, 'malformed security_signal event ignored');
         continue;

@@ -1,4 +1,4 @@
-import type { Statement } from 'better-sqlite3';
+import type { Statement } from '../db/database.js';
 import type { Database } from '../db/database.js';
 
 /** A device's liveness as the leader last stored it. `at`: wall ms of that state's start, null when unknown. */

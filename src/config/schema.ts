@@ -256,15 +256,6 @@ export const configSchema = z.strictObject({
     if (c.webhook.url && !c.webhook.secret) {
       ctx.addIssue({ code: 'custom', path: ['webhook', 'secret'], message: 'required when webhook.url is set (deliveries are signed)' });
     }
-    if (c.store.url) {
-      // Issue 13: never a half-wired mode that silently keeps some state in SQLite (README "At scale").
-      ctx.addIssue({
-        code: 'custom',
-        path: ['store', 'url'],
-        message:
-          'PostgreSQL is not supported yet for the whole store: only the schema, the cluster lease, customers, API tokens, console sessions and the audit log are ported; devices, device state, tickets, outbox, patches and rollouts are SQLite-only, so xcared refuses to start rather than keep part of its state in SQLite',
-      });
-    }
     if (c.cluster.enabled && !c.mqtt.broker.url) {
       ctx.addIssue({ code: 'custom', path: ['cluster', 'enabled'], message: 'needs mqtt.broker.url (several daemons share one external broker)' });
     }

@@ -6,13 +6,43 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import { migrations, type Migration } from './migrations/index.js';
 
-export type Database = BetterSqlite3.Database;
+/** The embedded engine's connection (better-sqlite3). */
+export type SqliteDatabase = BetterSqlite3.Database;
+
+/** What `Statement.run` returns: rows changed; `lastInsertRowid` only on SQLite (portable code writes RETURNING). */
+export interface RunResult {
+  changes: number;
+  lastInsertRowid: number | bigint;
+}
+
+/** A prepared statement: `?` or `@name` parameters (better-sqlite3's binding rules). */
+export interface Statement {
+  /** Whether the statement returns rows (a SELECT, or anything with RETURNING). */
+  readonly reader: boolean;
+  run(...params: unknown[]): RunResult;
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+}
+
+/**
+ * The synchronous store every state owner writes to: better-sqlite3 (the embedded default) or
+ * `PgSyncDatabase` (src/db/pg/pg-sync.ts, `store.url`). SQL written against it must run on both: portable SQL
+ * only (README "At scale", PostgreSQL). Transactions are synchronous functions, nested ones savepoints.
+ */
+export interface Database {
+  readonly open: boolean;
+  readonly inTransaction: boolean;
+  prepare(sql: string): Statement;
+  exec(sql: string): unknown;
+  transaction<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
+  close(): unknown;
+}
 
 /**
  * Open the SQLite store: WAL (readers never block the writer), a busy timeout, foreign keys,
  * and every pending versioned migration applied in one transaction each.
  */
-export function openDatabase(file: string, list: readonly Migration[] = migrations): Database {
+export function openDatabase(file: string, list: readonly Migration[] = migrations): SqliteDatabase {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const db = new BetterSqlite3(file);
   db.pragma('journal_mode = WAL');
@@ -24,7 +54,7 @@ export function openDatabase(file: string, list: readonly Migration[] = migratio
   return db;
 }
 
-export function migrate(db: Database, list: readonly Migration[]): void {
+export function migrate(db: SqliteDatabase, list: readonly Migration[]): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
   const applied = new Set(
     (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
@@ -48,8 +78,11 @@ export function schemaVersion(db: Database): number {
   return row.v ?? 0;
 }
 
-/** Why writes to the store fail, by SQLite result code (the reason /readyz names). */
-export const STORE_FAULT_REASONS = ['read_only', 'disk_full', 'locked', 'io_error', 'closed', 'other'] as const;
+/**
+ * Why writes to the store fail (the reason /readyz names), by SQLite result code or PostgreSQL SQLSTATE:
+ * `unreachable` is PostgreSQL only (connection refused, lost, or the server shutting down).
+ */
+export const STORE_FAULT_REASONS = ['read_only', 'disk_full', 'locked', 'io_error', 'unreachable', 'closed', 'other'] as const;
 export type StoreFaultReason = (typeof STORE_FAULT_REASONS)[number];
 /** The components that report store faults (`StoreHealth.failed(source, ...)`): the probe, the evaluator, the tickets. */
 const STORE_WRITERS = ['probe', 'health', 'tickets'] as const;
@@ -57,6 +90,13 @@ const STORE_WRITERS = ['probe', 'health', 'tickets'] as const;
 export function storeFaultReason(err: unknown): StoreFaultReason {
   const code = String((err as { code?: unknown })?.code ?? '');
   const message = String((err as { message?: unknown })?.message ?? '');
+  // PostgreSQL: read_only_sql_transaction (a standby, or default_transaction_read_only), disk_full, lock and
+  // statement timeouts, deadlocks and serialization failures, then the connection classes.
+  if (code === '25006') return 'read_only';
+  if (code === '53100') return 'disk_full';
+  if (code === '55P03' || code === '57014' || code === '40P01' || code === '40001') return 'locked';
+  if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return 'unreachable';
+  if (code === '58030') return 'io_error';
   if (code.startsWith('SQLITE_READONLY') || /readonly|read-only/i.test(message)) return 'read_only';
   if (code.startsWith('SQLITE_FULL') || /disk is full|database or disk is full/i.test(message)) return 'disk_full';
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED') || /database is locked/i.test(message)) return 'locked';

@@ -1,5 +1,4 @@
-import type BetterSqlite3 from 'better-sqlite3';
-import type { Database } from '../db/database.js';
+import type { Database, Statement } from '../db/database.js';
 import type { Clock } from '../clock.js';
 import { ValidationError } from '../errors.js';
 
@@ -41,13 +40,13 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
  */
 export class Outbox {
   private readonly listeners = new Set<() => void>();
-  private insert?: BetterSqlite3.Statement<unknown[]>;
+  private insert?: Statement;
   constructor(private readonly deps: { db: Database; clock: Clock }) {}
 
   /** Insert one event; must be called inside a db.transaction of the change it reports. */
   enqueue(ticketId: number, eventType: string, payload: unknown, idempotencyKey: string): void {
     const now = this.deps.clock.now();
-    this.insert ??= this.deps.db.prepare<unknown[]>(
+    this.insert ??= this.deps.db.prepare(
       `INSERT INTO outbox (ticket_id, event_type, payload, idempotency_key, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)`,
     );
     this.insert.run(ticketId, eventType, JSON.stringify(payload), idempotencyKey, now, now);

@@ -1,5 +1,4 @@
-import type { Statement } from 'better-sqlite3';
-import type { Database } from '../db/database.js';
+import type { Database, Statement } from '../db/database.js';
 
 /**
  * One device's coalesced state update, as plain data so it can cross to a worker thread:

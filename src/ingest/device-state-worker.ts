@@ -1,18 +1,18 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';
 import { DeviceStateRowWriter, type StateRow } from './device-state-rows.js';
+import type { Database } from '../db/database.js';
+import { PgSyncDatabase } from '../db/pg/pg-sync.js';
 
 /**
- * Worker thread that owns a second SQLite connection for the heartbeat state writes, so the
+ * Worker thread that owns a second store connection (SQLite, or PostgreSQL through its own PgSyncDatabase) for the heartbeat state writes, so the
  * event loop that acknowledges MQTT packets never waits on SQLite. WAL lets it write beside the
  * main connection; each message is one small transaction. Messages: { rows } to write, { close } to
  * finish and exit after everything before it is written.
  */
-const { file, chunkRows } = workerData as { file: string; chunkRows: number };
-const db = new BetterSqlite3(file);
-db.pragma('journal_mode = WAL');
-db.pragma('synchronous = NORMAL');
-db.pragma('busy_timeout = 5000');
+const { file, url, chunkRows } = workerData as { file?: string; url?: string; chunkRows: number };
+// PostgreSQL (store.url): this thread waits on its own connection's answers, never the daemon's event loop.
+const db: Database = url ? new PgSyncDatabase(url) : sqlite(file!);
 const writer = new DeviceStateRowWriter(db);
 
 parentPort!.on('message', (msg: { rows?: StateRow[]; close?: boolean }) => {
@@ -32,3 +32,11 @@ parentPort!.on('message', (msg: { rows?: StateRow[]; close?: boolean }) => {
     parentPort!.close();
   }
 });
+
+function sqlite(path: string): Database {
+  const conn = new BetterSqlite3(path);
+  conn.pragma('journal_mode = WAL');
+  conn.pragma('synchronous = NORMAL');
+  conn.pragma('busy_timeout = 5000');
+  return conn;
+}

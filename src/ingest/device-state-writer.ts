@@ -83,11 +83,11 @@ export interface DeviceStateWriterDeps {
    */
   refreshMs?: number;
   /**
-   * Write from a worker thread with its own connection to this database file (production), so
-   * SQLite never blocks the event loop that acknowledges packets. Without it, writes are chunked
-   * in-process (tests, `:memory:`).
+   * Write from a worker thread with its own connection (production): to this SQLite file, or to this
+   * PostgreSQL URL (`store.url`), so the store never blocks the event loop that acknowledges packets.
+   * Without it, writes are chunked in-process (tests, `:memory:`).
    */
-  workerFile?: string;
+  worker?: { file: string } | { url: string };
 }
 
 /**
@@ -112,8 +112,8 @@ export class DeviceStateWriter {
   start(): void {
     const workerScript = fileURLToPath(new URL('./device-state-worker.js', import.meta.url));
     // Under a TypeScript test runner only the .ts source exists: write in-process there.
-    if (this.deps.workerFile && existsSync(workerScript)) {
-      this.worker = new Worker(workerScript, { workerData: { file: this.deps.workerFile, chunkRows: this.deps.chunkRows ?? 250 } });
+    if (this.deps.worker && existsSync(workerScript)) {
+      this.worker = new Worker(workerScript, { workerData: { ...this.deps.worker, chunkRows: this.deps.chunkRows ?? 250 } });
       this.worker.on('message', (msg: { error?: string; rows?: number }) => {
         if (msg.error) this.deps.log.error({ err: { message: msg.error }, devices: msg.rows }, 'device state write failed');
       });

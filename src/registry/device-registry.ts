@@ -5,7 +5,7 @@ import { ConflictError, NotFoundError, ValidationError, isUniqueViolation } from
 import type { DeviceRecord, DeviceDirectory } from './types.js';
 import type { DeviceInput } from './device-input.js';
 import { randomBytes } from 'node:crypto';
-import type { Statement } from 'better-sqlite3';
+import type { Statement } from '../db/database.js';
 import {
   generateToken,
   hashTokenHmac,

@@ -1,4 +1,4 @@
-import type { Statement } from 'better-sqlite3';
+import type { Statement } from '../db/database.js';
 import type { Database } from '../db/database.js';
 import type { Clock } from '../clock.js';
 import { ConflictError, ValidationError } from '../errors.js';

@@ -1,5 +1,4 @@
-import type BetterSqlite3 from 'better-sqlite3';
-import type { Database } from '../db/database.js';
+import type { Database, Statement } from '../db/database.js';
 import { COLUMNS, toParams, type Ticket, type TicketEventType } from './ticket-model.js';
 
 /** The part of the outbox the ticket service writes to (inside its own transactions). */
@@ -10,12 +9,12 @@ export interface OutboxWriter {
 
 /** Prepared statements, compiled once per SQL text (a fleet-wide outage attaches thousands of tickets at once). */
 export class Statements {
-  private readonly cache = new Map<string, BetterSqlite3.Statement<unknown[]>>();
+  private readonly cache = new Map<string, Statement>();
   constructor(readonly db: Database) {}
-  prepare(sql: string): BetterSqlite3.Statement<unknown[]> {
+  prepare(sql: string): Statement {
     let stmt = this.cache.get(sql);
     if (!stmt) {
-      stmt = this.db.prepare<unknown[]>(sql);
+      stmt = this.db.prepare(sql);
       this.cache.set(sql, stmt);
     }
     return stmt;
@@ -48,10 +47,11 @@ export class WorkingSet {
 
   insert(t: Omit<Ticket, 'id'>): Ticket {
     const params = toParams(t);
-    const result = this.db
-      .prepare(`INSERT INTO tickets (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')})`)
-      .run(params);
-    const ticket = { ...t, id: Number(result.lastInsertRowid) } as Ticket;
+    // RETURNING, not lastInsertRowid: portable to PostgreSQL (src/db/pg/pg-sync.ts).
+    const row = this.db
+      .prepare(`INSERT INTO tickets (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')}) RETURNING id`)
+      .get(params) as { id: number };
+    const ticket = { ...t, id: Number(row.id) } as Ticket;
     this.changed.set(ticket.id, ticket);
     return ticket;
   }
@@ -66,10 +66,10 @@ export class WorkingSet {
   event(t: Ticket, type: TicketEventType, data: Record<string, unknown> = {}): void {
     const actor = this.actor;
     if (actor !== undefined) data = { ...data, actor };
-    const result = this.db
-      .prepare('INSERT INTO ticket_events (ticket_id, ts, type, data) VALUES (?, ?, ?, ?)')
-      .run(t.id, this.now, type, JSON.stringify(data));
-    const eventId = Number(result.lastInsertRowid);
+    const row = this.db
+      .prepare('INSERT INTO ticket_events (ticket_id, ts, type, data) VALUES (?, ?, ?, ?) RETURNING id')
+      .get(t.id, this.now, type, JSON.stringify(data)) as { id: number };
+    const eventId = Number(row.id);
     const ts = new Date(this.now).toISOString();
     this.outbox.enqueue(t.id, type, { event: { id: eventId, type, ts, data }, ticket: this.view(t) }, `xcare-ticket-${t.id}-event-${eventId}`);
     this.events++;

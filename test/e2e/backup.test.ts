@@ -5,12 +5,14 @@ import { promisify } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { ROOT, ctl, startDaemon, type Daemon } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { E2E_ON_POSTGRES } from '../helpers/store-engines.js';
+import { existsSync } from 'node:fs';
 
 const run = promisify(execFile);
 
-async function xcared(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function xcared(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/xcared.js'), ...args], { timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/xcared.js'), ...args], { timeout: 60_000, env: { ...process.env, ...env } });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -19,7 +21,7 @@ async function xcared(args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 /** README "Upgrade and backup": `xcared --backup FILE` copies the live database with SQLite's online backup API. */
-describe('xcared --backup', () => {
+describe.skipIf(E2E_ON_POSTGRES)('xcared --backup', () => {
   const dir = tempDir('xcare-backup-');
   let daemon: Daemon;
   beforeAll(async () => {
@@ -56,5 +58,20 @@ describe('xcared --backup', () => {
     const again = await xcared(['--config', daemon.configFile, '--backup', target]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain(`${target} exists`);
+  });
+});
+
+describe('xcared --backup on PostgreSQL', () => {
+  it('exits 2 pointing to pg_dump, and writes nothing', async () => {
+    const dir = tempDir('xcare-backup-pg-');
+    try {
+      const target = join(dir.path, 'copy.db');
+      const r = await xcared(['--backup', target], { XCARE_DATA_DIR: join(dir.path, 'data'), XCARE_DATABASE_URL: 'postgres://xcare@127.0.0.1:1/none' });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/PostgreSQL \(store\.url\): back it up with pg_dump/);
+      expect(existsSync(target)).toBe(false);
+    } finally {
+      dir.cleanup();
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
-import BetterSqlite3 from 'better-sqlite3';
+import { queryDaemonStore, storeWriteLock } from '../helpers/store-engines.js';
 import { startDaemon, startAgent, eventually, type Daemon, type RunningProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { SimDevice } from '../helpers/sim-device.js';
@@ -96,14 +96,15 @@ describe('end to end: detection you can trust (issue 8)', () => {
     expect(t.kind).toBe('gateway_loss');
   }, 90_000);
 
-  it('fault 3: a second connection holds BEGIN IMMEDIATE past the busy timeout while a gateway dies: /readyz 503 names it, then the ticket opens', async () => {
+  it('fault 3: a second connection holds the write lock (BEGIN IMMEDIATE, or LOCK TABLE on PostgreSQL) past the busy timeout while a gateway dies: /readyz 503 names it, then the ticket opens', async () => {
     const { daemon } = await daemonWithHelpdesk('health: { missedHeartbeats: 3 }');
     const ids = ['gw-a', 'gw-b'];
     const devices = simFleet(daemon, await provision(daemon, ids.map((id) => ({ id, type: 'gateway', customer: 'acme' }))), 1);
     await eventually(async () => (await onlineCount(daemon)) === 2, 30_000, 'devices online');
-    const other = new BetterSqlite3(join(daemon.dataDir, 'xcare.db'));
-    cleanups.push(() => other.open && other.close());
-    other.exec('BEGIN IMMEDIATE');
+    // Another session takes the write lock: SQLite's BEGIN IMMEDIATE, or on PostgreSQL an EXCLUSIVE lock on the
+    // tables a tick writes (reads still pass), held past the daemon's busy / lock timeout.
+    const other = await storeWriteLock(daemon.dataDir, ['events', 'device_state']);
+    cleanups.push(() => other.release());
     devices.get('gw-a')!.kill();
     // The daemon waits out its 5 s busy timeout per write; between ticks it answers 503 with the reason.
     const notReady = await eventually(async () => {
@@ -113,16 +114,14 @@ describe('end to end: detection you can trust (issue 8)', () => {
     expect(notReady.body.reasons?.join('\n')).toMatch(/store locked/);
     expect(await (await fetch(`${daemon.url}/metrics`)).text()).toMatch(/fleet_store_healthy 0/);
     await sleep(12_000); // several ticks fail while locked
-    other.exec('COMMIT');
-    other.close();
+    await other.release();
     const ticket = await eventually(async () => (await allTickets(daemon)).find((t) => t.subject === 'gw-a'), 30_000, 'gw-a ticket after the release');
     expect(ticket.kind).toBe('gateway_loss');
     await eventually(async () => (await readyz(daemon)).status === 200, 30_000, '/readyz 200 again');
-    const db = new BetterSqlite3(join(daemon.dataDir, 'xcare.db'), { readonly: true });
-    const lost = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-a' AND kind = 'lost'`).get() as { n: number };
-    const offline = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-a' AND kind = 'offline'`).get() as { n: number };
-    const row = db.prepare(`SELECT online FROM device_state WHERE device_id = 'gw-a'`).get() as { online: number };
-    db.close();
+    const q = async (sql: string) => (await queryDaemonStore<Record<string, number>>(daemon.dataDir, sql))[0]!;
+    const lost = await q(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-a' AND kind = 'lost'`);
+    const offline = await q(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'gw-a' AND kind = 'offline'`);
+    const row = await q(`SELECT online FROM device_state WHERE device_id = 'gw-a'`);
     expect({ lost: lost.n, offline: offline.n, online: row.online }).toEqual({ lost: 1, offline: 1, online: 0 });
     expect(daemon.output()).toMatch(/store fault: writes fail/);
     expect(daemon.output()).toMatch(/store writes succeed again/);
@@ -142,10 +141,8 @@ describe('end to end: detection you can trust (issue 8)', () => {
     await eventually(async () => (await onlineCount(handle.daemon)) === 40, 60_000, 'the herd back');
     await sleep(4000);
     expect(await allTickets(handle.daemon)).toEqual([]);
-    const db = new BetterSqlite3(join(handle.daemon.dataDir, 'xcare.db'), { readonly: true });
-    const lost = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE kind = 'lost'`).get() as { n: number };
-    db.close();
-    expect(lost.n).toBe(0);
+    const [lost] = await queryDaemonStore<{ n: number }>(handle.daemon.dataDir, `SELECT COUNT(*) AS n FROM events WHERE kind = 'lost'`);
+    expect(lost!.n).toBe(0);
   }, 150_000);
 
   it('a gateway lost before kill -9 of the daemon keeps its loss time: two more lost after the restart open no major_outage', async () => {
@@ -189,10 +186,8 @@ describe('end to end: detection you can trust (issue 8)', () => {
     const kept = (await api<Detail>(handle.daemon, '/api/v1/devices/g1')).health.lostSince!;
     expect(Math.abs(kept - lostSince!)).toBeLessThanOrEqual(5);
     expect(helpdesk.deliveries.filter((d) => d.event.includes('opened')).map((d) => d.ticket?.kind)).not.toContain('major_outage');
-    const db = new BetterSqlite3(join(handle.daemon.dataDir, 'xcare.db'), { readonly: true });
-    const lost = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE device_id = 'g1' AND kind = 'lost'`).get() as { n: number };
-    db.close();
-    expect(lost.n).toBe(1);
+    const [lost] = await queryDaemonStore<{ n: number }>(handle.daemon.dataDir, `SELECT COUNT(*) AS n FROM events WHERE device_id = 'g1' AND kind = 'lost'`);
+    expect(lost!.n).toBe(1);
   }, 180_000);
 
   it('fault 6: a gateway agent killed (Last Will) and its sensor agent frozen: the gateway ticket reaches the helpdesk, no sensor ticket before it', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Database } from '../../src/db/database.js';
+import type { Database, SqliteDatabase } from '../../src/db/database.js';
 
 /**
  * A sha256 over every row of every table, in a stable order: "nothing stored changed" is
@@ -11,7 +11,9 @@ export function dbDigest(db: Database, excludeIds: readonly string[] = []): stri
 }
 
 /** The digest per table, to name what changed when dbDigest differs. */
-export function tableDigests(db: Database, excludeIds: readonly string[] = []): Record<string, string> {
+export function tableDigests(store: Database, excludeIds: readonly string[] = []): Record<string, string> {
+  // The fuzzers run on the embedded SQLite store (the catalogue and raw rows below are SQLite's).
+  const db = store as SqliteDatabase;
   const out: Record<string, string> = {};
   // Written by the daemon on its own schedule, whatever any peer does: the store's liveness probe.
   const own = new Set(['store_probe']);

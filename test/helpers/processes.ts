@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, packageRoot } from '../../src/demo/daemon.js';
+import { daemonStoreEnv } from './store-engines.js';
 
 /** Real processes for end-to-end tests: the built `xcared`, `xcare-agent` and `xcarectl` (dist/). */
 // From test/helpers (vitest) or dist/test/helpers (benchmarks): the folder with package.json.
@@ -62,7 +63,11 @@ export async function startDaemon(dataDir: string, extraYaml = '', ports?: { mqt
     configFile,
     `dataDir: ${dataDir}\nadminToken: ${adminToken}\nlog: { level: info }\nmqtt: { host: 127.0.0.1, port: ${mqttPort} }\nhttp: { host: 127.0.0.1, port: ${httpPort} }\n${extraYaml}`,
   );
-  const proc = spawn(process.execPath, [join(ROOT, 'bin/xcared.js'), '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
+  const storeEnv = await daemonStoreEnv(dataDir);
+  const proc = spawn(process.execPath, [join(ROOT, 'bin/xcared.js'), '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...storeEnv, ...env },
+  });
   const tracked = track(proc);
   const url = `http://127.0.0.1:${httpPort}`;
   const deadline = Date.now() + 20_000;

@@ -6,6 +6,7 @@ import { systemClock } from '../../src/clock.js';
 import { silentLogger } from '../../src/log.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { ctl } from '../helpers/processes.js';
+import type { SqliteDatabase } from '../../src/db/database.js';
 
 /**
  * The wired daemon in-process (real SQLite, real HTTP) for issue 8's customers resource and store-fault readiness,
@@ -120,8 +121,8 @@ describe('customers and store readiness through the daemon API', () => {
   });
 
   it('/readyz answers 503 naming a full store, and 200 again once there is room', async () => {
-    const pages = app.db.pragma('page_count', { simple: true }) as number;
-    app.db.pragma(`max_page_count = ${pages}`);
+    const pages = (app.db as SqliteDatabase).pragma('page_count', { simple: true }) as number;
+    (app.db as SqliteDatabase).pragma(`max_page_count = ${pages}`);
     const fill = app.db.prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (0, NULL, 'filler', ?)`);
     for (const size of [500, 50, 0]) {
       try {
@@ -142,7 +143,7 @@ describe('customers and store readiness through the daemon API', () => {
     expect(((await res.json()) as { reasons: string[] }).reasons.join('\n')).toMatch(/store disk full/);
     expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/fleet_store_healthy 0/);
     app.db.exec(`DELETE FROM events WHERE kind = 'filler'`);
-    app.db.pragma('max_page_count = 1073741823');
+    (app.db as SqliteDatabase).pragma('max_page_count = 1073741823');
     expect((await call('POST', '/api/v1/tickets', { subject: 'fleet', classification: 'consultative', summary: 'room again?' })).status).toBe(201);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
   });

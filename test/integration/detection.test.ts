@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { ManualClock } from '../../src/clock.js';
 import { validateConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
-import { openDatabase, StoreHealth, StoreMonitor, type Database } from '../../src/db/database.js';
+import { openDatabase, StoreHealth, StoreMonitor, type Database, type SqliteDatabase } from '../../src/db/database.js';
 import { silentLogger } from '../../src/log.js';
 import { DeviceRegistry } from '../../src/registry/device-registry.js';
 import { fiscalYearEnd } from '../../src/subscriptions/fiscal-year.js';
@@ -49,7 +49,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) d.cleanup();
 });
 
-function harness(opts: { devices: Seed[]; config?: ConfigInput; db?: Database; clock?: ManualClock; file?: string; online?: string[]; intervals?: Record<string, number> }) {
+function harness(opts: { devices: Seed[]; config?: ConfigInput; db?: SqliteDatabase; clock?: ManualClock; file?: string; online?: string[]; intervals?: Record<string, number> }) {
   const tmp = tempDir('xcare-detect-');
   dirs.push(tmp);
   const config = validateConfig({ health: { tickMs: 100 }, ...opts.config });

@@ -8,10 +8,16 @@ export type PgPool = pg.Pool;
  * daemons starting together do not both apply one: the version row is inserted first, inside the
  * migration's transaction, and the loser's INSERT fails on the primary key and rolls back.
  */
-export async function openPg(url: string, list: readonly PgMigration[] = pgMigrations, options: { max?: number } = {}): Promise<PgPool> {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 4 });
-  // An idle client losing its server must not crash the daemon; the next query reconnects.
+/** A pool on `url` whose idle clients may lose their server without crashing the daemon (schema applied elsewhere). */
+export function pgPool(url: string, max = 4): PgPool {
+  const pool = new pg.Pool({ connectionString: url, max });
   pool.on('error', () => undefined);
+  return pool;
+}
+
+export async function openPg(url: string, list: readonly PgMigration[] = pgMigrations, options: { max?: number } = {}): Promise<PgPool> {
+  // An idle client losing its server must not crash the daemon; the next query reconnects.
+  const pool = pgPool(url, options.max);
   try {
     await migratePg(pool, list);
   } catch (err) {

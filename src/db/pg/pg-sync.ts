@@ -1,0 +1,324 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { Database, RunResult, Statement } from '../database.js';
+
+/**
+ * The synchronous store API of the daemon (`Database`, the subset of better-sqlite3 it uses: `prepare` with
+ * `run`/`get`/`all`, `transaction`, `exec`, `open`, `close`) over PostgreSQL (issue 13, item 2: `store.url`).
+ *
+ * Why synchronous: the daemon's state owners (registry, device state, tickets and outbox, patches, rollouts,
+ * integrity) commit each change before acting on it inside one synchronous step, e.g. a health tick writes
+ * its tickets and outbox rows in one transaction and publishes only after COMMIT. better-sqlite3 makes
+ * that step atomic with respect to the event loop; an async driver would let other work interleave
+ * inside it. So each statement goes to a worker thread that holds one PostgreSQL connection (`pg`), and
+ * this thread waits for the answer (Atomics.wait on a shared flag, then receiveMessageOnPort). The cost is
+ * one network round trip per statement on the daemon's thread: ~0.1-0.3 ms on loopback or a LAN (README
+ * "At scale" has the figures); a database far away makes every write that slow.
+ *
+ * Semantics kept from better-sqlite3: `?` and `@name` parameters (translated to `$N`), integers, BIGINT and
+ * NUMERIC as numbers, booleans as 1/0, row keys in the case the SQL wrote them (PostgreSQL folds unquoted
+ * aliases to lower case), nested transactions as savepoints, a transaction function may not return a
+ * promise. Not kept: `lastInsertRowid` (throws: write `RETURNING id`).
+ *
+ * Failures: every PostgreSQL error keeps its SQLSTATE as `code` (23505 unique, 23503 foreign key...); a
+ * database that is down fails each statement at once with 08001 while a reconnect runs in the background;
+ * a statement that takes longer than `statementTimeoutMs` (default 5 s) is cancelled (57014); a connection
+ * lost inside a transaction fails the rest of it, COMMIT included (08006), never half-applies it.
+ */
+export class PgSyncDatabase implements Database {
+  private readonly worker: Worker;
+  private readonly port: MessagePort;
+  private readonly flag: Int32Array;
+  private seq = 0;
+  private depth = 0;
+  private readonly waitMs: number;
+  open = true;
+
+  constructor(url: string, options: { statementTimeoutMs?: number; connectTimeoutMs?: number } = {}) {
+    const statementTimeoutMs = options.statementTimeoutMs ?? 5000;
+    const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    this.waitMs = Math.max(statementTimeoutMs, connectTimeoutMs) + 1000;
+    const signal = new SharedArrayBuffer(4);
+    this.flag = new Int32Array(signal);
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.worker = new Worker(workerScript(), {
+      workerData: { url, signal, port: port2, statementTimeoutMs, connectTimeoutMs },
+      transferList: [port2],
+    });
+    this.worker.unref();
+    // Connect and apply pending migrations (src/db/pg/pg-migrations.ts) before anything else runs.
+    this.call({ kind: 'open' }, connectTimeoutMs * 3 + 30_000);
+  }
+
+  get inTransaction(): boolean {
+    return this.depth > 0;
+  }
+
+  prepare(sql: string): Statement {
+    return new PgSyncStatement(this, sql);
+  }
+
+  exec(sql: string): this {
+    this.call({ kind: 'exec', sql });
+    return this;
+  }
+
+  transaction<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+    return (...args: A): R => {
+      const savepoint = this.depth > 0 ? `xcare_sp_${this.depth}` : null;
+      if (savepoint) this.call({ kind: 'exec', sql: `SAVEPOINT ${savepoint}` });
+      else this.call({ kind: 'begin' });
+      this.depth++;
+      let result: R;
+      try {
+        result = fn(...args);
+        if (result && typeof (result as { then?: unknown }).then === 'function') {
+          throw new TypeError('Transaction function cannot return a promise');
+        }
+      } catch (err) {
+        this.depth--;
+        try {
+          if (savepoint) this.call({ kind: 'exec', sql: `ROLLBACK TO SAVEPOINT ${savepoint}` });
+          else this.call({ kind: 'rollback' });
+        } catch {
+          // The original error says more; a lost connection has rolled back already.
+        }
+        throw err;
+      }
+      this.depth--;
+      if (savepoint) this.call({ kind: 'exec', sql: `RELEASE SAVEPOINT ${savepoint}` });
+      else this.call({ kind: 'commit' });
+      return result;
+    };
+  }
+
+  close(): this {
+    if (!this.open) return this;
+    try {
+      this.call({ kind: 'close' }, 5000);
+    } catch {
+      // Closing anyway.
+    }
+    this.open = false;
+    void this.worker.terminate();
+    this.port.close();
+    return this;
+  }
+
+  /** Sends one request and waits for its reply. Throws the worker's error with its SQLSTATE `code`. */
+  call(req: { kind: string; sql?: string; params?: unknown[] }, waitMs = this.waitMs): { rows?: Record<string, unknown>[]; changes?: number } {
+    if (!this.open) throw Object.assign(new TypeError('The database connection is not open'), { code: 'XCARE_STORE_CLOSED' });
+    const id = ++this.seq;
+    Atomics.store(this.flag, 0, 0);
+    this.port.postMessage({ ...req, id });
+    const deadline = performance.now() + waitMs;
+    for (;;) {
+      const reply = this.take(id);
+      if (reply) {
+        if (reply.error) throw Object.assign(new Error(String(reply.error.message)), reply.error);
+        return reply;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0 || Atomics.wait(this.flag, 0, 0, left) === 'timed-out') {
+        const late = this.take(id);
+        if (late) {
+          if (late.error) throw Object.assign(new Error(String(late.error.message)), late.error);
+          return late;
+        }
+        this.port.postMessage({ kind: 'reset' });
+        throw Object.assign(new Error(`PostgreSQL did not answer within ${waitMs} ms; the connection is reset`), { code: '57014' });
+      }
+    }
+  }
+
+  /** The reply to `id` if it is on the port; stale replies (of a request that timed out) are dropped. */
+  private take(id: number): Reply | undefined {
+    for (;;) {
+      const m = receiveMessageOnPort(this.port);
+      if (!m) {
+        Atomics.store(this.flag, 0, 0);
+        // A reply may have landed between the empty read and the reset of the flag.
+        const again = receiveMessageOnPort(this.port);
+        if (!again) return undefined;
+        if ((again.message as { id: number }).id === id) return again.message;
+        continue;
+      }
+      if ((m.message as { id: number }).id === id) return m.message;
+    }
+  }
+}
+
+interface Reply {
+  id: number;
+  rows?: Record<string, unknown>[];
+  changes?: number;
+  error?: Record<string, unknown>;
+}
+
+class PgSyncStatement implements Statement {
+  private readonly text: string;
+  private readonly names: string[];
+  private readonly positional: number;
+  private readonly keyCase: Map<string, string>;
+  readonly reader: boolean;
+
+  constructor(
+    private readonly db: PgSyncDatabase,
+    readonly source: string,
+  ) {
+    const t = translate(source);
+    this.text = t.text;
+    this.names = t.names;
+    this.positional = t.positional;
+    this.keyCase = t.keyCase;
+    this.reader = /^\s*(select|with|values)\b/i.test(source) || /\breturning\b/i.test(source);
+  }
+
+  run(...params: unknown[]): RunResult {
+    const { changes } = this.db.call({ kind: 'query', sql: this.text, params: this.bind(params) });
+    return {
+      changes: changes ?? 0,
+      get lastInsertRowid(): number {
+        throw new TypeError('lastInsertRowid is not available on PostgreSQL: write RETURNING id');
+      },
+    };
+  }
+
+  get(...params: unknown[]): unknown {
+    return this.rows(params)[0];
+  }
+
+  all(...params: unknown[]): unknown[] {
+    return this.rows(params);
+  }
+
+  private rows(params: unknown[]): Record<string, unknown>[] {
+    const { rows = [] } = this.db.call({ kind: 'query', sql: this.text, params: this.bind(params) });
+    for (const row of rows) {
+      for (const key of Object.keys(row)) {
+        const value = row[key];
+        if (value instanceof Uint8Array && !Buffer.isBuffer(value)) row[key] = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+        const original = this.keyCase.get(key);
+        if (original !== undefined) {
+          row[original] = row[key];
+          delete row[key];
+        }
+      }
+    }
+    return rows;
+  }
+
+  /** better-sqlite3's binding: positional values (or arrays of them) and at most one object of named values. */
+  private bind(args: unknown[]): unknown[] {
+    const positional: unknown[] = [];
+    let named: Record<string, unknown> | undefined;
+    for (const a of args) {
+      if (Array.isArray(a)) positional.push(...a);
+      else if (a !== null && typeof a === 'object' && !(a instanceof Uint8Array) && !(a instanceof Date)) named = a as Record<string, unknown>;
+      else positional.push(a);
+    }
+    if (positional.length !== this.positional) {
+      throw new RangeError(`Too ${positional.length < this.positional ? 'few' : 'many'} parameter values were provided`);
+    }
+    const values = positional.map(value);
+    for (const name of this.names) {
+      if (!named || !(name in named)) throw new RangeError(`Missing named parameter "${name}"`);
+      values.push(value(named[name]));
+    }
+    return values;
+  }
+}
+
+function value(v: unknown): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'boolean') throw new TypeError('SQLite3 can only bind numbers, strings, bigints, buffers, and null');
+  if (v === undefined) throw new RangeError('Missing parameter value');
+  return v;
+}
+
+/**
+ * `?` -> `$1..$n` in order, then each distinct `@name` -> the next `$k`; string literals, quoted
+ * identifiers and comments are left alone. `keyCase`: every identifier the SQL spells with capitals,
+ * by its lower-case form (the key PostgreSQL returns for an unquoted alias).
+ */
+export function translate(sql: string): { text: string; names: string[]; positional: number; keyCase: Map<string, string> } {
+  let out = '';
+  let positional = 0;
+  const names: string[] = [];
+  const keyCase = new Map<string, string>();
+  const named: { at: number; name: string }[] = [];
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    if (c === "'" || c === '"') {
+      const end = closing(sql, i, c);
+      out += sql.slice(i, end);
+      i = end;
+    } else if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      const stop = end < 0 ? sql.length : end;
+      out += sql.slice(i, stop);
+      i = stop;
+    } else if (c === '?') {
+      out += `$${++positional}`;
+      i++;
+    } else if (c === '@' && /[A-Za-z_]/.test(sql[i + 1] ?? '')) {
+      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(sql.slice(i + 1))!;
+      named.push({ at: out.length, name: m[0] });
+      out += '\u0000';
+      i += 1 + m[0].length;
+    } else if (/[A-Za-z_]/.test(c)) {
+      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(sql.slice(i))!;
+      if (m[0] !== m[0].toLowerCase()) keyCase.set(m[0].toLowerCase(), m[0]);
+      out += m[0];
+      i += m[0].length;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  // Keywords come back as column keys only as aliases; drop the ones that are SQL words, not names.
+  for (const k of [...keyCase.keys()]) if (SQL_WORDS.has(k)) keyCase.delete(k);
+  if (named.length) {
+    let text = '';
+    let last = 0;
+    for (const n of named) {
+      let index = names.indexOf(n.name);
+      if (index < 0) index = names.push(n.name) - 1;
+      text += out.slice(last, n.at) + `$${positional + index + 1}`;
+      last = n.at + 1;
+    }
+    out = text + out.slice(last);
+  }
+  return { text: out, names, positional, keyCase };
+}
+
+function closing(sql: string, start: number, quote: string): number {
+  let i = start + 1;
+  while (i < sql.length) {
+    if (sql[i] === quote) {
+      if (sql[i + 1] === quote) i += 2;
+      else return i + 1;
+    } else i++;
+  }
+  return sql.length;
+}
+
+const SQL_WORDS = new Set(
+  'select from where and or not null is in as on join left inner outer order by group having limit offset insert into values update set delete returning case when then else end distinct count sum min max avg coalesce exists union all asc desc conflict do nothing excluded like between with create table index primary key default'.split(
+    ' ',
+  ),
+);
+
+function workerScript(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const sibling = join(here, 'pg-sync-worker.js');
+  if (existsSync(sibling)) return sibling;
+  // Under a TypeScript test runner only the .ts source is here: the build (`npm test` runs tsc first) has the worker.
+  const built = join(here, '..', '..', '..', 'dist', 'src', 'db', 'pg', 'pg-sync-worker.js');
+  if (existsSync(built)) return built;
+  throw new Error(`the PostgreSQL worker is not built (${sibling}): run npm run build`);
+}
