@@ -8,11 +8,13 @@ import { PgSyncDatabase } from './db/pg/pg-sync.js';
 import { pgPool, type PgPool } from './db/pg/pg-database.js';
 import type { StoreEngine } from './db/store-engine.js';
 import { PgLeaseStore } from './cluster/lease-store.js';
+import { SoleInstance } from './cluster/sole-instance.js';
 import { redactUrl } from '../broker/external/external-broker.js';
 import { XcareError } from './errors.js';
 import { createMetricsRegistry, createIngestMetrics } from './metrics/metrics.js';
 import { DeviceRegistry } from './registry/device-registry.js';
-import { loadTokenKey } from './registry/device-token.js';
+import { KEY_FILE, loadTokenKey } from './registry/device-token.js';
+import { checkTokenKey } from './registry/token-key-check.js';
 import type { DeviceRecord } from './registry/types.js';
 import { DeviceStateWriter } from './ingest/device-state-writer.js';
 import { DeviceMessageIngest } from './ingest/device-message-ingest.js';
@@ -45,6 +47,7 @@ import { HealthEvaluator } from './health/health-evaluator.js';
 import { PatchService } from './patches/patch-service.js';
 import { PatchRepository } from './patches/patch-repository.js';
 import { ArtifactStore } from './patches/artifact-store.js';
+import { PgArtifactBlobs } from './patches/artifact-blobs.js';
 import { createPatchMetrics } from './patches/patch-metrics.js';
 import { registerPatchRoutes } from './http/routes/patches.js';
 import { RolloutScheduler } from './rollouts/rollout-scheduler.js';
@@ -156,12 +159,15 @@ export class App {
         })
       : undefined;
 
+    const tokenKey = loadTokenKey(dataDir, log);
+    // Before anything else is written: an instance with another key would refuse every device (issue 13).
+    checkTokenKey(this.db, tokenKey, join(dataDir, KEY_FILE));
     this.registry = new DeviceRegistry({
       db: this.db,
       clock,
       log: log.child({ module: 'registry' }),
       fiscalYearEnd,
-      tokenKey: loadTokenKey(dataDir, log),
+      tokenKey,
       authFailures: config.mqtt.authFailures,
       retiredTokenGraceMs: config.mqtt.retiredTokenGraceS * 1000,
       ...(this.external?.beforeIssue ? { beforeIssue: this.external.beforeIssue } : {}),
@@ -220,7 +226,7 @@ export class App {
 
     this.patches = new PatchService({
       repo: new PatchRepository({ db: this.db }),
-      artifacts: new ArtifactStore({ dir: join(dataDir, 'artifacts') }),
+      artifacts: new ArtifactStore({ dir: join(dataDir, 'artifacts'), ...(this.pool ? { blobs: new PgArtifactBlobs(this.pool) } : {}) }),
       clock,
       log: log.child({ module: 'patches' }),
       ...createPatchMetrics(this.metrics),
@@ -455,6 +461,26 @@ export class App {
       { name: 'http', start: () => this.http.start(), stop: () => this.http.stop() },
     );
     this.cluster = config.cluster.enabled ? this.clusterOf(config) : undefined;
+    if (this.pool && !this.cluster) this.components.splice(1, 0, this.soleInstance(config, this.pool));
+  }
+
+  /** PostgreSQL without cluster mode: this daemon must be the store's only one (src/cluster/sole-instance.ts). */
+  private soleInstance(config: Readonly<Config>, pool: PgPool): Component {
+    const log = this.deps.log.child({ module: 'store' });
+    const sole = new SoleInstance({
+      store: new PgLeaseStore(pool, { own: false }),
+      clock: this.deps.clock,
+      log,
+      instanceId: instanceIdOf(config),
+      leaseMs: config.cluster.leaseS * 1000,
+      renewMs: config.cluster.renewS * 1000,
+      onLost: (reason) => {
+        if (this.deps.onLeadershipLost) return this.deps.onLeadershipLost(reason);
+        log.fatal({ reason }, 'store lease lost: stopping so no second daemon works the same store (exit 3)');
+        void this.stop().finally(() => process.exit(3));
+      },
+    });
+    return { name: 'store-lease', start: () => sole.claim(), stop: () => sole.release() };
   }
 
   /**

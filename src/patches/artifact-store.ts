@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { HashingStream, type Digest } from '../../patches/artifact-hash.js';
 import { SHA256_HEX } from '../../patches/manifest.js';
+import type { ArtifactBlobs } from './artifact-blobs.js';
 
 export interface ReceivedArtifact extends Digest {
   tmpPath: string;
@@ -15,7 +16,31 @@ export interface ReceivedArtifact extends Digest {
  * fsynced, then renamed, so a crash never leaves a half file under a digest name.
  */
 export class ArtifactStore {
-  constructor(private readonly deps: { dir: string }) {}
+  private readonly fetching = new Map<string, Promise<boolean>>();
+
+  /** `blobs`: the store's copy (PostgreSQL), for instances whose data dir lacks a file (issue 13). */
+  constructor(private readonly deps: { dir: string; blobs?: ArtifactBlobs }) {}
+
+  /** Puts a committed artifact into the store's copy too (no-op without one); resolves once committed there. */
+  async share(sha256: string): Promise<void> {
+    await this.deps.blobs?.put(sha256, this.path(sha256));
+  }
+
+  /**
+   * Whether the artifact's file is here, fetching it from the store's copy when it is not (once per digest
+   * at a time: a hundred devices downloading at once cause one fetch). False when neither has it.
+   */
+  async ensure(sha256: string, size: number): Promise<boolean> {
+    if (this.has(sha256, size)) return true;
+    const blobs = this.deps.blobs;
+    if (!blobs) return false;
+    let p = this.fetching.get(sha256);
+    if (!p) {
+      p = blobs.fetch(sha256, size, this.path(sha256)).finally(() => this.fetching.delete(sha256));
+      this.fetching.set(sha256, p);
+    }
+    return p;
+  }
 
   private ensureDir(): void {
     mkdirSync(join(this.deps.dir, 'tmp'), { recursive: true });

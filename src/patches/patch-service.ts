@@ -175,6 +175,8 @@ export class PatchService {
       );
     }
     this.deps.artifacts.commit(received.tmpPath, received.sha256);
+    // In the store's copy before the patch row: an instance without the file can serve it once offered.
+    await this.deps.artifacts.share(received.sha256);
     if (existing) return { patch: this.view(existing), created: false };
     const row: PatchRow = {
       id: manifest.id,
@@ -417,11 +419,17 @@ export class PatchService {
     this.grace.onHeartbeat(deviceId, at);
   }
 
-  /** May this device download this patch's artifact? Only with an offer (issue 4 item 3). */
-  artifactFor(deviceId: string, patchId: string): { path: string; size: number } | undefined {
+  /**
+   * May this device download this patch's artifact? Only with an offer (issue 4 item 3). Resolves its file
+   * (fetched from the store's copy when this instance's data dir lacks it), or undefined.
+   */
+  async artifactFor(deviceId: string, patchId: string): Promise<{ path: string; size: number } | undefined> {
     if (!this.deps.repo.hasOffer(deviceId, patchId)) return undefined;
     const row = this.deps.repo.get(patchId);
     if (!row) return undefined;
+    if (!(await this.deps.artifacts.ensure(row.sha256, row.size))) {
+      throw new Error(`patch ${patchId}: artifact ${row.sha256} is neither in the data dir nor in the store`);
+    }
     return { path: this.deps.artifacts.path(row.sha256), size: row.size };
   }
 

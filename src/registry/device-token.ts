@@ -21,7 +21,8 @@ import type { Logger } from '../log.js';
 export type TokenKey = Buffer;
 
 const HMAC_PREFIX = 'hmac-sha256$';
-const KEY_FILE = 'device-token.key';
+/** The key file's name in the data dir (instances of one cluster on several hosts each need a copy). */
+export const KEY_FILE = 'device-token.key';
 const DIGEST_BYTES = 32;
 // Tokens are 32 characters; anything far longer is not one of ours and is not worth hashing.
 const MAX_TOKEN_CHARS = 1024;

@@ -6,6 +6,7 @@ import { customers } from './005-customers.js';
 import { rolloutPromises } from './006-rollout-promises.js';
 import { access } from './011-access.js';
 import { cluster } from './010-cluster.js';
+import { sharedStore } from './012-shared-store.js';
 
 export interface Migration {
   version: number;
@@ -14,4 +15,4 @@ export interface Migration {
 }
 
 /** Versioned migrations, applied in order at start. Never edit one that has shipped: add the next. */
-export const migrations: readonly Migration[] = [foundation, tickets, patches, rollouts, customers, rolloutPromises, cluster, access];
+export const migrations: readonly Migration[] = [foundation, tickets, patches, rollouts, customers, rolloutPromises, cluster, access, sharedStore];

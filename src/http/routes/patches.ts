@@ -141,7 +141,7 @@ export function registerPatchRoutes(router: Router, deps: PatchRouteDeps): void 
       sendJson(res, 401, { error: 'device authentication required', code: wireCode('UNAUTHORIZED') });
       return;
     }
-    const artifact = deps.patches.artifactFor(creds.id, params.id!);
+    const artifact = await deps.patches.artifactFor(creds.id, params.id!);
     if (!artifact) {
       sendJson(res, 403, { error: 'no offer of this patch to this device', code: wireCode('FORBIDDEN') });
       return;
