@@ -131,7 +131,6 @@ export class App {
     const { clock, log } = deps;
     const dataDir = resolve(config.dataDir);
     this.metrics = deps.metrics ?? createMetricsRegistry();
-    this.adminToken = resolveAdminToken(config.adminToken, dataDir, log);
     const dbFile = join(dataDir, 'xcare.db');
     // The store engine, chosen once (STYLE.md): SQLite under the data dir, or PostgreSQL (store.url, issue 13).
     // On PostgreSQL the synchronous owners run over PgSyncDatabase and the async ones over a pool of their own.
@@ -139,6 +138,8 @@ export class App {
     this.db = storeUrl ? openPgStore(storeUrl) : openStore(dbFile);
     this.pool = storeUrl ? pgPool(storeUrl) : undefined;
     const engine: StoreEngine = this.pool ? { kind: 'postgres', pool: this.pool } : { kind: 'sqlite', db: this.db };
+    // After the store opened: a start that fails there writes nothing into the data dir.
+    this.adminToken = resolveAdminToken(config.adminToken, dataDir, log);
     // Issue 8, fault 3: a store that does not take writes is visible (/readyz, metric, error log), never silent.
     this.storeHealth = new StoreHealth(() => clock.now());
     this.storeMonitor = new StoreMonitor({ db: this.db, clock, log: log.child({ module: 'store' }), health: this.storeHealth, metrics: this.metrics });

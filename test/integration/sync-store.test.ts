@@ -89,6 +89,37 @@ describe.each(syncEngines())('the synchronous store on $name', (engine) => {
     expect((db.prepare(`SELECT ts FROM events WHERE kind = 'tx' ORDER BY ts`).all() as { ts: number }[]).map((r) => r.ts)).toEqual([1, 2, 4, 6]);
   });
 
+  it('writes inside a transaction: read back inside it, counted, and hostile text and bytes stored as given', () => {
+    const hostile = `x'); DROP TABLE events; -- \\ \u00e9 $1 ? @p "q" \u{1F600}`;
+    const bytes = Buffer.from([0, 1, 0x27, 0x5c, 0xff]);
+    const changed = db.transaction(() => {
+      db.prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, 'w', ?)`).run(1, 'gw-1', hostile);
+      db.prepare(`INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, 'w', ?)`).run(2, 'gw-2', '{}');
+      // A read inside the transaction sees the writes before it.
+      expect((db.prepare(`SELECT COUNT(*) AS n FROM events WHERE kind = 'w'`).get() as { n: number }).n).toBe(2);
+      db.prepare(`INSERT INTO patches (id, version, manifest, signatures, sha256, size, created_at, expires_at) VALUES (?, '1.0.0', ?, '[]', ?, 5, 1, 2)`).run('p1', bytes, 'a'.repeat(64));
+      return db.prepare(`UPDATE events SET ts = ts + 10 WHERE kind = 'w'`).run().changes;
+    })();
+    expect(changed).toBe(2);
+    expect(db.prepare(`SELECT data FROM events WHERE device_id = 'gw-1'`).get()).toEqual({ data: hostile });
+    expect((db.prepare(`SELECT manifest FROM patches WHERE id = 'p1'`).get() as { manifest: Buffer }).manifest.equals(bytes)).toBe(true);
+    expect((db.prepare(`SELECT COUNT(*) AS n FROM events`).get() as { n: number }).n).toBe(2);
+  });
+
+  it('a write that fails inside a transaction fails all of it, whenever it is sent', () => {
+    db.prepare(`INSERT INTO store_probe (id, at) VALUES (1, 1)`).run();
+    expect(() =>
+      db.transaction(() => {
+        db.prepare(`INSERT INTO events (ts, kind) VALUES (1, 'doomed')`).run();
+        db.prepare(`INSERT INTO store_probe (id, at) VALUES (1, 2)`).run();
+        db.prepare(`INSERT INTO events (ts, kind) VALUES (2, 'doomed')`).run();
+      })(),
+    ).toThrow();
+    expect(db.prepare(`SELECT COUNT(*) AS n FROM events WHERE kind = 'doomed'`).get()).toEqual({ n: 0 });
+    expect(db.prepare(`SELECT at FROM store_probe WHERE id = 1`).get()).toEqual({ at: 1 });
+    expect(db.inTransaction).toBe(false);
+  });
+
   it('refuses a transaction function that returns a promise', () => {
     expect(() => db.transaction(() => Promise.resolve(1))()).toThrow(/promise/);
   });

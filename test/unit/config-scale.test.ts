@@ -1,6 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { applyEnv, validateConfig } from '../../src/config/load.js';
 import { ROOT } from '../helpers/processes.js';
 
@@ -42,17 +44,22 @@ describe('scale-out configuration', () => {
     expect(error(raw)).toContain(message);
   });
 
-  it('a PostgreSQL store is refused with what is and is not ported, not half-run on SQLite', () => {
-    expect(error({ store: { url: 'postgres://u:p@127.0.0.1/x' } })).toMatch(/store\.url: PostgreSQL is not supported yet.*only the schema, the cluster lease, customers, API tokens, console sessions and the audit log are ported; devices, device state, tickets, outbox, patches and rollouts are SQLite-only/);
+  it('a PostgreSQL store.url is accepted', () => {
+    expect(validateConfig({ store: { url: 'postgres://u:p@127.0.0.1/x' } }).store.url).toBe('postgres://u:p@127.0.0.1/x');
+    expect(validateConfig({ store: { url: 'postgresql://db.internal:5432/xcare?sslmode=require' } }).store.url).toMatch(/^postgresql:/);
   });
 
-  it('xcared with XCARE_DATABASE_URL exits 2 before touching anything', () => {
-    const r = spawnSync(process.execPath, [join(ROOT, 'bin/xcared.js'), '--check'], {
-      env: { ...process.env, XCARE_DATABASE_URL: 'postgres://xcare:xcare@127.0.0.1:5432/none', XCARE_DATA_DIR: '/nonexistent/never-created' },
+  it('xcared with an unreachable XCARE_DATABASE_URL fails to start naming the store, never its password, and writes nothing into the data dir', () => {
+    const dataDir = join(tmpdir(), `xcare-never-${process.pid}-${Date.now()}`);
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/xcared.js')], {
+      env: { ...process.env, XCARE_DATABASE_URL: 'postgres://xcare:secretpw@127.0.0.1:1/none', XCARE_DATA_DIR: dataDir },
       encoding: 'utf8',
-      timeout: 30_000,
+      timeout: 60_000,
     });
-    expect(r.status).toBe(2);
-    expect(r.stderr).toContain('store.url: PostgreSQL is not supported yet');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot open the PostgreSQL store postgres:\/\/xcare:\*\*\*@127\.0\.0\.1:1\/none: .*ECONNREFUSED/);
+    expect(r.stdout + r.stderr).not.toContain('secretpw');
+    // The data-dir lock may have made the directory; nothing is written into it.
+    expect(existsSync(dataDir) ? readdirSync(dataDir) : []).toEqual([]);
   });
 });

@@ -21,9 +21,11 @@ import { pgMigrations } from './pg-migrations.js';
  */
 interface Request {
   id?: number;
-  kind: 'open' | 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'reset' | 'close';
+  kind: 'open' | 'query' | 'exec' | 'begin' | 'commit' | 'rollback' | 'reset' | 'close' | 'flush';
   sql?: string;
   params?: unknown[];
+  /** Writes queued inside the transaction, run first as one multi-statement round trip. */
+  pending?: { sql: string; params: unknown[] }[];
 }
 
 const { url, signal, port, statementTimeoutMs, connectTimeoutMs } = workerData as {
@@ -109,8 +111,62 @@ function current(): pg.Client {
   return client;
 }
 
+/**
+ * The queued writes of a transaction in one round trip: one simple-protocol query of several statements, each
+ * with its parameters inlined as literals (pg's escapeLiteral for text, decode(hex) for bytea). Returns rows changed
+ * per statement. An error stops at the failing statement and aborts the transaction, like a single one.
+ */
+async function runPending(items: { sql: string; params: unknown[] }[]): Promise<number[]> {
+  const c = current();
+  const text = items.map((i) => inline(i.sql, i.params, c)).join(';\n');
+  const res = (await c.query(text)) as unknown as pg.QueryResult | pg.QueryResult[];
+  const list = Array.isArray(res) ? res : [res];
+  return list.map((r) => r.rowCount ?? 0);
+}
+
+/** `$N` -> the literal of params[N-1], outside quotes and comments (the SQL came from PgSyncStatement's translation). */
+function inline(sql: string, params: unknown[], c: pg.Client): string {
+  let out = '';
+  let i = 0;
+  while (i < sql.length) {
+    const ch = sql[i]!;
+    if (ch === "'" || ch === '"') {
+      let j = i + 1;
+      while (j < sql.length && !(sql[j] === ch && sql[j + 1] !== ch)) j += sql[j] === ch ? 2 : 1;
+      out += sql.slice(i, j + 1);
+      i = j + 1;
+    } else if (ch === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      const stop = end < 0 ? sql.length : end;
+      out += sql.slice(i, stop);
+      i = stop;
+    } else if (ch === '$' && /[0-9]/.test(sql[i + 1] ?? '')) {
+      const m = /^[0-9]+/.exec(sql.slice(i + 1))!;
+      out += literal(params[Number(m[0]) - 1], c);
+      i += 1 + m[0].length;
+    } else {
+      out += ch;
+      i++;
+    }
+  }
+  return out;
+}
+
+function literal(v: unknown, c: pg.Client): string {
+  if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'number') {
+    if (Number.isFinite(v)) return String(v);
+    return `'${Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity'}'::float8`;
+  }
+  if (typeof v === 'bigint') return v.toString();
+  if (v instanceof Uint8Array) return `decode('${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}', 'hex')`;
+  return c.escapeLiteral(String(v));
+}
+
 async function handle(req: Request): Promise<Record<string, unknown>> {
   switch (req.kind) {
+    case 'flush':
+      return {};
     case 'open': {
       await connect();
       const pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: connectTimeoutMs });
@@ -140,12 +196,9 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
       await client.query('COMMIT');
       return {};
     }
-    case 'rollback': {
-      const tx = txGeneration;
-      txGeneration = null;
-      if (tx === generation && client) await client.query('ROLLBACK');
+    case 'rollback':
+      await abandon();
       return {};
-    }
     case 'close':
       closed = true;
       await client?.end().catch(() => undefined);
@@ -154,6 +207,13 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
     default:
       return fail('XCARE', `unknown request ${String(req.kind)}`);
   }
+}
+
+/** Ends the current transaction, whatever state it is in (a lost connection has ended it already). */
+async function abandon(): Promise<void> {
+  const tx = txGeneration;
+  txGeneration = null;
+  if (tx === generation && client) await client.query('ROLLBACK').catch(() => undefined);
 }
 
 function errorOf(err: unknown): Record<string, unknown> {
@@ -175,10 +235,21 @@ port.on('message', (req: Request) => {
   }
   queue = queue.then(async () => {
     let reply: Record<string, unknown>;
+    let pendingChanges: number[] | undefined;
     try {
-      reply = { id: req.id, ...(await handle(req)) };
+      if (req.pending?.length) {
+        try {
+          pendingChanges = await runPending(req.pending);
+        } catch (err) {
+          // The COMMIT that carried them will not run: end the transaction here, or the connection stays in
+          // an aborted one and every later statement fails.
+          if (req.kind === 'commit') await abandon();
+          throw err;
+        }
+      }
+      reply = { id: req.id, pendingChanges, ...(await handle(req)) };
     } catch (err) {
-      reply = { id: req.id, error: errorOf(err) };
+      reply = { id: req.id, pendingChanges, error: errorOf(err) };
     }
     port.postMessage(reply);
     Atomics.store(flag, 0, 1);

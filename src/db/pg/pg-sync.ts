@@ -20,7 +20,10 @@ import type { Database, RunResult, Statement } from '../database.js';
  * Semantics kept from better-sqlite3: `?` and `@name` parameters (translated to `$N`), integers, BIGINT and
  * NUMERIC as numbers, booleans as 1/0, row keys in the case the SQL wrote them (PostgreSQL folds unquoted
  * aliases to lower case), nested transactions as savepoints, a transaction function may not return a
- * promise. Not kept: `lastInsertRowid` (throws: write `RETURNING id`).
+ * promise. Not kept: `lastInsertRowid` (throws: write `RETURNING id`). Writes inside a transaction are
+ * queued and sent together with its next read or its COMMIT (one round trip for a tick's hundreds of
+ * writes); so a failing write inside a transaction throws there, not at its `run()` (the transaction
+ * fails as a whole either way: PostgreSQL aborts it at the first error).
  *
  * Failures: every PostgreSQL error keeps its SQLSTATE as `code` (23505 unique, 23503 foreign key...); a
  * database that is down fails each statement at once with 08001 while a reconnect runs in the background;
@@ -33,6 +36,8 @@ export class PgSyncDatabase implements Database {
   private readonly flag: Int32Array;
   private seq = 0;
   private depth = 0;
+  /** Writes (`run`) inside a transaction not yet sent: they go with the next round trip. */
+  private pending: Deferred[] = [];
   private readonly waitMs: number;
   open = true;
 
@@ -50,7 +55,14 @@ export class PgSyncDatabase implements Database {
     });
     this.worker.unref();
     // Connect and apply pending migrations (src/db/pg/pg-migrations.ts) before anything else runs.
-    this.call({ kind: 'open' }, connectTimeoutMs * 3 + 30_000);
+    try {
+      this.call({ kind: 'open' }, connectTimeoutMs * 3 + 30_000);
+    } catch (err) {
+      this.open = false;
+      void this.worker.terminate();
+      this.port.close();
+      throw err;
+    }
   }
 
   get inTransaction(): boolean {
@@ -80,6 +92,8 @@ export class PgSyncDatabase implements Database {
         }
       } catch (err) {
         this.depth--;
+        // Queued writes since the savepoint (or the BEGIN) are undone anyway: not sent.
+        this.pending = [];
         try {
           if (savepoint) this.call({ kind: 'exec', sql: `ROLLBACK TO SAVEPOINT ${savepoint}` });
           else this.call({ kind: 'rollback' });
@@ -112,12 +126,15 @@ export class PgSyncDatabase implements Database {
   call(req: { kind: string; sql?: string; params?: unknown[] }, waitMs = this.waitMs): { rows?: Record<string, unknown>[]; changes?: number } {
     if (!this.open) throw Object.assign(new TypeError('The database connection is not open'), { code: 'XCARE_STORE_CLOSED' });
     const id = ++this.seq;
+    const pending = this.pending;
+    if (pending.length > 0) this.pending = [];
     Atomics.store(this.flag, 0, 0);
-    this.port.postMessage({ ...req, id });
+    this.port.postMessage({ ...req, id, ...(pending.length > 0 ? { pending: pending.map((p) => ({ sql: p.sql, params: p.params })) } : {}) });
     const deadline = performance.now() + waitMs;
     for (;;) {
       const reply = this.take(id);
       if (reply) {
+        reply.pendingChanges?.forEach((n, i) => (pending[i]!.changes = n));
         if (reply.error) throw Object.assign(new Error(String(reply.error.message)), reply.error);
         return reply;
       }
@@ -132,6 +149,29 @@ export class PgSyncDatabase implements Database {
         throw Object.assign(new Error(`PostgreSQL did not answer within ${waitMs} ms; the connection is reset`), { code: '57014' });
       }
     }
+  }
+
+  /**
+   * A write inside a transaction: queued and sent with the transaction's next round trip (a read, a savepoint,
+   * the COMMIT), all queued statements in one message. A statement that fails there fails the transaction, as
+   * any failed statement does on PostgreSQL. Reading `changes` sends the queue at once.
+   */
+  defer(sql: string, params: unknown[]): RunResult | undefined {
+    if (this.depth === 0) return undefined;
+    const item: Deferred = { sql, params, changes: undefined };
+    this.pending.push(item);
+    const flush = () => {
+      if (item.changes === undefined) this.call({ kind: 'flush' });
+      return item.changes ?? 0;
+    };
+    return {
+      get changes(): number {
+        return flush();
+      },
+      get lastInsertRowid(): number {
+        throw new TypeError('lastInsertRowid is not available on PostgreSQL: write RETURNING id');
+      },
+    };
   }
 
   /** The reply to `id` if it is on the port; stale replies (of a request that timed out) are dropped. */
@@ -151,8 +191,16 @@ export class PgSyncDatabase implements Database {
   }
 }
 
+interface Deferred {
+  sql: string;
+  params: unknown[];
+  /** Rows changed, once sent. */
+  changes: number | undefined;
+}
+
 interface Reply {
   id: number;
+  pendingChanges?: number[];
   rows?: Record<string, unknown>[];
   changes?: number;
   error?: Record<string, unknown>;
@@ -178,7 +226,10 @@ class PgSyncStatement implements Statement {
   }
 
   run(...params: unknown[]): RunResult {
-    const { changes } = this.db.call({ kind: 'query', sql: this.text, params: this.bind(params) });
+    const values = this.bind(params);
+    const deferred = this.db.defer(this.text, values);
+    if (deferred) return deferred;
+    const { changes } = this.db.call({ kind: 'query', sql: this.text, params: values });
     return {
       changes: changes ?? 0,
       get lastInsertRowid(): number {
