@@ -76,7 +76,12 @@ export class HealthStateWriter {
     const upsert = this.upsertState;
     const insert = this.insertEvent;
     if (!upsert || !insert) return;
-    for (const [id, s] of w.states) upsert.run(id, s.online, s.at, id);
+    // Ascending device id: the lock order the ingest writer uses too (no deadlock between them on PostgreSQL).
+    const ids = [...w.states.keys()].sort();
+    for (const id of ids) {
+      const s = w.states.get(id)!;
+      upsert.run(id, s.online, s.at, id);
+    }
     for (const e of w.events) insert.run(e.ts, e.deviceId, e.kind, e.data);
   }
 

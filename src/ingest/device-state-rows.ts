@@ -34,8 +34,12 @@ export class DeviceStateRowWriter {
   /** Throws on failure (e.g. a device deleted between receive and write); the caller logs. */
   write(rows: readonly StateRow[]): void {
     if (!this.db.open) return;
+    // Rows locked in ascending device id, as the health tick writes its states: on PostgreSQL two writers
+    // (this worker, the evaluator, other instances) then never wait on each other in a cycle (a deadlock).
+    // The sort is stable: a device's rows keep their order.
+    const ordered = [...rows].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     this.db.transaction(() => {
-      for (const row of rows) {
+      for (const row of ordered) {
         if (row.length === 2) this.upsertConnected.run(row[0], row[1]);
         else if (row.length === 4) this.updateLiveness.run(row[1], row[2], row[3], row[0]);
         else this.upsertHeartbeat.run(...row);

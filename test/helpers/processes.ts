@@ -19,15 +19,24 @@ export interface RunningProcess {
   kill9(): Promise<void>;
 }
 
-function track(proc: ChildProcess): RunningProcess {
+function track(proc: ChildProcess, name?: () => string | undefined): RunningProcess {
   let out = '';
+  let stopping = false;
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  proc.once('exit', (code, signal) => {
+    // A daemon that was up and died on its own: say why in the test log (a later assertion only sees ECONNREFUSED).
+    const what = name?.();
+    if (what && !stopping && signal !== 'SIGKILL') {
+      process.stderr.write(`\n*** ${what} exited on its own (code ${code}, signal ${signal}); its last output:\n${out.slice(-4000)}\n`);
+    }
+  });
   return {
     proc,
     output: () => out,
     async stop(timeoutMs = 10_000) {
+      stopping = true;
       if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
       proc.kill('SIGTERM');
       const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
@@ -36,6 +45,7 @@ function track(proc: ChildProcess): RunningProcess {
       return code;
     },
     async kill9() {
+      stopping = true;
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill('SIGKILL');
       await exited;
@@ -68,7 +78,8 @@ export async function startDaemon(dataDir: string, extraYaml = '', ports?: { mqt
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...storeEnv, ...env },
   });
-  const tracked = track(proc);
+  let ready = false;
+  const tracked = track(proc, () => (ready ? `xcared (${dataDir})` : undefined));
   const url = `http://127.0.0.1:${httpPort}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -81,6 +92,7 @@ export async function startDaemon(dataDir: string, extraYaml = '', ports?: { mqt
     if (Date.now() > deadline) throw new Error(`xcared not ready: ${tracked.output()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+  ready = true;
   return { ...tracked, url, mqttPort, httpPort, adminToken, dataDir, configFile };
 }
 
