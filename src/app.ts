@@ -254,8 +254,7 @@ export class App {
           const p = this.patches.find(id);
           return p && { id: p.id, version: p.version, types: p.appliesTo.types, appliesTo: p.appliesTo.software, expiresAt: p.expiresAt };
         },
-        recordOffer: (id, patchId, rolloutId, now, retry) =>
-          retry ? this.patches.recordRetry(id, patchId, rolloutId, now) : this.patches.recordOffer(id, patchId, rolloutId, now),
+        recordOffers: (items, patchId, rolloutId, now) => this.patches.recordOffers(items, patchId, rolloutId, now),
         offer: async (id, patchId, rolloutId) => {
           await this.patches.send(id, patchId, rolloutId);
         },

@@ -32,6 +32,9 @@ export interface OfferRecord {
   offered_at: number;
 }
 
+/** Devices per offer statement: 4 parameters each, far below either engine's limit on bound parameters. */
+const OFFER_CHUNK = 500;
+
 /** SQL for patches, device_patches and patch_offers (migration 003). Statements prepared once. */
 export class PatchRepository {
   private readonly stmts;
@@ -55,7 +58,11 @@ export class PatchRepository {
          ON CONFLICT (device_id, patch_id) DO UPDATE SET rollout_id = excluded.rollout_id, state = excluded.state,
            detail = excluded.detail, counted = excluded.counted, updated_at = excluded.updated_at`,
       ),
-      offer: db.prepare('INSERT INTO patch_offers (device_id, patch_id, rollout_id, offered_at) VALUES (?, ?, ?, ?) ON CONFLICT (device_id, patch_id) DO NOTHING'),
+      // Back to `offered` for a (new) try; `counted` (which final states were counted) is kept without a read.
+      markOffered: db.prepare(
+        `INSERT INTO device_patches (device_id, patch_id, rollout_id, state, detail, counted, updated_at) VALUES (?, ?, ?, 'offered', '', '', ?)
+         ON CONFLICT (device_id, patch_id) DO UPDATE SET rollout_id = excluded.rollout_id, state = 'offered', detail = '', updated_at = excluded.updated_at`,
+      ),
       hasOffer: db.prepare('SELECT 1 FROM patch_offers WHERE device_id = ? AND patch_id = ? LIMIT 1'),
       offerOf: db.prepare('SELECT * FROM patch_offers WHERE device_id = ? AND patch_id = ?'),
       offersOfPatch: db.prepare('SELECT * FROM patch_offers WHERE patch_id = ?'),
@@ -116,9 +123,29 @@ export class PatchRepository {
     this.stmts.upsert.run(row);
   }
 
-  /** Record the offer; false when this device was already offered this patch (by anyone), nothing written. */
-  recordOffer(deviceId: string, patchId: string, rolloutId: string | null, at: number): boolean {
-    return this.stmts.offer.run(deviceId, patchId, rolloutId, at).changes === 1;
+  /**
+   * Record offers of `patchId` to `deviceIds` (the one record per device and patch, issue 9 fault 6): one
+   * statement per OFFER_CHUNK devices, each `INSERT .. ON CONFLICT DO NOTHING RETURNING`, so a wave of 10,000
+   * costs 20 round trips on PostgreSQL, not 10,000. Returns the ids whose record is new; the others had one.
+   */
+  recordOffers(deviceIds: readonly string[], patchId: string, rolloutId: string | null, at: number): Set<string> {
+    const fresh = new Set<string>();
+    for (let i = 0; i < deviceIds.length; i += OFFER_CHUNK) {
+      const chunk = deviceIds.slice(i, i + OFFER_CHUNK);
+      const rows = this.deps.db
+        .prepare(
+          `INSERT INTO patch_offers (device_id, patch_id, rollout_id, offered_at) VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}
+           ON CONFLICT (device_id, patch_id) DO NOTHING RETURNING device_id`,
+        )
+        .all(chunk.flatMap((id) => [id, patchId, rolloutId, at])) as { device_id: string }[];
+      for (const r of rows) fresh.add(r.device_id);
+    }
+    return fresh;
+  }
+
+  /** The device's patch state back to `offered` (a first offer or a retry), keeping `counted`. */
+  markOffered(deviceId: string, patchId: string, rolloutId: string | null, at: number): void {
+    this.stmts.markOffered.run(deviceId, patchId, rolloutId, at);
   }
 
   offerOf(deviceId: string, patchId: string): OfferRecord | undefined {

@@ -20,13 +20,14 @@ export interface RolloutPorts {
   /** A published patch, or undefined. */
   patch(patchId: string): PublishedPatch | undefined;
   /**
-   * Record that this device is offered this patch: the ONE record of "offered" per device and patch, whoever
-   * offers (issue 9 fault 6). Called inside the scheduler's transaction, so the device's `offered` state and
-   * this record commit together, before anything is sent. Throws (ConflictError) when the device was already
-   * offered this patch and `retry` is false; with `retry` the existing record stands and the device's patch
-   * state is reset to `offered` for another try.
+   * Record that these devices are offered this patch: the ONE record of "offered" per device and patch,
+   * whoever offers (issue 9 fault 6). Called inside the scheduler's transaction, so each device's `offered`
+   * state and this record commit together, before anything is sent. Returns the error of each device that
+   * was already offered this patch while `retry` is false (nothing recorded for it); with `retry` the
+   * existing record stands and the device's patch state is reset to `offered` for another try. One call per
+   * wave: on PostgreSQL each statement is a round trip of the event loop.
    */
-  recordOffer(deviceId: string, patchId: string, rolloutId: string, now: number, retry: boolean): void;
+  recordOffers(items: readonly { deviceId: string; retry: boolean }[], patchId: string, rolloutId: string, now: number): ReadonlyMap<string, Error>;
   /**
    * Send the recorded PatchOffer (MQTT QoS 1) if the device can receive it now; otherwise it is sent when the
    * device's subscription is in place (PROTOCOL.md "Delivery of daemon -> device commands"). Rejects when the

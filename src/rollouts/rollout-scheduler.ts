@@ -540,16 +540,21 @@ export class RolloutScheduler {
     const sent: string[] = [];
     const rows: RolloutDeviceRow[] = [];
     this.store.transaction(() => {
+      const refused = this.deps.ports.recordOffers(
+        picked.map((id) => ({ deviceId: id, retry: r.devices.get(id)!.attempts > 0 })),
+        r.row.patchId,
+        r.row.id,
+        now,
+      );
       for (const id of picked) {
         const d = r.devices.get(id)!;
         let next: RolloutDeviceRow;
-        try {
-          this.deps.ports.recordOffer(id, r.row.patchId, r.row.id, now, d.attempts > 0);
+        const conflict = refused.get(id);
+        if (!conflict) {
           next = { ...d, state: 'offered', offeredAt: now, progressAt: now, attempts: d.attempts + 1, retryAt: null };
           sent.push(id);
-        } catch (err) {
-          if (!(err instanceof ConflictError)) throw err;
-          next = { ...d, state: 'excluded', detail: err.message };
+        } else {
+          next = { ...d, state: 'excluded', detail: conflict.message };
         }
         assertDeviceTransition(d.state, next.state, `device ${id} in ${r.row.id}`);
         this.store.updateDevice(r.row.id, next);

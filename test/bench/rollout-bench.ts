@@ -148,7 +148,7 @@ export async function runRolloutBench(): Promise<Record<string, number | string>
     eligibility: () => ({ eligible: true, reasons: [] }),
     softwareVersion: () => '2.3.1',
     sink: new RecordingSink(),
-    recordOffer: () => {},
+    recordOffers: () => new Map(),
     offeredDevices: () => new Map(),
     offer: (deviceId, patchId, rolloutId) => {
       const payload = Buffer.from(JSON.stringify({ rolloutId, manifest: manifest.toString('base64'), signature, url: `/patches/${patchId}/artifact` }));

@@ -71,6 +71,18 @@ export class RecordingPorts implements RolloutPorts {
   patch(id: string) {
     return this.patches.get(id);
   }
+  recordOffers(items: readonly { deviceId: string; retry: boolean }[], patchId: string, rolloutId: string, now: number): Map<string, Error> {
+    const refused = new Map<string, Error>();
+    for (const { deviceId, retry } of items) {
+      try {
+        this.recordOffer(deviceId, patchId, rolloutId, now, retry);
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err;
+        refused.set(deviceId, err);
+      }
+    }
+    return refused;
+  }
   recordOffer(deviceId: string, patchId: string, rolloutId: string | null, _now: number, retry: boolean): void {
     const key = `${deviceId}|${patchId}`;
     if (retry && this.records.has(key)) {
