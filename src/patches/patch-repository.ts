@@ -58,11 +58,6 @@ export class PatchRepository {
          ON CONFLICT (device_id, patch_id) DO UPDATE SET rollout_id = excluded.rollout_id, state = excluded.state,
            detail = excluded.detail, counted = excluded.counted, updated_at = excluded.updated_at`,
       ),
-      // Back to `offered` for a (new) try; `counted` (which final states were counted) is kept without a read.
-      markOffered: db.prepare(
-        `INSERT INTO device_patches (device_id, patch_id, rollout_id, state, detail, counted, updated_at) VALUES (?, ?, ?, 'offered', '', '', ?)
-         ON CONFLICT (device_id, patch_id) DO UPDATE SET rollout_id = excluded.rollout_id, state = 'offered', detail = '', updated_at = excluded.updated_at`,
-      ),
       hasOffer: db.prepare('SELECT 1 FROM patch_offers WHERE device_id = ? AND patch_id = ? LIMIT 1'),
       offerOf: db.prepare('SELECT * FROM patch_offers WHERE device_id = ? AND patch_id = ?'),
       offersOfPatch: db.prepare('SELECT * FROM patch_offers WHERE patch_id = ?'),
@@ -143,9 +138,18 @@ export class PatchRepository {
     return fresh;
   }
 
-  /** The device's patch state back to `offered` (a first offer or a retry), keeping `counted`. */
-  markOffered(deviceId: string, patchId: string, rolloutId: string | null, at: number): void {
-    this.stmts.markOffered.run(deviceId, patchId, rolloutId, at);
+  /** These devices' patch state back to `offered` (a first offer or a retry), keeping `counted`; OFFER_CHUNK per statement. */
+  markOffered(deviceIds: readonly string[], patchId: string, rolloutId: string | null, at: number): void {
+    for (let i = 0; i < deviceIds.length; i += OFFER_CHUNK) {
+      const chunk = deviceIds.slice(i, i + OFFER_CHUNK);
+      this.deps.db
+        .prepare(
+          `INSERT INTO device_patches (device_id, patch_id, rollout_id, state, detail, counted, updated_at)
+           VALUES ${chunk.map(() => `(?, ?, ?, 'offered', '', '', ?)`).join(', ')}
+           ON CONFLICT (device_id, patch_id) DO UPDATE SET rollout_id = excluded.rollout_id, state = 'offered', detail = '', updated_at = excluded.updated_at`,
+        )
+        .run(chunk.flatMap((id) => [id, patchId, rolloutId, at]));
+    }
   }
 
   offerOf(deviceId: string, patchId: string): OfferRecord | undefined {

@@ -304,15 +304,17 @@ export class PatchService {
       now,
     );
     const conflicts = new Map<string, ConflictError>();
+    const offered: string[] = [];
     for (const { deviceId, retry } of items) {
       if (!fresh.has(deviceId) && !retry) {
         const prior = this.deps.repo.offerOf(deviceId, patchId);
         conflicts.set(deviceId, new ConflictError(`device ${deviceId} was already offered ${patchId}${prior?.rollout_id ? ` by rollout ${prior.rollout_id}` : ' (manual offer)'}`));
         continue;
       }
-      this.deps.repo.markOffered(deviceId, patchId, rolloutId, now);
+      offered.push(deviceId);
       this.latest.delete(deviceId); // the stored state is 'offered' again
     }
+    this.deps.repo.markOffered(offered, patchId, rolloutId, now);
     return conflicts;
   }
 
