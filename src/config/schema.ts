@@ -227,7 +227,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 
-  /** `store.url`: PostgreSQL instead of SQLite under the data dir (README "At scale": what is ported). */
+  /** `store.url`: all state in PostgreSQL instead of SQLite under the data dir (README "At scale", PostgreSQL). */
   store: z
     .strictObject({
       url: z

@@ -8,8 +8,8 @@ import { PgAuditLog, SqliteAuditLog, type AuditLog } from '../audit/audit-log.js
 
 /**
  * Where the state lives (issue 13, item 2): SQLite under the data dir (the default), or PostgreSQL
- * (`store.url`). app.ts picks one, once; `store.url` is still refused at start (src/config/schema.ts)
- * because only the owners below have a PostgreSQL implementation so far (README "At scale").
+ * (`store.url`). app.ts picks one, once. The owners below are async with an implementation per engine;
+ * the synchronous owners run on either through the `Database` API (better-sqlite3, or PgSyncDatabase).
  */
 export type StoreEngine = { kind: 'sqlite'; db: Database } | { kind: 'postgres'; pool: PgPool };
 
