@@ -1,13 +1,12 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { ctl, eventually, startDaemon, type Daemon, type RunningProcess } from '../helpers/processes.js';
 import { startMosquitto, type RunningMosquitto } from '../helpers/mosquitto.js';
 import { keygen, buildSignPublish, provisionSampleAgent, registerSampleIntegrity } from '../helpers/sample-patch.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { toolsMissing } from '../helpers/system-tools.js';
-import { PG_URL } from '../helpers/store-engines.js';
+import { PG_URL, pgSchema } from '../helpers/store-engines.js';
 
 const missing = [...toolsMissing(['mosquitto', 'mosquitto_ctrl'], 'mosquitto')];
 if (!PG_URL) {
@@ -25,9 +24,8 @@ if (!PG_URL) {
  */
 describe.skipIf(missing.length > 0 || !PG_URL)('end to end: a cluster on two hosts (own data dirs, one PostgreSQL)', () => {
   const dir = tempDir('xcare-e2e-two-hosts-');
-  const schema = `two_hosts_${process.pid}_${Date.now()}`;
   let storeUrl: string;
-  let admin: pg.Client;
+  let dropSchema: (() => Promise<void>) | undefined;
   let broker: RunningMosquitto;
   let a: Daemon;
   let b: Daemon | undefined;
@@ -40,12 +38,9 @@ describe.skipIf(missing.length > 0 || !PG_URL)('end to end: a cluster on two hos
   const env = () => ({ XCARE_MQTT_BROKER_URL: broker.daemonUrl, XCARE_DATABASE_URL: storeUrl });
 
   beforeAll(async () => {
-    admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    const u = new URL(PG_URL!);
-    u.searchParams.set('options', `-c search_path=${schema}`);
-    storeUrl = u.toString();
+    const schema = await pgSchema('two_hosts');
+    storeUrl = schema.url;
+    dropSchema = schema.drop;
     keys = await keygen(join(dir.path, 'keys'));
     broker = await startMosquitto(join(dir.path, 'mosquitto'));
     a = await startDaemon(dirA, yaml('ha'), undefined, env());
@@ -57,8 +52,7 @@ describe.skipIf(missing.length > 0 || !PG_URL)('end to end: a cluster on two hos
     await b?.stop();
     await a?.stop();
     await broker?.stop();
-    await admin?.query(`DROP SCHEMA ${schema} CASCADE`).catch(() => undefined);
-    await admin?.end();
+    await dropSchema?.();
     dir.cleanup();
   });
 

@@ -1,11 +1,10 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { join } from 'node:path';
-import pg from 'pg';
 import { startDaemon, eventually, type Daemon } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { SimDevice } from '../helpers/sim-device.js';
 import { allTickets, api, provision, readyz } from '../helpers/detection-fixtures.js';
-import { PG_URL } from '../helpers/store-engines.js';
+import { PG_URL, pgSchema } from '../helpers/store-engines.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 if (!PG_URL) {
@@ -21,8 +20,7 @@ if (!PG_URL) {
  */
 describe.skipIf(!PG_URL)('end to end: PostgreSQL unreachable for a while', () => {
   const dir = tempDir('xcare-e2e-pg-outage-');
-  const schema = `outage_${process.pid}_${Date.now()}`;
-  let admin: pg.Client;
+  let dropSchema: (() => Promise<void>) | undefined;
   let proxy: TcpProxy;
   let daemon: Daemon | undefined;
   const devices: SimDevice[] = [];
@@ -31,21 +29,17 @@ describe.skipIf(!PG_URL)('end to end: PostgreSQL unreachable for a while', () =>
     await Promise.all(devices.map((d) => d.stop()));
     await daemon?.stop();
     await proxy?.close();
-    await admin?.query(`DROP SCHEMA ${schema} CASCADE`).catch(() => undefined);
-    await admin?.end();
+    await dropSchema?.();
     dir.cleanup();
   });
 
   it('no daemon exit, no false ticket, /readyz names it, and the loss judged during the outage is ticketed once afterwards', async () => {
-    admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    const target = new URL(PG_URL!);
-    proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-    const url = new URL(PG_URL!);
+    const schema = await pgSchema('outage');
+    dropSchema = schema.drop;
+    const url = new URL(schema.url);
+    proxy = await startTcpProxy(url.hostname, Number(url.port || 5432));
     url.hostname = '127.0.0.1';
     url.port = String(proxy.port);
-    url.searchParams.set('options', `-c search_path=${schema}`);
     // A short lease: the outage below outlasts it, which must not stop a daemon that is the store's only one.
     daemon = await startDaemon(join(dir.path, 'data'), 'health: { missedHeartbeats: 3 }\ncluster: { leaseS: 4, renewS: 1 }\n', undefined, {
       XCARE_DATABASE_URL: url.toString(),

@@ -22,40 +22,59 @@ export const PG_URL = process.env.XCARE_TEST_DATABASE_URL;
 
 let schemaSeq = 0;
 
-export function engines<T>(make: { sqlite(db: Database): T; postgres(pool: PgPool): T }): EngineHandle<T>[] {
-  const list: EngineHandle<T>[] = [
-    {
-      name: 'sqlite',
-      async open() {
-        const dir = tempDir('xcare-store-');
-        const db = openDatabase(join(dir.path, 'xcare.db'));
-        return {
-          store: make.sqlite(db),
-          async close() {
-            db.close();
-            dir.cleanup();
-          },
-        };
-      },
+/**
+ * A schema of its own on the test PostgreSQL (`XCARE_TEST_DATABASE_URL`): `url` connects with its search_path,
+ * `drop()` removes it with everything in it. Suites running in parallel never see each other's rows.
+ */
+export async function pgSchema(prefix = 't'): Promise<{ schema: string; url: string; drop(): Promise<void> }> {
+  if (!PG_URL) throw new Error('pgSchema needs XCARE_TEST_DATABASE_URL');
+  const schema = `${prefix}_${process.pid}_${Date.now()}_${schemaSeq++}`;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const url = new URL(PG_URL);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  return {
+    schema,
+    url: url.toString(),
+    async drop() {
+      await admin.query(`DROP SCHEMA ${schema} CASCADE`).catch(() => undefined);
+      await admin.end();
     },
-  ];
+  };
+}
+
+/** The SQLite half of every engine list: a real file in a temp dir. */
+function sqliteHandle<T>(make: (db: Database) => T): EngineHandle<T> {
+  return {
+    name: 'sqlite',
+    async open() {
+      const dir = tempDir('xcare-store-');
+      const db = openDatabase(join(dir.path, 'xcare.db'));
+      return {
+        store: make(db),
+        async close() {
+          db.close();
+          dir.cleanup();
+        },
+      };
+    },
+  };
+}
+
+export function engines<T>(make: { sqlite(db: Database): T; postgres(pool: PgPool): T }): EngineHandle<T>[] {
+  const list: EngineHandle<T>[] = [sqliteHandle(make.sqlite)];
   if (PG_URL) {
     list.push({
       name: 'postgres',
       async open() {
-        const schema = `t_${process.pid}_${Date.now()}_${schemaSeq++}`;
-        const admin = new pg.Client({ connectionString: PG_URL });
-        await admin.connect();
-        await admin.query(`CREATE SCHEMA ${schema}`);
-        const url = new URL(PG_URL);
-        url.searchParams.set('options', `-c search_path=${schema}`);
-        const pool = await openPg(url.toString());
+        const { url, drop } = await pgSchema('t');
+        const pool = await openPg(url);
         return {
           store: make.postgres(pool),
           async close() {
             await pool.end().catch(() => undefined);
-            await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-            await admin.end();
+            await drop();
           },
         };
       },
@@ -72,39 +91,18 @@ export function engines<T>(make: { sqlite(db: Database): T; postgres(pool: PgPoo
  * PostgreSQL URL of that schema (for a second connection), or undefined on SQLite.
  */
 export function syncEngines(): EngineHandle<{ db: Database; url?: string }>[] {
-  const list: EngineHandle<{ db: Database; url?: string }>[] = [
-    {
-      name: 'sqlite',
-      async open() {
-        const dir = tempDir('xcare-store-');
-        const db = openDatabase(join(dir.path, 'xcare.db'));
-        return {
-          store: { db },
-          async close() {
-            db.close();
-            dir.cleanup();
-          },
-        };
-      },
-    },
-  ];
+  const list: EngineHandle<{ db: Database; url?: string }>[] = [sqliteHandle((db) => ({ db }))];
   if (PG_URL) {
     list.push({
       name: 'postgres',
       async open() {
-        const schema = `s_${process.pid}_${Date.now()}_${schemaSeq++}`;
-        const admin = new pg.Client({ connectionString: PG_URL });
-        await admin.connect();
-        await admin.query(`CREATE SCHEMA ${schema}`);
-        const url = new URL(PG_URL);
-        url.searchParams.set('options', `-c search_path=${schema}`);
-        const db = new PgSyncDatabase(url.toString());
+        const { url, drop } = await pgSchema('s');
+        const db = new PgSyncDatabase(url);
         return {
-          store: { db, url: url.toString() },
+          store: { db, url },
           async close() {
             db.close();
-            await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-            await admin.end();
+            await drop();
           },
         };
       },

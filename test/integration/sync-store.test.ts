@@ -6,7 +6,7 @@ import { fromStorageError } from '../../src/errors.js';
 import { EventsTail } from '../../src/cluster/events-tail.js';
 import { ManualClock } from '../../src/clock.js';
 import { silentLogger } from '../../src/log.js';
-import { PG_URL, syncEngines } from '../helpers/store-engines.js';
+import { PG_URL, pgSchema, syncEngines } from '../helpers/store-engines.js';
 
 /**
  * The synchronous store API the state owners write to (registry, device state, tickets and outbox, patches,
@@ -176,22 +176,14 @@ describe.each(syncEngines())('the synchronous store on $name', (engine) => {
 
 describe.skipIf(!PG_URL)('PgSyncDatabase: PostgreSQL failing under it', () => {
   let db: PgSyncDatabase;
-  let admin: pg.Client;
-  let schema: string;
   let url: string;
+  let drop: () => Promise<void>;
   beforeEach(async () => {
-    schema = `f_${process.pid}_${Date.now()}`;
-    admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    const u = new URL(PG_URL!);
-    u.searchParams.set('options', `-c search_path=${schema}`);
-    url = u.toString();
+    ({ url, drop } = await pgSchema('f'));
   });
   afterEach(async () => {
     db?.close();
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-    await admin.end();
+    await drop();
   });
 
   it('a connection lost inside a transaction fails the rest of it and stores none of it; the next statement reconnects', async () => {
