@@ -237,7 +237,9 @@ function spawnDaemon(configFile: string, logFile: string, storeUrl?: string): Ch
   const env = { ...process.env };
   delete env.XCARE_DATABASE_URL;
   if (storeUrl) env.XCARE_DATABASE_URL = storeUrl;
-  const p = spawn(process.execPath, ['--max-semi-space-size=64', join(root, 'dist/src/main.js'), '--config', configFile], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), as for the ingest bench's targets.
+  const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const p = spawn(process.execPath, ['--max-semi-space-size=64', ...extra, join(root, 'dist/src/main.js'), '--config', configFile], { stdio: ['ignore', 'pipe', 'inherit'], env });
   p.stdout!.pipe(createWriteStream(logFile, { flags: 'a' }));
   return p;
 }
