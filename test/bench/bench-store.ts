@@ -131,6 +131,8 @@ function localPorts(pid: number): Set<number> {
  */
 export class PgBackendCpu {
   private readonly seen = new Map<number, { first: number; last: number }>();
+  /** Backend pid -> whether it serves one of our client processes. */
+  private readonly ours = new Map<number, boolean>();
   private timer?: NodeJS.Timeout;
   private startedAt = 0;
   private sampling?: Promise<void>;
@@ -169,13 +171,19 @@ export class PgBackendCpu {
   }
 
   private async sample(): Promise<void> {
-    const ports = [...new Set(this.clientPids().flatMap((p) => [...localPorts(p)]))];
-    if (ports.length === 0) return;
-    const rows = (await this.client!.query<{ pid: number; born: string }>(
-      `SELECT pid, (extract(epoch FROM backend_start) * 1000)::bigint::text AS born FROM pg_stat_activity WHERE client_port = ANY($1::int[]) AND pid <> pg_backend_pid()`,
-      [ports],
+    const rows = (await this.client!.query<{ pid: number; port: number; born: string }>(
+      `SELECT pid, client_port AS port, (extract(epoch FROM backend_start) * 1000)::bigint::text AS born
+         FROM pg_stat_activity WHERE client_port IS NOT NULL AND pid <> pg_backend_pid()`,
     )).rows;
+    // Whose a backend is, decided once per backend: the socket scan reads /proc/net/tcp, which holds every
+    // device connection too (thousands of lines), so it runs only when an unknown backend shows up.
+    let ports: Set<number> | undefined;
     for (const r of rows) {
+      if (!this.ours.has(r.pid)) {
+        ports ??= new Set(this.clientPids().flatMap((p) => [...localPorts(p)]));
+        this.ours.set(r.pid, ports.has(r.port));
+      }
+      if (!this.ours.get(r.pid)) continue;
       const now = cpuTicks(r.pid);
       const entry = this.seen.get(r.pid);
       if (entry) entry.last = Math.max(entry.last, now);
