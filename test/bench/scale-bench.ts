@@ -447,6 +447,7 @@ export async function runScaleBench(opts: { log?: (s: string) => void } = {}) {
       await exited(brokerProc);
       results[setup.key] = entry;
     }
+    for (const line of sideBySide(results)) log(line);
     log(`daemon logs (${logDir}), warnings and errors:`);
     const logResults: Record<string, unknown> = {};
     for (const f of logs) {
@@ -462,6 +463,60 @@ export async function runScaleBench(opts: { log?: (s: string) => void } = {}) {
     dir.cleanup();
   }
   return results;
+}
+
+const SETUP_TITLES: Record<string, string> = {
+  embedded: 'embedded aedes',
+  external1: 'Mosquitto+1 xcared',
+  'external1-sqlite': 'Mosquitto+1 xcared',
+  external2: 'Mosquitto+2 xcared (cluster)',
+};
+
+/**
+ * The figures of every setup side by side (issue 13 "printed side by side in one run"), one row per offered
+ * rate: achieved/s, PUBACK p99, CPU µs per heartbeat (PostgreSQL's share in brackets), longest event-loop
+ * block of each daemon; then connect, memory, herd and failover rows.
+ */
+export function sideBySide(results: Record<string, unknown>): string[] {
+  type Entry = { store: StoreKind; connectS: number; rssPerDeviceKb: number; steps: Step[]; herdAfterDaemonRestart?: Herd; herdAfterBrokerRestart?: Herd & { daemonLoopMaxMs: number }; daemonRestartReadyS?: number; failover?: Record<string, number> };
+  type Herd = { allConnectedS: number; p99DuringMs: number; retries: number };
+  const keys = ['embedded', 'external1', 'external1-sqlite', 'external2'].filter((k) => results[k]);
+  if (keys.length === 0) return [];
+  const e = (k: string) => results[k] as Entry;
+  const head = keys.map((k) => `${SETUP_TITLES[k]}, ${storeLabel(e(k).store)}`);
+  const rates = [...new Set(keys.flatMap((k) => e(k).steps.map((s) => s.offered)))];
+  const cell = (k: string, rate: number) => {
+    const s = e(k).steps.find((x) => x.offered === rate);
+    if (!s) return '(not reached)';
+    const pgPart = s.pgCpuUsPerHb !== undefined ? ` (PG ${s.pgCpuUsPerHb})` : '';
+    return `${s.achieved}/s p99 ${s.p99} ms, ${s.cpuUsPerHb}${pgPart} µs/hb, loop max ${s.loopMaxMs.join('/')} ms`;
+  };
+  const rows: [string, string[]][] = [
+    ...rates.map((r): [string, string[]] => [`${r} hb/s offered`, keys.map((k) => cell(k, r))]),
+    ['best rate at p99 < 100 ms', keys.map((k) => `${Math.max(0, ...e(k).steps.filter((s) => s.p99 < 100 && s.achieved >= s.offered * 0.98).map((s) => s.achieved))}/s`)],
+    ['connect all devices', keys.map((k) => `${e(k).connectS} s`)],
+    ['RSS per connected device', keys.map((k) => `${e(k).rssPerDeviceKb} KB${e(k).store === 'postgres' ? ' (PG not counted)' : ''}`)],
+    [
+      'reconnect herd',
+      keys.map((k) => {
+        const h = e(k).herdAfterDaemonRestart ?? e(k).herdAfterBrokerRestart;
+        if (!h) return '—';
+        const after = e(k).herdAfterDaemonRestart ? 'daemon restart' : 'broker restart';
+        return `after a ${after}: all in ${h.allConnectedS} s, p99 ${h.p99DuringMs} ms${'daemonLoopMaxMs' in h ? `, loop max ${h.daemonLoopMaxMs} ms` : ''}`;
+      }),
+    ],
+    [
+      'failover (lease 5 s, renew 1 s)',
+      keys.map((k) => {
+        const f = e(k).failover;
+        return f ? `kill -9 -> leads ${f.leaderS} s, first tick ${f.firstTickS} s; tickets opened ${f.ticketsOpenedByFailover}` : '—';
+      }),
+    ],
+  ];
+  const out = ['', `side by side (${results.devices} devices; load at start ${String(results.loadAtStart)}):`, `| | ${head.join(' | ')} |`, `|---|${head.map(() => '---').join('|')}|`];
+  for (const [label, cells] of rows) out.push(`| ${label} | ${cells.join(' | ')} |`);
+  out.push('');
+  return out;
 }
 
 /**
