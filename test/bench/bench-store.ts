@@ -79,14 +79,15 @@ export function seedDevices(store: BenchStore, dataDir: string, ids: string[], t
   }
 }
 
-/** utime+stime of a process in clock ticks (0 when it is gone). */
-export function cpuTicks(pid: number): number {
+/** RSS (KB) and utime+stime (clock ticks) of a process, from /proc; zeros when it is gone. */
+export function procStat(pid: number): { rssKb: number; cpuTicks: number } {
   try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    return { rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0), cpuTicks: Number(fields[11]) + Number(fields[12]) };
   } catch {
-    return 0;
+    return { rssKb: 0, cpuTicks: 0 };
   }
 }
 
@@ -184,7 +185,7 @@ export class PgBackendCpu {
         this.ours.set(r.pid, ports.has(r.port));
       }
       if (!this.ours.get(r.pid)) continue;
-      const now = cpuTicks(r.pid);
+      const now = procStat(r.pid).cpuTicks;
       const entry = this.seen.get(r.pid);
       if (entry) entry.last = Math.max(entry.last, now);
       else this.seen.set(r.pid, { first: Number(r.born) >= this.startedAt ? 0 : now, last: now });
