@@ -377,7 +377,8 @@ export async function runScaleBench(opts: { log?: (s: string) => void } = {}) {
         entry.herdAfterBrokerRestart = { ...h, daemonLoopMaxMs: herdLoop };
         log(`    reconnect herd after a broker restart: all ${devices} connected in ${h.allConnectedS} s; heartbeat PUBACK p99 meanwhile ${h.p99DuringMs} ms; ${h.retries} CONNECTs retried; daemon's longest event-loop block ${herdLoop} ms  [load ${loadAvg()}]`);
         clients.splice(0, clients.length, ...fresh);
-      } else {
+      } else if (process.env.BENCH_SCALE_FAILOVER !== '0') {
+        // BENCH_SCALE_FAILOVER=0 skips it (e.g. to --cpu-prof the leader, which a kill -9 would lose).
         entry.failover = await failover(clients, daemons, https, devices, log);
       }
       await pgCpu?.close();
