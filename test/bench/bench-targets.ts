@@ -1,11 +1,12 @@
 import { pathToFileURL } from 'node:url';
 import { createWriteStream } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { tempDir } from '../helpers/temp-dir.js';
 import { freePort } from '../../src/demo/daemon.js';
+import { procStat } from './bench-store.js';
 export { freePort };
 
 /**
@@ -50,13 +51,8 @@ const repoRoot = join(import.meta.dirname, '..', '..', '..');
 export const DAEMON_NODE_ARGS = ['--max-semi-space-size=64'];
 
 
-export function procStat(pid: number): { rssKb: number; cpuTicks: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { rssKb, cpuTicks: Number(fields[11]) + Number(fields[12]) };
-}
+/** One reading of /proc for every bench (bench-store.ts). */
+export { procStat };
 
 function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { ManualClock } from '../../src/clock.js';
 import { configSchema } from '../../src/config/schema.js';
-import { openDatabase } from '../../src/db/database.js';
+import { BENCH_PG_URL, benchStore, type StoreKind } from './bench-store.js';
 import { HealthEvaluator } from '../../src/health/health-evaluator.js';
 import { silentLogger } from '../../src/log.js';
 import type { Heartbeat } from '../../src/protocol/types.js';
@@ -15,6 +15,9 @@ import { tempDir } from '../helpers/temp-dir.js';
  * send input (gateways heartbeat every 100 s listing their sensors; a few go silent, a few send a Last Will and
  * come back). Prints tick time p50/p99/max, heap and RSS, the start-up rebuild time and the time from a Last Will
  * to the first gateway_loss raise (grace + tick). Target: p99 tick < 50 ms.
+ * BENCH_EVAL_STORE=postgres runs the evaluator's store on PostgreSQL (PgSyncDatabase, as the daemon with
+ * `store.url`; a fresh schema of BENCH_DATABASE_URL or XCARE_TEST_DATABASE_URL): a tick is synchronous, so
+ * its time is how long it blocks the daemon's event loop.
  */
 
 const T0 = Date.parse('2026-11-26T17:00:00.000Z');
@@ -113,17 +116,23 @@ export async function runEvaluatorBench(opts: { devices?: number; ticks?: number
   }
 
   const dir = tempDir('xcare-eval-bench-');
-  const db = openDatabase(join(dir.path, 'xcare.db'));
+  const kind: StoreKind = process.env.BENCH_EVAL_STORE === 'postgres' ? 'postgres' : 'sqlite';
+  if (kind === 'postgres' && !BENCH_PG_URL) throw new Error('BENCH_EVAL_STORE=postgres needs BENCH_DATABASE_URL or XCARE_TEST_DATABASE_URL');
+  const store = await benchStore(kind, dir.path, 'eval');
+  const db = store.open();
   try {
-    const insertDevice = db.prepare(
-      `INSERT INTO devices (id, type, parent, customer, installer, tier, token_hash, created_at) VALUES (?, ?, ?, ?, 'minnovation', 'xcare', 'x', ?)`,
-    );
-    const insertState = db.prepare('INSERT INTO device_state (device_id, last_seen, interval_s, online, state_changed_at) VALUES (?, ?, ?, 1, ?)');
+    // Multi-row INSERTs (500 rows each): on PostgreSQL every statement is a round trip.
+    const chunk = 500;
     db.transaction(() => {
-      for (const d of devices) {
-        insertDevice.run(d.id, d.type, d.parent, d.customer, d.createdAt);
+      for (let i = 0; i < devices.length; i += chunk) {
+        const part = devices.slice(i, i + chunk);
+        db.prepare(
+          `INSERT INTO devices (id, type, parent, customer, installer, tier, token_hash, created_at) VALUES ${part.map(() => `(?, ?, ?, ?, 'minnovation', 'xcare', 'x', ?)`).join(', ')}`,
+        ).run(...part.flatMap((d) => [d.id, d.type, d.parent, d.customer, d.createdAt]));
         // The fleet was up before this start: the ingest writer stored gateways' heartbeats, we stored sensors' state.
-        insertState.run(d.id, d.type === 'gateway' ? T0 - 10_000 : null, d.type === 'gateway' ? INTERVAL_S : null, T0 - 10_000);
+        db.prepare(`INSERT INTO device_state (device_id, last_seen, interval_s, online, state_changed_at) VALUES ${part.map(() => '(?, ?, ?, 1, ?)').join(', ')}`).run(
+          ...part.flatMap((d) => [d.id, d.type === 'gateway' ? T0 - 10_000 : null, d.type === 'gateway' ? INTERVAL_S : null, T0 - 10_000]),
+        );
       }
     })();
 
@@ -217,6 +226,8 @@ export async function runEvaluatorBench(opts: { devices?: number; ticks?: number
     const sorted = [...tickMs].sort((a, b) => a - b);
     const counts = ev.countsByState();
     const result: Record<string, number | string> = {
+      store: kind,
+      load: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
       devices: devices.length,
       gateways: gatewaysN,
       customers: Math.ceil(gatewaysN / gatewaysPerCustomer),
@@ -243,6 +254,7 @@ export async function runEvaluatorBench(opts: { devices?: number; ticks?: number
     return result;
   } finally {
     db.close();
+    await store.drop();
     dir.cleanup();
   }
 }

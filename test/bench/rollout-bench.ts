@@ -1,9 +1,10 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Aedes } from 'aedes';
-import { openDatabase } from '../../src/db/database.js';
+import { BENCH_PG_URL, benchStore, type StoreKind } from './bench-store.js';
 import { ManualClock } from '../../src/clock.js';
 import { silentLogger } from '../../src/log.js';
 import { RolloutScheduler } from '../../src/rollouts/rollout-scheduler.js';
@@ -22,6 +23,12 @@ import { connectPacket, subscribePacket } from '../helpers/mqtt-packets.js';
  *
  * `ROLLOUT_BENCH_DEVICES` (default 10000) sets the fleet size; `ROLLOUT_BENCH_CONNECTIONS` (default = devices)
  * how many of them hold a real connection (0: offers go to the broker with no subscriber).
+ *
+ * `ROLLOUT_BENCH_STORE`: `sqlite` (default), `postgres` (the scheduler's store on PostgreSQL through
+ * PgSyncDatabase, as the daemon runs with `store.url`, in a fresh schema of BENCH_DATABASE_URL or
+ * XCARE_TEST_DATABASE_URL) or `both` (one after the other). Each run reports the longest event-loop block
+ * of this process (where the scheduler runs) from the window opening to the last PUBACK, and how long
+ * planning the rollout (`create`, synchronous) blocked it.
  */
 const PATCH: PublishedPatch = { id: 'gw-2.3.2', version: '2.3.2', types: ['gateway'], appliesTo: '>=2.0.0 <2.3.2', expiresAt: '2099-01-01T00:00:00Z' };
 const WINDOW_OPEN = '2026-11-26T01:00:00.000Z';
@@ -124,11 +131,25 @@ function waitFor(child: ChildProcess, type: string, timeoutMs: number): Promise<
   });
 }
 
-export async function runRolloutBench(): Promise<Record<string, number | string>> {
+export async function runRolloutBench(): Promise<Record<string, Record<string, number | string>>> {
+  const wanted = process.env.ROLLOUT_BENCH_STORE ?? 'sqlite';
+  const kinds: StoreKind[] = wanted === 'both' ? ['sqlite', 'postgres'] : [wanted === 'postgres' ? 'postgres' : 'sqlite'];
+  if (kinds.includes('postgres') && !BENCH_PG_URL) throw new Error('ROLLOUT_BENCH_STORE=postgres needs BENCH_DATABASE_URL or XCARE_TEST_DATABASE_URL');
+  if (!kinds.includes('postgres')) process.stdout.write('(rollout bench on SQLite; ROLLOUT_BENCH_STORE=postgres|both measures PostgreSQL)\n');
+  const out: Record<string, Record<string, number | string>> = {};
+  for (const kind of kinds) {
+    process.stdout.write(`--- store: ${kind === 'postgres' ? 'PostgreSQL' : 'SQLite'}\n`);
+    out[kind] = await runOnce(kind);
+  }
+  return out;
+}
+
+async function runOnce(kind: StoreKind): Promise<Record<string, number | string>> {
   const deviceCount = Number(process.env.ROLLOUT_BENCH_DEVICES ?? 10_000);
   const connections = Math.min(deviceCount, Number(process.env.ROLLOUT_BENCH_CONNECTIONS ?? deviceCount));
   const dir = tempDir('xcare-rollout-bench-');
-  const db = openDatabase(join(dir.path, 'xcare.db'));
+  const store = await benchStore(kind, dir.path, 'rollout');
+  const db = store.open();
   const clock = new ManualClock('2026-11-26T00:00:00.000Z');
   const directory = new MemoryDirectory();
   const ids = Array.from({ length: deviceCount }, (_, i) => `gw-${String(i).padStart(5, '0')}`);
@@ -170,11 +191,15 @@ export async function runRolloutBench(): Promise<Record<string, number | string>
       child = fork(self, ['--subscribers', String(port), String(connections)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       await waitFor(child, 'ready', 120_000);
     }
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
     const t0 = performance.now();
     const view = scheduler.create({ patchId: PATCH.id, waves: ['100%'], window: { cron: '0 2 * * *', duration: '4h', timezone: 'Europe/Berlin' }, maxConcurrent: deviceCount, maxPerGateway: 1 });
     const planMs = performance.now() - t0;
 
-    const received = child ? waitFor(child, 'offers', 120_000) : undefined;
+    const received = child ? waitFor(child, 'offers', 300_000) : undefined;
+    await new Promise((r) => setTimeout(r, 50));
+    loop.reset(); // from here: the window opening to the last PUBACK
     const opened = performance.now();
     clock.set(WINDOW_OPEN); // the window opens: the timer tick fires here
     await scheduler.idle();
@@ -186,15 +211,20 @@ export async function runRolloutBench(): Promise<Record<string, number | string>
       await received;
       ackedMs = performance.now() - opened;
     }
+    loop.disable();
     const result: Record<string, number | string> = {
+      store: kind,
+      load: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
       devices: deviceCount,
       connections,
-      plan_ms: Math.round(planMs),
+      plan_ms: Math.round(planMs), // create() is synchronous: the event loop is blocked this long
       offered,
       window_open_to_all_offers_sent_ms: Math.round(sentMs),
       offers_sent_per_s: Math.round(offered / (sentMs / 1000)),
       window_open_to_all_offers_acked_ms: Number.isNaN(ackedMs) ? 'n/a' : Math.round(ackedMs),
       offers_acked_per_s: Number.isNaN(ackedMs) ? 'n/a' : Math.round(connections / (ackedMs / 1000)),
+      longest_event_loop_block_ms: +(loop.max / 1e6).toFixed(1),
+      event_loop_delay_p99_ms: +(loop.percentile(99) / 1e6).toFixed(1),
     };
     for (const [k, v] of Object.entries(result)) process.stdout.write(`${k.padEnd(38)} ${v}\n`);
     return result;
@@ -206,6 +236,7 @@ export async function runRolloutBench(): Promise<Record<string, number | string>
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     await new Promise<void>((resolve) => server.close(() => resolve()));
     db.close();
+    await store.drop();
     dir.cleanup();
   }
 }

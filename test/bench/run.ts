@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: every benchmark in turn, printing its figures. Benchmarks measure; they never
- * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact,console,detection,rollout-soak.
+ * fail the build. Choose a subset with BENCH=ingest,evaluator,rollout,artifact,console,detection,rollout-soak,scale,agent-rss,store.
  */
 const all: Record<string, () => Promise<unknown>> = {
   ingest: async () => (await import('./ingest-bench.js')).runIngestBench(),
@@ -12,6 +12,7 @@ const all: Record<string, () => Promise<unknown>> = {
   'rollout-soak': async () => (await import('./rollout-soak.js')).runRolloutSoak(),
   scale: async () => (await import('./scale-bench.js')).runScaleBench(),
   'agent-rss': async () => (await import('./agent-rss-bench.js')).runAgentRssBench(),
+  store: async () => (await import('./store-bench.js')).runStoreBench(),
 };
 
 const wanted = (process.env.BENCH ?? Object.keys(all).join(',')).split(',').map((s) => s.trim());
