@@ -16,6 +16,12 @@ const GAP_WAIT_MS = 60_000;
 const MAX_GAPS = 10_000;
 const PAGE = 10_000;
 
+/** The kinds as SQL literals (our own constants: letters and underscores only). */
+function kindList(kinds: readonly string[]): string {
+  for (const k of kinds) if (!/^[a-z_]+$/.test(k)) throw new Error(`not an event kind: ${k}`);
+  return kinds.map((k) => `'${k}'`).join(', ');
+}
+
 /**
  * The loop shared by the cluster's readers of the `events` change feed (RegistryFollower, SecurityRelay): a
  * reader starts after the newest row at `start()` and runs `pass` every `intervalMs` on the injected clock
@@ -35,6 +41,7 @@ export class EventsTail {
   private readonly gaps = new Map<number, number>();
   private readonly kinds: ReadonlySet<string>;
   private readonly fresh: Statement;
+  private readonly rowsIn: Statement;
 
   constructor(
     private readonly deps: {
@@ -49,7 +56,9 @@ export class EventsTail {
     },
   ) {
     this.kinds = new Set(deps.kinds);
-    this.fresh = deps.db.prepare(`SELECT id, kind, device_id, data FROM events WHERE id > ? ORDER BY id LIMIT ${PAGE}`);
+    // Ids of every kind (cheap: the primary key only) to see what was skipped; rows of our kinds in full.
+    this.fresh = deps.db.prepare(`SELECT id FROM events WHERE id > ? ORDER BY id LIMIT ${PAGE}`);
+    this.rowsIn = deps.db.prepare(`SELECT id, kind, device_id, data FROM events WHERE id > ? AND id <= ? AND kind IN (${kindList(deps.kinds)}) ORDER BY id`);
   }
 
   /** Starts the periodic passes after the newest `events` row now: only later rows are read. */
@@ -85,13 +94,18 @@ export class EventsTail {
       for (const [id, since] of this.gaps) if (now - since >= GAP_WAIT_MS) this.gaps.delete(id);
     }
     for (;;) {
-      const rows = this.fresh.all(this.last) as TailRow[];
-      for (const r of rows) {
-        for (let m = this.last + 1; m < r.id && this.gaps.size < MAX_GAPS; m++) this.gaps.set(m, now);
-        this.last = r.id;
-        if (this.kinds.has(r.kind)) out.push(r);
+      const ids = this.fresh.all(this.last) as { id: number }[];
+      if (ids.length === 0) break;
+      const from = this.last;
+      const seen = new Set<number>();
+      for (const { id } of ids) {
+        for (let m = this.last + 1; m < id && this.gaps.size < MAX_GAPS; m++) this.gaps.set(m, now);
+        this.last = id;
+        seen.add(id);
       }
-      if (rows.length < PAGE) break;
+      // Only ids the first read saw: one that committed in between is still a gap, and is read as one (once).
+      for (const r of this.rowsIn.all(from, this.last) as TailRow[]) if (seen.has(r.id)) out.push(r);
+      if (ids.length < PAGE) break;
     }
     return out.sort((a, b) => a.id - b.id);
   }

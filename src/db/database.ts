@@ -42,6 +42,27 @@ export interface Database {
  * Open the SQLite store: WAL (readers never block the writer), a busy timeout, foreign keys,
  * and every pending versioned migration applied in one transaction each.
  */
+/**
+ * `head VALUES-rows tail` for many rows at once: one statement per `chunk` rows instead of one per row (on
+ * PostgreSQL every statement is a round trip of the daemon's thread, or one more statement the server runs).
+ * `head` ends where the rows start (`INSERT INTO t (a, b) VALUES`), `row` is one row's placeholders
+ * (`(?, ?)`), `tail` follows the rows (`ON CONFLICT .. DO NOTHING RETURNING a`). Returns what the
+ * statements returned (RETURNING), in order; [] without RETURNING. A row must not repeat a conflict key
+ * within one call (PostgreSQL refuses to update one row twice in a statement).
+ */
+export function writeRows(db: Database, head: string, row: string, rows: readonly (readonly unknown[])[], tail = '', chunk = 250): unknown[] {
+  const out: unknown[] = [];
+  const returning = /\bRETURNING\b/i.test(tail);
+  for (let i = 0; i < rows.length; i += chunk) {
+    const part = rows.slice(i, i + chunk);
+    const stmt = db.prepare(`${head} ${part.map(() => row).join(', ')} ${tail}`);
+    const values = part.flat();
+    if (returning) out.push(...stmt.all(values));
+    else stmt.run(values);
+  }
+  return out;
+}
+
 export function openDatabase(file: string, list: readonly Migration[] = migrations): SqliteDatabase {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const db = new BetterSqlite3(file);

@@ -1,4 +1,4 @@
-import type { Statement } from '../db/database.js';
+import { writeRows } from '../db/database.js';
 import type { Database } from '../db/database.js';
 import type { Logger } from '../log.js';
 
@@ -18,18 +18,12 @@ export interface PendingHealthWrites {
  */
 export class HealthStateWriter {
   private pending: PendingHealthWrites = { states: new Map(), events: [] };
-  private upsertState?: Statement;
-  private insertEvent?: Statement;
+  private started = false;
 
   constructor(private readonly deps: { db: Database; log: Logger }) {}
 
   start(): void {
-    // A device deleted between the change and the write would violate the foreign key: the WHERE skips only
-    // that one, in the same statement (no read per device: on PostgreSQL each read is a round trip).
-    this.upsertState = this.deps.db.prepare(`
-      INSERT INTO device_state (device_id, online, state_changed_at) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?)
-      ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, state_changed_at = excluded.state_changed_at`);
-    this.insertEvent = this.deps.db.prepare('INSERT INTO events (ts, device_id, kind, data) VALUES (?, ?, ?, ?)');
+    this.started = true;
   }
 
   /**
@@ -71,18 +65,30 @@ export class HealthStateWriter {
     this.pending = taken;
   }
 
-  /** Write inside the caller's transaction; throws on a storage failure (the caller restores and retries). */
+  /**
+   * Write inside the caller's transaction; throws on a storage failure (the caller restores and retries).
+   * Multi-row statements (writeRows): a tick that changes a thousand devices is a few statements, not two
+   * thousand (on PostgreSQL each statement is work on the daemon's thread or the server's, issue 13).
+   */
   write(w: PendingHealthWrites): void {
-    const upsert = this.upsertState;
-    const insert = this.insertEvent;
-    if (!upsert || !insert) return;
+    if (!this.started) return;
+    const db = this.deps.db;
     // Ascending device id: the lock order the ingest writer uses too (no deadlock between them on PostgreSQL).
+    // A device deleted between the change and the write would violate the foreign key: the WHERE skips only
+    // that one, in the same statement (no read per device). VALUES columns are column1.. on both engines.
     const ids = [...w.states.keys()].sort();
-    for (const id of ids) {
-      const s = w.states.get(id)!;
-      upsert.run(id, s.online, s.at, id);
-    }
-    for (const e of w.events) insert.run(e.ts, e.deviceId, e.kind, e.data);
+    writeRows(
+      db,
+      'INSERT INTO device_state (device_id, online, state_changed_at) SELECT column1, column2, column3 FROM (VALUES',
+      '(?, CAST(? AS INTEGER), CAST(? AS BIGINT))',
+      ids.map((id) => {
+        const s = w.states.get(id)!;
+        return [id, s.online, s.at];
+      }),
+      `) AS v WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = v.column1)
+       ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, state_changed_at = excluded.state_changed_at`,
+    );
+    writeRows(db, 'INSERT INTO events (ts, device_id, kind, data) VALUES', '(?, ?, ?, ?)', w.events.map((e) => [e.ts, e.deviceId, e.kind, e.data]));
   }
 
   /** Write what is queued in a transaction of its own (shutdown); on failure it stays queued and is logged. */

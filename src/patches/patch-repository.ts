@@ -1,4 +1,4 @@
-import type { Database } from '../db/database.js';
+import { writeRows, type Database } from '../db/database.js';
 
 export interface PatchRow {
   id: string;
@@ -124,32 +124,27 @@ export class PatchRepository {
    * costs 20 round trips on PostgreSQL, not 10,000. Returns the ids whose record is new; the others had one.
    */
   recordOffers(deviceIds: readonly string[], patchId: string, rolloutId: string | null, at: number): Set<string> {
-    const fresh = new Set<string>();
-    for (let i = 0; i < deviceIds.length; i += OFFER_CHUNK) {
-      const chunk = deviceIds.slice(i, i + OFFER_CHUNK);
-      const rows = this.deps.db
-        .prepare(
-          `INSERT INTO patch_offers (device_id, patch_id, rollout_id, offered_at) VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}
-           ON CONFLICT (device_id, patch_id) DO NOTHING RETURNING device_id`,
-        )
-        .all(chunk.flatMap((id) => [id, patchId, rolloutId, at])) as { device_id: string }[];
-      for (const r of rows) fresh.add(r.device_id);
-    }
-    return fresh;
+    const rows = writeRows(
+      this.deps.db,
+      'INSERT INTO patch_offers (device_id, patch_id, rollout_id, offered_at) VALUES',
+      '(?, ?, ?, ?)',
+      deviceIds.map((id) => [id, patchId, rolloutId, at]),
+      'ON CONFLICT (device_id, patch_id) DO NOTHING RETURNING device_id',
+      OFFER_CHUNK,
+    ) as { device_id: string }[];
+    return new Set(rows.map((r) => r.device_id));
   }
 
   /** These devices' patch state back to `offered` (a first offer or a retry), keeping `counted`; OFFER_CHUNK per statement. */
   markOffered(deviceIds: readonly string[], patchId: string, rolloutId: string | null, at: number): void {
-    for (let i = 0; i < deviceIds.length; i += OFFER_CHUNK) {
-      const chunk = deviceIds.slice(i, i + OFFER_CHUNK);
-      this.deps.db
-        .prepare(
-          `INSERT INTO device_patches (device_id, patch_id, rollout_id, state, detail, counted, updated_at)
-           VALUES ${chunk.map(() => `(?, ?, ?, 'offered', '', '', ?)`).join(', ')}
-           ON CONFLICT (device_id, patch_id) DO UPDATE SET rollout_id = excluded.rollout_id, state = 'offered', detail = '', updated_at = excluded.updated_at`,
-        )
-        .run(chunk.flatMap((id) => [id, patchId, rolloutId, at]));
-    }
+    writeRows(
+      this.deps.db,
+      'INSERT INTO device_patches (device_id, patch_id, rollout_id, state, detail, counted, updated_at) VALUES',
+      `(?, ?, ?, 'offered', '', '', ?)`,
+      deviceIds.map((id) => [id, patchId, rolloutId, at]),
+      `ON CONFLICT (device_id, patch_id) DO UPDATE SET rollout_id = excluded.rollout_id, state = 'offered', detail = '', updated_at = excluded.updated_at`,
+      OFFER_CHUNK,
+    );
   }
 
   offerOf(deviceId: string, patchId: string): OfferRecord | undefined {
