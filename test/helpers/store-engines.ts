@@ -107,6 +107,8 @@ export function syncEngines(): EngineHandle<{ db: Database; url?: string }>[] {
         };
       },
     });
+  } else {
+    process.stderr.write('\n*** SKIPPED: the synchronous store suite runs on SQLite only: set XCARE_TEST_DATABASE_URL=postgres://... to run it on PostgreSQL too ***\n\n');
   }
   return list;
 }
