@@ -32,15 +32,17 @@ export const INTEGRITY_PATTERN = /^sha256:[0-9a-f]{64}$/;
  * A lone surrogate (a JSON escape such as `"\ud800"` decodes to one): no Unicode text. SQLite stores it as the
  * ill-formed bytes ED A0 80 and reads back three U+FFFD, so a stored column and the stored heartbeat JSON
  * (which keeps the escape) would disagree (issue 12). With the u flag, a paired surrogate is one code point
- * and does not match.
+ * and does not match. U+0000 (the escape `"\u0000"`): PostgreSQL's text cannot hold it (22021), so on that
+ * store one such beat failed the ingest batch it travelled in and, once in a ticket's summary, every health
+ * tick (issue 13); refused on both engines so they agree.
  */
-const LONE_SURROGATE = /\p{Surrogate}/u;
-/** Is `text` well-formed UTF-16 (no lone surrogate), i.e. text SQLite stores as it is? */
+const UNSTORABLE = /\p{Surrogate}|\u0000/u;
+/** Is `text` well-formed UTF-16 without U+0000, i.e. text both SQLite and PostgreSQL store as it is? */
 export function isWellFormedText(text: string): boolean {
-  return !LONE_SURROGATE.test(text);
+  return !UNSTORABLE.test(text);
 }
-export const ILL_FORMED_TEXT = 'expected text without a lone surrogate';
-/** `z.string()` with both length bounds, refusing a lone surrogate. */
+export const ILL_FORMED_TEXT = 'expected text without a lone surrogate or U+0000';
+/** `z.string()` with both length bounds, refusing a lone surrogate and U+0000. */
 function text(min: number, max: number) {
   return z.string().min(min).max(max).refine(isWellFormedText, ILL_FORMED_TEXT);
 }
