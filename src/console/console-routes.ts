@@ -14,6 +14,7 @@ import { listDevices, type DeviceListDeps } from '../http/device-list.js';
 import { pageOf, parsePage } from '../http/paging.js';
 import { sendJson, sameOriginOrNone as sameOrigin } from '../http/server.js';
 import { XcareError, wireCode } from '../errors.js';
+import { refuseNul } from '../http/query.js';
 import { loadConsoleAssets } from './assets.js';
 import { html } from './html.js';
 import { layout, redirect, sendHtml } from './layout.js';
@@ -54,7 +55,12 @@ function sessionCookie(value: string, maxAgeS: number, req: IncomingMessage): st
 async function formBody(ctx: RequestContext): Promise<URLSearchParams> {
   const type = String(ctx.req.headers['content-type'] ?? '');
   if (!type.startsWith('application/x-www-form-urlencoded')) throw new XcareError('UNSUPPORTED_MEDIA', 'expected a form', 415);
-  return new URLSearchParams((await ctx.rawBody(8 * 1024)).toString('utf8'));
+  const form = new URLSearchParams((await ctx.rawBody(8 * 1024)).toString('utf8'));
+  for (const [key, value] of form) {
+    refuseNul(key, key);
+    refuseNul(key, value);
+  }
+  return form;
 }
 
 /**

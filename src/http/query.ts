@@ -11,3 +11,13 @@ export function choiceParam<T extends string>(query: URLSearchParams, key: strin
   if (!values.includes(v as T)) throw new ValidationError(`${key}: expected one of ${values.join(', ')}, got ${JSON.stringify(v.slice(0, 64))}`);
   return v as T;
 }
+
+/**
+ * Refuses U+0000 in request text (a path parameter, a query key or value, a JSON string or key, a CSV or form
+ * body) with a {@link ValidationError} (400) naming `where`. PostgreSQL's text cannot hold U+0000 (22021) and
+ * SQLite can, so a NUL that reached the store answered 500 on PostgreSQL (a write, and a lookup as well) and
+ * was stored on SQLite (issue 13); refused at the door, both stores agree and nothing is stored.
+ */
+export function refuseNul(where: string, text: string): void {
+  if (text.includes('\u0000')) throw new ValidationError(`${where || '(body)'}: text may not contain U+0000`);
+}

@@ -12,6 +12,7 @@ import { secretEquals } from '../access/secret-hash.js';
 import { describeChange, describeDenied } from '../audit/actions.js';
 import type { AuditInput } from '../audit/audit-log.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
+import { refuseNul } from './query.js';
 
 export { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 
@@ -289,14 +290,24 @@ export class HttpServer {
         return;
       }
       const { route, params } = found;
+      for (const [key, value] of Object.entries(params)) refuseNul(key, value);
+      for (const [key, value] of url.searchParams) {
+        refuseNul(key, key);
+        refuseNul(key, value);
+      }
       const principal = await this.authorize(req, route, params, url.pathname);
       const limit = this.limits.maxJsonBytes;
       const readJson = async (): Promise<unknown> => {
         const raw = await readBody(req, limit);
         if (raw.length === 0) return undefined;
         try {
-          return JSON.parse(raw.toString('utf8'));
-        } catch {
+          return JSON.parse(raw.toString('utf8'), (key: string, value: unknown) => {
+            refuseNul(key, key);
+            if (typeof value === 'string') refuseNul(key, value);
+            return value;
+          });
+        } catch (err) {
+          if (err instanceof ValidationError) throw err;
           throw new ValidationError('request body is not valid JSON');
         }
       };

@@ -61,4 +61,30 @@ describe('end to end: U+0000 in untrusted text, either store', () => {
     expect((await fetch(`${daemon.url}/readyz`)).status).toBe(200);
     await endAll(bad, fine);
   }, 90_000);
+
+  it('U+0000 in an HTTP body, a CSV import, a path or a query answers 400 naming it, nothing stored (was 500 on PostgreSQL, stored on SQLite)', async () => {
+    const call = async (method: string, path: string, body?: string, type = 'application/json') => {
+      const r = await fetch(`${daemon.url}${path}`, { method, headers: { authorization: `Bearer ${daemon.adminToken}`, 'content-type': type }, body });
+      return { status: r.status, body: (await r.json()) as { error?: string } };
+    };
+    const cases = [
+      await call('POST', '/api/v1/devices', JSON.stringify({ id: 'gw-n1', type: 'gateway', customer: 'ac\u0000me', installer: 'minnovation' })),
+      await call('POST', '/api/v1/devices', JSON.stringify({ id: 'gw-n1', type: 'gateway', customer: 'acme', installer: 'minnovation', tags: ['a\u0000'] })),
+      await call('POST', '/api/v1/devices/import', 'id,type,customer,installer\ngw-n1,gateway,ac\u0000me,minnovation\n', 'text/csv'),
+      await call('GET', '/api/v1/customers/ac%00me'),
+      await call('GET', '/api/v1/devices?customer=ac%00me'),
+    ];
+    for (const c of cases) {
+      expect(c.status, JSON.stringify(c.body)).toBe(400);
+      expect(c.body.error).toMatch(/U\+0000/);
+    }
+    expect((await call('GET', '/api/v1/devices/gw-n1')).status).toBe(404);
+    expect(await metric('fleet_http_rejected_total{status="500"}')).toBe(0);
+    // The same text without the NUL is stored as sent (quotes, backslashes and placeholders included).
+    const odd = "a'b\\c $1 ? @x --";
+    const made = await call('POST', '/api/v1/devices', JSON.stringify({ id: 'gw-n2', type: 'gateway', customer: odd, installer: odd, tags: [odd] }));
+    expect(made.status).toBe(201);
+    const back = (await call('GET', '/api/v1/devices/gw-n2')).body as unknown as { customer: string; tags: string[] };
+    expect([back.customer, back.tags]).toEqual([odd, [odd]]);
+  }, 60_000);
 });

@@ -5,6 +5,7 @@ import { listDevices } from '../device-list.js';
 import { deviceInputSchema, parseDeviceCsv, type DeviceInput } from '../../registry/device-input.js';
 import type { DeviceRecord } from '../../registry/types.js';
 import { NotFoundError, ValidationError } from '../../errors.js';
+import { refuseNul } from '../query.js';
 
 export interface DeviceView extends DeviceRecord {
   /** online | offline | lost | unknown | revoked ... as the health evaluator sees it. */
@@ -55,7 +56,9 @@ export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): voi
     const type = String(ctx.req.headers['content-type'] ?? '');
     let inputs: DeviceInput[];
     if (type.startsWith('text/csv')) {
-      inputs = parseDeviceCsv((await ctx.rawBody(16 * 1024 * 1024)).toString('utf8'));
+      const csv = (await ctx.rawBody(16 * 1024 * 1024)).toString('utf8');
+      refuseNul('(body)', csv);
+      inputs = parseDeviceCsv(csv);
       if (inputs.length > MAX_IMPORT_DEVICES) throw new ValidationError(`devices: at most ${MAX_IMPORT_DEVICES} per import`);
     } else {
       inputs = (await ctx.json(importBody)).devices;
