@@ -53,8 +53,10 @@ export async function migratePg(pool: PgPool, list: readonly PgMigration[]): Pro
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
-      // Another instance applied it meanwhile: fine. Anything else stops the start.
-      const again = await pool.query('SELECT 1 FROM schema_migrations WHERE version = $1', [m.version]);
+      // Another instance applied it meanwhile: fine. Anything else stops the start. Asked on this client: the
+      // pool may hold just this one (PgSyncDatabase migrates through a pool of one), and waiting for a second
+      // failed the start with a connect timeout that hid `err`.
+      const again = await client.query('SELECT 1 FROM schema_migrations WHERE version = $1', [m.version]).catch(() => ({ rowCount: 0 }));
       if (again.rowCount === 0) throw err;
     } finally {
       client.release();
