@@ -23,6 +23,7 @@ export const ERROR_CATALOGUE = {
   BROKER_UNAVAILABLE: { status: 503, wire: 'broker_unavailable', meaning: 'the external MQTT broker is not connected or did not take the device credentials' },
   AUTH_UNAVAILABLE: { status: 503, wire: 'auth_unavailable', meaning: 'the device credential check failed with an error (the broker hook then denies)' },
   NOT_LEADER: { status: 503, wire: 'not_leader', meaning: 'a cluster follower refuses changes to leader-owned state; send them to the leader' },
+  STORE_UNAVAILABLE: { status: 503, wire: 'store_unavailable', meaning: 'the store is unreachable or busy (a lock or statement timeout): nothing was changed by this request; retry' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -13,6 +13,7 @@ import { describeChange, describeDenied } from '../audit/actions.js';
 import type { AuditInput } from '../audit/audit-log.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 import { refuseNul } from './query.js';
+import { storeFaultReason } from '../db/database.js';
 
 export { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 
@@ -348,7 +349,14 @@ export class HttpServer {
       }
     } catch (caught) {
       // A storage constraint (a race past a service's own check) is a 409/400, never a 500 (issue 11 fault 2).
-      const err = fromStorageError(caught);
+      let err = fromStorageError(caught);
+      // A store that is away or busy (PostgreSQL unreachable, a lock or statement timeout, SQLite busy) is our
+      // own outage, not a bug: 503 with a code to retry on, as /readyz says (issue 13), never 500 `internal`.
+      const fault = err instanceof XcareError ? undefined : storeFaultReason(err);
+      if (fault === 'unreachable' || fault === 'locked') {
+        err = new XcareError('STORE_UNAVAILABLE', `the store is ${fault === 'locked' ? 'busy (a lock or statement timeout)' : 'unreachable'}; retry`, 503, { cause: caught });
+        log.warn({ err: caught, path: url.pathname, reason: fault }, 'request failed: store unavailable');
+      }
       // 503 is a known, retryable answer (external broker away, cluster follower), not a bug: sent as is.
       const known = err instanceof XcareError && (err.status < 500 || err.status === 503) ? err : undefined;
       if (!known) log.error({ err, path: url.pathname }, 'request failed');
