@@ -70,4 +70,26 @@ describe.skipIf(!PG_URL)('end to end: API requests while the PostgreSQL store is
     await eventually(async () => (await raw('/api/v1/devices?limit=50')).status === 200, 60_000, 'reads again');
     expect(daemon.proc.exitCode).toBeNull();
   }, 120_000);
+
+  it('the async owners (customers, API tokens) time out on a lock too: 503 long before it is released, and the pool stays free', async () => {
+    const locker = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE customers IN ACCESS EXCLUSIVE MODE');
+    const started = Date.now();
+    try {
+      // More requests than the pool has connections: none may hold one for the lock's whole life.
+      const stuck = await Promise.all(Array.from({ length: 6 }, () => raw('/api/v1/customers')));
+      const tokens = await raw('/api/v1/tokens');
+      const took = Date.now() - started;
+      expect(stuck.map((r) => `${r.status} ${r.body.code}`)).toEqual(Array(6).fill('503 store_unavailable'));
+      expect(tokens.status).toBe(200);
+      // The lock is held for as long as this test likes; the answers came within a few lock timeouts.
+      expect(took).toBeLessThan(30_000);
+    } finally {
+      await locker.query('COMMIT');
+      await locker.end();
+    }
+    expect((await raw('/api/v1/customers')).status).toBe(200);
+  }, 120_000);
 });

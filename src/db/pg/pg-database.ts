@@ -8,9 +8,17 @@ export type PgPool = pg.Pool;
  * daemons starting together do not both apply one: the version row is inserted first, inside the
  * migration's transaction, and the loser's INSERT fails on the primary key and rolls back.
  */
+/**
+ * Statement and lock timeouts of every store connection, as PgSyncDatabase has them (5 s, half of it for a
+ * lock): a statement stuck behind another session's lock fails (55P03/57014, `locked`, the API's 503) instead
+ * of holding a pool connection for as long as the lock lives, which with a pool of 4 stalled every async
+ * owner (customers, API tokens, sessions, audit, the lease) behind one locked table (issue 13).
+ */
+export const STORE_STATEMENT_TIMEOUT_MS = 5000;
+
 /** A pool on `url` whose idle clients may lose their server without crashing the daemon (schema applied elsewhere). */
 export function pgPool(url: string, max = 4): PgPool {
-  const pool = new pg.Pool({ connectionString: url, max });
+  const pool = new pg.Pool({ connectionString: url, max, statement_timeout: STORE_STATEMENT_TIMEOUT_MS, lock_timeout: STORE_STATEMENT_TIMEOUT_MS / 2 });
   pool.on('error', () => undefined);
   return pool;
 }
@@ -48,6 +56,8 @@ export async function migratePg(pool: PgPool, list: readonly PgMigration[]): Pro
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
+      // A migration may rewrite a large table or wait for an old daemon's lock: no runtime timeouts here.
+      await client.query('SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0');
       await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [m.version, m.name, new Date().toISOString()]);
       await client.query(m.up);
       await client.query('COMMIT');
