@@ -15,6 +15,8 @@ const GAP_WAIT_MS = 60_000;
 /** At most this many skipped ids are waited for at once; a larger jump is ids burned by rollbacks. */
 const MAX_GAPS = 10_000;
 const PAGE = 10_000;
+/** At start, this many ids below the newest are checked for ones not committed yet (far more than run at once). */
+const START_WINDOW = 1000;
 
 /** The kinds as SQL literals (our own constants: letters and underscores only). */
 function kindList(kinds: readonly string[]): string {
@@ -61,10 +63,18 @@ export class EventsTail {
     this.rowsIn = deps.db.prepare(`SELECT id, kind, device_id, data FROM events WHERE id > ? AND id <= ? AND kind IN (${kindList(deps.kinds)}) ORDER BY id`);
   }
 
-  /** Starts the periodic passes after the newest `events` row now: only later rows are read. */
+  /**
+   * Starts the periodic passes after the newest `events` row now: only later rows are read, and the ids below
+   * it not visible yet (the last START_WINDOW), which may belong to transactions still open: on PostgreSQL
+   * one that commits after this start would otherwise never be read (a revocation missed until restart).
+   */
   start(): void {
     this.last = (this.deps.db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
     this.gaps.clear();
+    const from = Math.max(0, this.last - START_WINDOW);
+    const seen = new Set((this.deps.db.prepare('SELECT id FROM events WHERE id > ? AND id <= ?').all(from, this.last) as { id: number }[]).map((r) => r.id));
+    const now = this.deps.clock.monotonicNow();
+    for (let m = from + 1; m < this.last; m++) if (!seen.has(m)) this.gaps.set(m, now);
     this.stopped = false;
     this.schedule();
   }

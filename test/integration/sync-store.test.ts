@@ -159,6 +159,19 @@ describe.each(syncEngines())('the synchronous store on $name', (engine) => {
       await a.query('COMMIT');
       expect(tail.read().map((r) => r.device_id)).toEqual(['gw-a']);
       expect(tail.read()).toEqual([]);
+      // A reader that starts while an earlier id is still uncommitted (another instance's open transaction)
+      // reads it once it commits: a revocation in flight at a follower's start is not lost.
+      await a.query('BEGIN');
+      await a.query(`INSERT INTO events (ts, device_id, kind) VALUES (1, 'gw-e', 'revoked')`);
+      db.prepare(`INSERT INTO events (ts, device_id, kind) VALUES (2, 'gw-f', 'revoked')`).run();
+      const late = new EventsTail({ db, clock, log: silentLogger(), intervalMs: 1000, failure: 'x', kinds: ['revoked'], pass: () => {} });
+      late.start();
+      late.stop();
+      expect(late.read()).toEqual([]);
+      await a.query('COMMIT');
+      expect(late.read().map((r) => r.device_id)).toEqual(['gw-e']);
+      expect(late.read()).toEqual([]);
+      expect(tail.read().map((r) => r.device_id)).toEqual(['gw-e', 'gw-f']);
       // A rolled-back id is waited for a minute, then forgotten.
       await a.query('BEGIN');
       await a.query(`INSERT INTO events (ts, device_id, kind) VALUES (3, 'gw-c', 'revoked')`);
