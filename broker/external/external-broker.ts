@@ -330,7 +330,20 @@ function filterKey(kind: (typeof INGEST_KINDS)[number]): keyof typeof DAEMON_FIL
   return kind === 'patch/status' ? 'patchStatus' : kind;
 }
 
-/** The broker URL for logs and errors, without a password in it. */
+/**
+ * A broker or store URL for logs and errors, without a password in it: the user info's password (up to the
+ * last `@`, as URL parsers read it, so a password with an `@` is hidden whole) and query parameters that carry
+ * secrets (`?password=`, which libpq and pg read, `sslpassword`...) become `***`. An unparsable URL keeps only
+ * its scheme.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return `${/^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0] ?? ''}//***`;
+  }
+  if (u.password) u.password = '***';
+  for (const key of [...u.searchParams.keys()]) if (/pass|secret|token|key/i.test(key)) u.searchParams.set(key, '***');
+  return u.toString();
 }

@@ -62,4 +62,15 @@ describe('scale-out configuration', () => {
     // The data-dir lock may have made the directory; nothing is written into it.
     expect(existsSync(dataDir) ? readdirSync(dataDir) : []).toEqual([]);
   });
+
+  it.each([
+    ['in the query (libpq and pg read ?password=)', 'postgres://xcare@127.0.0.1:1/none?password=secretpw&sslmode=disable', /postgres:\/\/xcare@127\.0\.0\.1:1\/none\?password=\*\*\*&sslmode=disable/],
+    ['with an @ in it (percent-encoded or not)', 'postgres://xcare:top@secretpw@127.0.0.1:1/none', /postgres:\/\/xcare:\*\*\*@127\.0\.0\.1:1\/none/],
+  ])('the password %s is never printed either', (_what, url, shown) => {
+    const dataDir = join(tmpdir(), `xcare-never-${process.pid}-${Date.now()}`);
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/xcared.js')], { env: { ...process.env, XCARE_DATABASE_URL: url, XCARE_DATA_DIR: dataDir }, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(shown);
+    expect(r.stdout + r.stderr).not.toContain('secretpw');
+  });
 });
