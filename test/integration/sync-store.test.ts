@@ -106,6 +106,18 @@ describe.each(syncEngines())('the synchronous store on $name', (engine) => {
     expect((db.prepare(`SELECT COUNT(*) AS n FROM events`).get() as { n: number }).n).toBe(2);
   });
 
+  it('a negative number written inside a transaction is a value, never SQL: n-? with -5 subtracts it, on that row only', () => {
+    db.prepare(`INSERT INTO events (ts, device_id, kind) VALUES (10, 'gw-a', 'n')`).run();
+    db.prepare(`INSERT INTO events (ts, device_id, kind) VALUES (10, 'gw-b', 'n')`).run();
+    // Queued writes travel with their values written into the SQL on PostgreSQL: -5 after a minus read as a comment.
+    db.transaction(() => db.prepare(`UPDATE events SET ts = ts-? WHERE device_id = 'gw-a'`).run(-5))();
+    db.transaction(() => db.prepare(`UPDATE events SET ts = ts-@d WHERE device_id = 'gw-b'`).run({ d: -3 }))();
+    expect(db.prepare(`SELECT device_id, ts FROM events WHERE kind = 'n' ORDER BY device_id`).all()).toEqual([
+      { device_id: 'gw-a', ts: 15 },
+      { device_id: 'gw-b', ts: 13 },
+    ]);
+  });
+
   it('a write that fails inside a transaction fails all of it, whenever it is sent', () => {
     db.prepare(`INSERT INTO store_probe (id, at) VALUES (1, 1)`).run();
     expect(() =>

@@ -155,10 +155,11 @@ function inline(sql: string, params: unknown[], c: pg.Client): string {
 function literal(v: unknown, c: pg.Client): string {
   if (v === null || v === undefined) return 'NULL';
   if (typeof v === 'number') {
-    if (Number.isFinite(v)) return String(v);
+    // Parenthesised when negative: after a minus in the SQL (`ts-$1`) a bare -5 would start a `--` comment.
+    if (Number.isFinite(v)) return v < 0 ? `(${String(v)})` : String(v);
     return `'${Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity'}'::float8`;
   }
-  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'bigint') return v < 0n ? `(${v.toString()})` : v.toString();
   if (v instanceof Uint8Array) return `decode('${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}', 'hex')`;
   return c.escapeLiteral(String(v));
 }
