@@ -4,7 +4,7 @@ import pg from 'pg';
 import { startDaemon, eventually, type Daemon } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { provision } from '../helpers/detection-fixtures.js';
-import { PG_URL } from '../helpers/store-engines.js';
+import { PG_URL, pgSchema } from '../helpers/store-engines.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 if (!PG_URL) {
@@ -19,8 +19,8 @@ if (!PG_URL) {
  */
 describe.skipIf(!PG_URL)('end to end: API requests while the PostgreSQL store is busy or away', () => {
   const dir = tempDir('xcare-e2e-store-busy-');
-  const schema = `busy_${process.pid}_${Date.now()}`;
-  let admin: pg.Client;
+  let store: Awaited<ReturnType<typeof pgSchema>> | undefined;
+  let schema = '';
   let proxy: TcpProxy;
   let daemon: Daemon | undefined;
   const raw = async (path: string) => {
@@ -31,15 +31,13 @@ describe.skipIf(!PG_URL)('end to end: API requests while the PostgreSQL store is
   afterAll(async () => {
     await daemon?.stop();
     await proxy?.close();
-    await admin?.query(`DROP SCHEMA ${schema} CASCADE`).catch(() => undefined);
-    await admin?.end();
+    await store?.drop();
     dir.cleanup();
   });
 
   it('a lock held against the read, then the database cut: 503 store_unavailable each time, 200 once it is back', async () => {
-    admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
+    store = await pgSchema('busy');
+    schema = store.schema;
     const target = new URL(PG_URL!);
     proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
     const url = new URL(PG_URL!);

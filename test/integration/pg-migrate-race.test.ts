@@ -2,7 +2,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import pg from 'pg';
 import { migratePg } from '../../src/db/pg/pg-database.js';
 import { pgMigrations } from '../../src/db/pg/pg-migrations.js';
-import { PG_URL } from '../helpers/store-engines.js';
+import { PG_URL, pgSchema } from '../helpers/store-engines.js';
 
 if (!PG_URL) {
   if (process.env.CI === 'true') throw new Error('CI=true: XCARE_TEST_DATABASE_URL must be set (.ci/run starts PostgreSQL)');
@@ -18,20 +18,11 @@ if (!PG_URL) {
  * another reason must fail with its own error, not that timeout.
  */
 describe.skipIf(!PG_URL)('PostgreSQL migrations through a one-connection pool', () => {
-  const schemas: string[] = [];
-  const admin = new pg.Client({ connectionString: PG_URL });
-  let connected = false;
+  const drops: (() => Promise<void>)[] = [];
   const freshSchema = async (tag: string): Promise<string> => {
-    if (!connected) {
-      await admin.connect();
-      connected = true;
-    }
-    const schema = `mig_${tag}_${process.pid}_${Date.now()}`;
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    schemas.push(schema);
-    const url = new URL(PG_URL!);
-    url.searchParams.set('options', `-c search_path=${schema}`);
-    return url.toString();
+    const made = await pgSchema(`mig_${tag}`);
+    drops.push(made.drop);
+    return made.url;
   };
   const onePool = (url: string) => {
     const pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: 3000 });
@@ -39,8 +30,7 @@ describe.skipIf(!PG_URL)('PostgreSQL migrations through a one-connection pool', 
     return pool;
   };
   afterAll(async () => {
-    for (const s of schemas) await admin.query(`DROP SCHEMA ${s} CASCADE`).catch(() => undefined);
-    if (connected) await admin.end();
+    for (const drop of drops) await drop();
   });
 
   it('two instances migrating one empty schema at once both start, each migration applied once', async () => {
