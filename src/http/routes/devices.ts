@@ -78,8 +78,10 @@ export function registerDeviceRoutes(router: Router, deps: DeviceRouteDeps): voi
 
   // PROTOCOL.md `device rotate-token ID`: a new token, shown once; the old one is dead at once and the
   // connection made with it is closed. Also enables a revoked device again (issue 10 fault 6).
-  router.post('/api/v1/devices/:id/rotate-token', 'admin', ({ params }) => {
-    const { device, token, reenabled } = deps.registry.rotateToken(params.id!);
+  router.post('/api/v1/devices/:id/rotate-token', 'admin', async (ctx) => {
+    // No body, like revoke: an unknown key is refused (400), not ignored.
+    await ctx.json(noBody, { absent: 'empty' });
+    const { device, token, reenabled } = deps.registry.rotateToken(ctx.params.id!);
     deps.onTokenRotated(device.id);
     return { device, token, reenabled };
   });
