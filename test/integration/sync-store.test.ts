@@ -87,6 +87,27 @@ describe.each(syncEngines())('the synchronous store on $name', (engine) => {
       add.run(6);
     })();
     expect((db.prepare(`SELECT ts FROM events WHERE kind = 'tx' ORDER BY ts`).all() as { ts: number }[]).map((r) => r.ts)).toEqual([1, 2, 4, 6]);
+    // A savepoint already sent (a read inside it flushed it) is rolled back on the server; the rest commits.
+    db.transaction(() => {
+      add.run(7);
+      try {
+        db.transaction(() => {
+          add.run(8);
+          expect(count()).toBe(6);
+          throw new Error('inner after a read');
+        })();
+      } catch {
+        // undone
+      }
+      expect(count()).toBe(5);
+      add.run(9);
+    })();
+    expect((db.prepare(`SELECT ts FROM events WHERE kind = 'tx' ORDER BY ts`).all() as { ts: number }[]).map((r) => r.ts)).toEqual([1, 2, 4, 6, 7, 9]);
+    // An empty transaction and one that throws before anything was sent leave nothing behind.
+    db.transaction(() => undefined)();
+    expect(() => db.transaction(() => { add.run(10); throw new Error('early'); })()).toThrow('early');
+    expect(count()).toBe(6);
+    expect(db.inTransaction).toBe(false);
   });
 
   it('writes inside a transaction: read back inside it, counted, and hostile text and bytes stored as given', () => {

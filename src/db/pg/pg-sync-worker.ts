@@ -26,6 +26,8 @@ interface Request {
   params?: unknown[];
   /** Writes queued inside the transaction, run first as one multi-statement round trip. */
   pending?: { sql: string; params: unknown[] }[];
+  /** The transaction's BEGIN, not sent yet: first, with `pending` when there is any. */
+  begin?: boolean;
 }
 
 const { url, signal, port, statementTimeoutMs, connectTimeoutMs } = workerData as {
@@ -116,12 +118,13 @@ function current(): pg.Client {
  * with its parameters inlined as literals (pg's escapeLiteral for text, decode(hex) for bytea). Returns rows changed
  * per statement. An error stops at the failing statement and aborts the transaction, like a single one.
  */
-async function runPending(items: { sql: string; params: unknown[] }[]): Promise<number[]> {
+async function runPending(items: { sql: string; params: unknown[] }[], begin: boolean): Promise<number[]> {
   const c = current();
-  const text = items.map((i) => inline(i.sql, i.params, c)).join(';\n');
+  const text = (begin ? ['BEGIN'] : []).concat(items.map((i) => inline(i.sql, i.params, c))).join(';\n');
+  if (begin) txGeneration = generation;
   const res = (await c.query(text)) as unknown as pg.QueryResult | pg.QueryResult[];
   const list = Array.isArray(res) ? res : [res];
-  return list.map((r) => r.rowCount ?? 0);
+  return list.slice(begin ? 1 : 0).map((r) => r.rowCount ?? 0);
 }
 
 /** `$N` -> the literal of params[N-1], outside quotes and comments (the SQL came from PgSyncStatement's translation). */
@@ -238,9 +241,13 @@ port.on('message', (req: Request) => {
     let reply: Record<string, unknown>;
     let pendingChanges: number[] | undefined;
     try {
+      if (req.begin && !req.pending?.length) {
+        await current().query('BEGIN');
+        txGeneration = generation;
+      }
       if (req.pending?.length) {
         try {
-          pendingChanges = await runPending(req.pending);
+          pendingChanges = await runPending(req.pending, req.begin === true);
         } catch (err) {
           // The COMMIT that carried them will not run: end the transaction here, or the connection stays in
           // an aborted one and every later statement fails.

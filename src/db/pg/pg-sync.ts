@@ -38,6 +38,8 @@ export class PgSyncDatabase implements Database {
   private depth = 0;
   /** Writes (`run`) inside a transaction not yet sent: they go with the next round trip. */
   private pending: Deferred[] = [];
+  /** A BEGIN not sent yet: it goes first with the transaction's first round trip. */
+  private beginQueued = false;
   private readonly waitMs: number;
   open = true;
 
@@ -80,9 +82,12 @@ export class PgSyncDatabase implements Database {
 
   transaction<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
     return (...args: A): R => {
+      // BEGIN and SAVEPOINT travel with the transaction's first round trip, RELEASE with a later one: a
+      // mutation nested in a tick costs no round trip of its own (issue 13: a mass outage nests one per device).
       const savepoint = this.depth > 0 ? `xcare_sp_${this.depth}` : null;
-      if (savepoint) this.call({ kind: 'exec', sql: `SAVEPOINT ${savepoint}` });
-      else this.call({ kind: 'begin' });
+      const marker: Deferred | undefined = savepoint ? { sql: `SAVEPOINT ${savepoint}`, params: [], changes: undefined } : undefined;
+      if (marker) this.pending.push(marker);
+      else this.beginQueued = true;
       this.depth++;
       let result: R;
       try {
@@ -92,21 +97,47 @@ export class PgSyncDatabase implements Database {
         }
       } catch (err) {
         this.depth--;
-        // Queued writes since the savepoint (or the BEGIN) are undone anyway: not sent.
-        this.pending = [];
-        try {
-          if (savepoint) this.call({ kind: 'exec', sql: `ROLLBACK TO SAVEPOINT ${savepoint}` });
-          else this.call({ kind: 'rollback' });
-        } catch {
-          // The original error says more; a lost connection has rolled back already.
-        }
+        this.undo(marker, savepoint);
         throw err;
       }
       this.depth--;
-      if (savepoint) this.call({ kind: 'exec', sql: `RELEASE SAVEPOINT ${savepoint}` });
+      if (savepoint) this.pending.push({ sql: `RELEASE SAVEPOINT ${savepoint}`, params: [], changes: undefined });
+      else if (this.beginQueued && this.pending.length === 0) this.beginQueued = false; // nothing was written or read
       else this.call({ kind: 'commit' });
       return result;
     };
+  }
+
+  /**
+   * Undo a transaction (no `marker`) or a savepoint whose function threw. What was never sent is dropped
+   * without a round trip; otherwise ROLLBACK (TO SAVEPOINT) goes to the server. Errors of the undo itself are
+   * swallowed: the function's error says more, and a lost connection has rolled back already.
+   */
+  private undo(marker: Deferred | undefined, savepoint: string | null): void {
+    if (marker) {
+      const at = this.pending.indexOf(marker);
+      if (at >= 0) {
+        this.pending.length = at;
+        return;
+      }
+      this.pending = [];
+      try {
+        this.call({ kind: 'exec', sql: `ROLLBACK TO SAVEPOINT ${savepoint}` });
+      } catch {
+        // see above
+      }
+      return;
+    }
+    this.pending = [];
+    if (this.beginQueued) {
+      this.beginQueued = false;
+      return;
+    }
+    try {
+      this.call({ kind: 'rollback' });
+    } catch {
+      // see above
+    }
   }
 
   close(): this {
@@ -128,8 +159,15 @@ export class PgSyncDatabase implements Database {
     const id = ++this.seq;
     const pending = this.pending;
     if (pending.length > 0) this.pending = [];
+    const begin = this.beginQueued;
+    this.beginQueued = false;
     Atomics.store(this.flag, 0, 0);
-    this.port.postMessage({ ...req, id, ...(pending.length > 0 ? { pending: pending.map((p) => ({ sql: p.sql, params: p.params })) } : {}) });
+    this.port.postMessage({
+      ...req,
+      id,
+      ...(begin ? { begin } : {}),
+      ...(pending.length > 0 ? { pending: pending.map((p) => ({ sql: p.sql, params: p.params })) } : {}),
+    });
     const deadline = performance.now() + waitMs;
     for (;;) {
       const reply = this.take(id);
