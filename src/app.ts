@@ -14,7 +14,7 @@ import { XcareError } from './errors.js';
 import { createMetricsRegistry, createIngestMetrics } from './metrics/metrics.js';
 import { DeviceRegistry } from './registry/device-registry.js';
 import { KEY_FILE, loadTokenKey } from './registry/device-token.js';
-import { checkTokenKey } from './registry/token-key-check.js';
+import { checkTokenKey, requireTokenKeyFile } from './registry/token-key-check.js';
 import type { DeviceRecord } from './registry/types.js';
 import { DeviceStateWriter } from './ingest/device-state-writer.js';
 import { DeviceMessageIngest } from './ingest/device-message-ingest.js';
@@ -160,6 +160,7 @@ export class App {
         })
       : undefined;
 
+    requireTokenKeyFile(this.db, join(dataDir, KEY_FILE));
     const tokenKey = loadTokenKey(dataDir, log);
     // Before anything else is written: an instance with another key would refuse every device (issue 13).
     checkTokenKey(this.db, tokenKey, join(dataDir, KEY_FILE));

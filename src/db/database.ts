@@ -5,6 +5,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import { migrations, type Migration } from './migrations/index.js';
+import { refuseNewerSchema } from './schema-version.js';
 
 /** The embedded engine's connection (better-sqlite3). */
 export type SqliteDatabase = BetterSqlite3.Database;
@@ -80,6 +81,7 @@ export function migrate(db: SqliteDatabase, list: readonly Migration[]): void {
   const applied = new Set(
     (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
   );
+  refuseNewerSchema(applied, list);
   const sorted = [...list].sort((a, b) => a.version - b.version);
   for (const m of sorted) {
     if (applied.has(m.version)) continue;

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ctl, eventually, startDaemon, type Daemon, type RunningProcess } from '../helpers/processes.js';
 import { startMosquitto, type RunningMosquitto } from '../helpers/mosquitto.js';
@@ -57,6 +57,11 @@ describe.skipIf(missing.length > 0 || !PG_URL)('end to end: a cluster on two hos
   });
 
   it('an instance with its own device-token key refuses to start and names the key file; with the key copied it joins', async () => {
+    // No key file: refused before one is generated (the data dir gets none).
+    await expect(startDaemon(dirB, yaml('hb'), undefined, env())).rejects.toThrow(/device-token\.key does not exist, but this store's devices were provisioned with device-token key/);
+    expect(existsSync(join(dirB, 'device-token.key'))).toBe(false);
+    // Another key: refused, naming the file.
+    writeFileSync(join(dirB, 'device-token.key'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
     await expect(startDaemon(dirB, yaml('hb'), undefined, env())).rejects.toThrow(/device-token\.key is not the device-token key this store's devices were provisioned with/);
     copyFileSync(join(dirA, 'device-token.key'), join(dirB, 'device-token.key'));
     b = await startDaemon(dirB, yaml('hb'), undefined, env());

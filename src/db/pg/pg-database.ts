@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { pgMigrations, type PgMigration } from './pg-migrations.js';
+import { refuseNewerSchema } from '../schema-version.js';
 
 export type PgPool = pg.Pool;
 
@@ -51,6 +52,7 @@ export async function migratePg(pool: PgPool, list: readonly PgMigration[]): Pro
     if (!CREATE_RACE_CODES.has(String((err as { code?: unknown }).code))) throw err;
   }
   const applied = new Set((await pool.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+  refuseNewerSchema(applied, list);
   for (const m of [...list].sort((a, b) => a.version - b.version)) {
     if (applied.has(m.version)) continue;
     const client = await pool.connect();
