@@ -21,7 +21,8 @@ parentPort!.on('message', (msg: { rows?: StateRow[]; close?: boolean }) => {
       try {
         writer.write(msg.rows.slice(i, i + chunkRows));
       } catch (err) {
-        parentPort!.postMessage({ error: (err as Error).message, rows: Math.min(chunkRows, msg.rows.length - i) });
+        // The rows go back to the writer, which retries them at its next flush.
+        parentPort!.postMessage({ error: (err as Error).message, failed: msg.rows.slice(i, i + chunkRows) });
       }
     }
     parentPort!.postMessage({ written: msg.rows.length });

@@ -114,8 +114,10 @@ export class DeviceStateWriter {
     // Under a TypeScript test runner only the .ts source exists: write in-process there.
     if (this.deps.worker && existsSync(workerScript)) {
       this.worker = new Worker(workerScript, { workerData: { ...this.deps.worker, chunkRows: this.deps.chunkRows ?? 250 } });
-      this.worker.on('message', (msg: { error?: string; rows?: number }) => {
-        if (msg.error) this.deps.log.error({ err: { message: msg.error }, devices: msg.rows }, 'device state write failed');
+      this.worker.on('message', (msg: { error?: string; failed?: StateRow[] }) => {
+        if (!msg.error) return;
+        this.deps.log.error({ err: { message: msg.error }, devices: msg.failed?.length }, 'device state write failed; retried at the next flush');
+        if (msg.failed) this.restore(msg.failed);
       });
       this.worker.on('error', (err) => this.deps.log.error({ err }, 'device state writer worker failed'));
       this.worker.unref();
@@ -254,8 +256,42 @@ export class DeviceStateWriter {
     try {
       this.rowWriter!.write(rows);
     } catch (err) {
-      // A device deleted between receive and flush violates the foreign key; keep the rest.
-      this.deps.log.error({ err, devices: rows.length }, 'device state flush failed');
+      this.deps.log.error({ err, devices: rows.length }, 'device state flush failed; retried at the next flush');
+      this.restore(rows);
+    }
+  }
+
+  /**
+   * Rows whose write failed (a lock or statement timeout, the store unreachable) go back into their slots, so
+   * the next flush writes them again (durability: a failed step is retried, never dropped). What arrived since
+   * wins: a newer whole row stays, the failed beats' count is added, a newer connection state stays. A device
+   * no longer known (revoked and gone) is dropped.
+   */
+  private restore(rows: readonly StateRow[]): void {
+    for (const row of rows) {
+      const slot = this.slots.get(row[0]);
+      if (!slot) continue;
+      if (row.length === 2) {
+        slot.connected ??= row[1] === 1;
+      } else {
+        const [, receivedAt, seq] = row;
+        if (receivedAt > slot.receivedAt) {
+          slot.receivedAt = receivedAt;
+          slot.seq = seq;
+        }
+        if (row.length === 4) {
+          slot.count += row[3];
+          if (slot.rowJson === undefined) slot.alive = true;
+        } else {
+          slot.count += row[9];
+          // No newer whole row since: the slot's fields are still the failed row's; write it again.
+          if (slot.rowJson === undefined) {
+            slot.rowJson = row[8];
+            slot.alive = false;
+          }
+        }
+      }
+      this.dirty.add(slot);
     }
   }
 

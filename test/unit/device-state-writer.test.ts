@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { join } from 'node:path';
-import { openDatabase, type Database } from '../../src/db/database.js';
+import BetterSqlite3 from 'better-sqlite3';
+import { openDatabase, type Database, type SqliteDatabase } from '../../src/db/database.js';
 import { DeviceRegistry } from '../../src/registry/device-registry.js';
 import { parseDeviceInput } from '../../src/registry/device-input.js';
 import { DeviceStateWriter } from '../../src/ingest/device-state-writer.js';
@@ -47,6 +48,25 @@ describe('DeviceStateWriter refreshMs', () => {
     await writer.stop();
     db.close();
     dir.cleanup();
+  });
+
+  it('a flush that fails (the store locked past its busy timeout) is written again at the next one: no beat, count or connection lost', () => {
+    (db as SqliteDatabase).pragma('busy_timeout = 10');
+    writer.heartbeat('gw-1', hb(1), clock.now());
+    clock.advance(500);
+    expect(row()).toMatchObject({ seq: 1, n: 1 });
+    // Another connection holds the write lock; a new version (a whole row) and a connection change arrive.
+    const other = new BetterSqlite3(join(dir.path, 'x.db'));
+    other.exec('BEGIN IMMEDIATE');
+    writer.heartbeat('gw-1', hb(2, { softwareVersion: '2.4.0' }), clock.now());
+    writer.connected('gw-1', false);
+    clock.advance(500);
+    expect(writer.pendingCount()).toBe(1);
+    other.exec('COMMIT');
+    other.close();
+    clock.advance(500);
+    expect(row()).toMatchObject({ seq: 2, v: '2.4.0', n: 2, connected: 0 });
+    expect(writer.pendingCount()).toBe(0);
   });
 
   it('writes the first heartbeat at the next flush, then liveness-only ones only after refreshMs/2 to refreshMs, counting all', () => {
