@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Config } from '../config/schema.js';
 import { LeaderElector, type LeadershipView } from './leader-elector.js';
 import { SqliteLeaseStore, type LeaseStore } from './lease-store.js';
+import { refuseDuplicateInstance } from './instance-id.js';
 import { RegistryFollower } from './registry-follower.js';
 import { SecurityRelay, type RelayedSignal } from './security-relay.js';
 
@@ -71,7 +72,8 @@ export class Cluster {
    * Follow the other instances' changes (registry, security signals): call right after the store opens,
    * before the registry loads, so a change committed between the two is re-read, never missed.
    */
-  follow(): void {
+  async follow(): Promise<void> {
+    await refuseDuplicateInstance({ store: this.store, clock: this.deps.clock, log: this.deps.log, instanceId: this.deps.instanceId, renewMs: this.deps.config.renewS * 1000 });
     this.follower.start();
     this.relay.start();
   }

@@ -3,6 +3,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import { XcareError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { LEADER_LEASE } from './leader-elector.js';
+import { refuseDuplicateInstance } from './instance-id.js';
 import type { LeaseStore } from './lease-store.js';
 
 /**
@@ -40,6 +41,7 @@ export class SoleInstance {
   /** Resolves once this instance holds the lease; throws STORE_IN_USE when another keeps it for a whole lease. */
   async claim(): Promise<void> {
     const { clock, leaseMs, renewMs, store, instanceId, log } = this.deps;
+    await refuseDuplicateInstance(this.deps);
     const held = await store.read(LEADER_LEASE);
     if (held && held.expiresAt > clock.now() && held.holder !== instanceId && deadOnThisHost(held.holder)) {
       await store.release(LEADER_LEASE, held.holder, held.token);

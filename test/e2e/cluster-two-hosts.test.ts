@@ -99,4 +99,16 @@ describe.skipIf(missing.length > 0 || !PG_URL)('end to end: a cluster on two hos
     // It waited for a lease to pass (a crashed predecessor's would have expired), not forever.
     expect(Date.now() - started).toBeLessThan(20_000);
   }, 60_000);
+
+  it('a second process with an instance id already renewing the lease refuses to start (INSTANCE_ID_IN_USE)', async () => {
+    const dirD = join(dir.path, 'host-d');
+    mkdirSync(dirD, { recursive: true });
+    copyFileSync(join(dirA, 'device-token.key'), join(dirD, 'device-token.key'));
+    await expect(startDaemon(dirD, 'cluster: { instanceId: ha, leaseS: 3, renewS: 1 }\n', undefined, { XCARE_DATABASE_URL: storeUrl })).rejects.toThrow(
+      /another xcared runs with the instance id ha/,
+    );
+    // The leader it would have doubled is untouched.
+    const ready = (await (await fetch(`${a.url}/readyz`)).json()) as { cluster: { leader: boolean } };
+    expect(ready.cluster.leader).toBe(true);
+  }, 60_000);
 });
