@@ -239,9 +239,16 @@ describe.skipIf(!PG_URL)('PgSyncDatabase: PostgreSQL failing under it', () => {
     expect(() =>
       db.transaction(() => {
         add.run(1);
-        // Another session kills ours mid-transaction (a failover of the database, a network cut).
+        // A read sends BEGIN and the first write: the transaction is open on the server now.
+        expect(db.prepare(`SELECT COUNT(*) AS n FROM events WHERE kind = 'lost'`).get()).toEqual({ n: 1 });
+        // Another session kills ours mid-transaction (a failover of the database, a network cut), and waits
+        // until it is gone (pg_terminate_backend only signals it).
         const killer = new PgSyncDatabase(url);
         killer.prepare('SELECT pg_terminate_backend(?)').get(pid);
+        const deadline = Date.now() + 10_000;
+        while (killer.prepare('SELECT 1 AS alive FROM pg_stat_activity WHERE pid = ?').get(pid) && Date.now() < deadline) {
+          // polling the catalogue: the backend exits within milliseconds
+        }
         killer.close();
         add.run(2);
       })(),
