@@ -37,6 +37,12 @@ export interface Database {
   exec(sql: string): unknown;
   transaction<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
   close(): unknown;
+  /**
+   * PostgreSQL only: the next id of `table`'s identity column, reserved ahead in blocks, so an INSERT can name
+   * its id instead of reading it back with RETURNING (one round trip per row saved). Undefined on SQLite, where
+   * RETURNING costs nothing: callers use it when present.
+   */
+  reserveId?(table: string): number;
 }
 
 /**

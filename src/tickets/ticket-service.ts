@@ -408,14 +408,22 @@ export class TicketService implements ConditionSink {
       const gw = gwId === undefined ? undefined : ws.get(gwId);
       if (gw && (gw.kind === 'gateway_loss' || gw.covers.includes(subject))) coveringGateway = gw.id;
     }
-    const last = this.sql
-      .prepare(`SELECT * FROM tickets WHERE family = ? AND subject = ? AND origin = 'auto' ORDER BY id DESC LIMIT 1`)
-      .get(ticketFamily(kind), subject) as TicketRow | undefined;
+    // One query for the three facts (on PostgreSQL each query is a round trip of the event loop, and a mass
+    // outage asks this once per device): the newest automatic ticket of this family and subject, how many
+    // automatic tickets the subject opened today, and its newest automatic ticket of any family.
+    const row = this.sql
+      .prepare(
+        `SELECT t.*,
+           (SELECT COUNT(*) FROM tickets WHERE subject = @subject AND day_key = @day AND origin = 'auto') AS opened_today,
+           (SELECT id FROM tickets WHERE subject = @subject AND origin = 'auto' ORDER BY id DESC LIMIT 1) AS newest_id
+         FROM (SELECT 1 AS one) AS one
+         LEFT JOIN (SELECT * FROM tickets WHERE family = @family AND subject = @subject AND origin = 'auto' ORDER BY id DESC LIMIT 1) AS t ON TRUE`,
+      )
+      .get({ family: ticketFamily(kind), subject, day: utcDay(ws.now) }) as (TicketRow & { opened_today: number; newest_id: number | null; one?: number }) | undefined;
+    const last = row && row.id !== null && row.id !== undefined ? (row as TicketRow) : undefined;
     const lastTicket = last && last.status === 'resolved' && last.resolved_at !== null ? fromRow(last) : null;
-    const openedToday = (
-      this.sql.prepare(`SELECT COUNT(*) AS n FROM tickets WHERE subject = ? AND day_key = ? AND origin = 'auto'`).get(subject, utcDay(ws.now)) as { n: number }
-    ).n;
-    const newest = this.sql.prepare(`SELECT id FROM tickets WHERE subject = ? AND origin = 'auto' ORDER BY id DESC LIMIT 1`).get(subject) as { id: number } | undefined;
+    const openedToday = Number(row?.opened_today ?? 0);
+    const newest = row?.newest_id !== null && row?.newest_id !== undefined ? { id: Number(row.newest_id) } : undefined;
     return {
       existing: null,
       coveringGateway,

@@ -47,13 +47,23 @@ export class WorkingSet {
 
   insert(t: Omit<Ticket, 'id'>): Ticket {
     const params = toParams(t);
-    // RETURNING, not lastInsertRowid: portable to PostgreSQL (src/db/pg/pg-sync.ts).
-    const row = this.db
-      .prepare(`INSERT INTO tickets (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')}) RETURNING id`)
-      .get(params) as { id: number };
-    const ticket = { ...t, id: Number(row.id) } as Ticket;
+    const ticket = { ...t, id: this.insertRow('tickets', COLUMNS, params) } as Ticket;
     this.changed.set(ticket.id, ticket);
     return ticket;
+  }
+
+  /**
+   * INSERT one row and return its id: named ahead where the store reserves ids (PostgreSQL: the write is then
+   * queued with the transaction, no round trip), else read back with RETURNING (SQLite, where that is free).
+   */
+  private insertRow(table: string, columns: readonly string[], params: Record<string, unknown>): number {
+    const id = this.db.db.reserveId?.(table);
+    if (id !== undefined) {
+      this.db.prepare(`INSERT INTO ${table} (id, ${columns.join(', ')}) VALUES (@id, ${columns.map((c) => '@' + c).join(', ')})`).run({ ...params, id });
+      return id;
+    }
+    const row = this.db.prepare(`INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map((c) => '@' + c).join(', ')}) RETURNING id`).get(params) as { id: number };
+    return Number(row.id);
   }
 
   save(t: Ticket): void {
@@ -66,10 +76,7 @@ export class WorkingSet {
   event(t: Ticket, type: TicketEventType, data: Record<string, unknown> = {}): void {
     const actor = this.actor;
     if (actor !== undefined) data = { ...data, actor };
-    const row = this.db
-      .prepare('INSERT INTO ticket_events (ticket_id, ts, type, data) VALUES (?, ?, ?, ?) RETURNING id')
-      .get(t.id, this.now, type, JSON.stringify(data)) as { id: number };
-    const eventId = Number(row.id);
+    const eventId = this.insertRow('ticket_events', ['ticket_id', 'ts', 'type', 'data'], { ticket_id: t.id, ts: this.now, type, data: JSON.stringify(data) });
     const ts = new Date(this.now).toISOString();
     this.outbox.enqueue(t.id, type, { event: { id: eventId, type, ts, data }, ticket: this.view(t) }, `xcare-ticket-${t.id}-event-${eventId}`);
     this.events++;

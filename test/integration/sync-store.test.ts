@@ -153,6 +153,21 @@ describe.each(syncEngines())('the synchronous store on $name', (engine) => {
     expect(db.inTransaction).toBe(false);
   });
 
+  it('reserved ids (PostgreSQL) increase, and rows inserted with them coexist with ids the table gives itself', () => {
+    const reserve = db.reserveId?.bind(db);
+    if (!reserve) return; // SQLite: RETURNING is free there, nothing is reserved
+    const a = reserve('events');
+    const b = reserve('events');
+    expect(b).toBeGreaterThan(a);
+    db.transaction(() => {
+      db.prepare(`INSERT INTO events (id, ts, kind) VALUES (?, 1, 'named')`).run(a);
+      db.prepare(`INSERT INTO events (id, ts, kind) VALUES (?, 2, 'named')`).run(b);
+    })();
+    const own = db.prepare(`INSERT INTO events (ts, kind) VALUES (3, 'own') RETURNING id`).get() as { id: number };
+    expect(own.id).toBeGreaterThan(b);
+    expect(() => reserve('events; DROP TABLE events')).toThrow(/not a table name/);
+  });
+
   it('refuses a transaction function that returns a promise', () => {
     expect(() => db.transaction(() => Promise.resolve(1))()).toThrow(/promise/);
   });
