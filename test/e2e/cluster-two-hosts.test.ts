@@ -65,8 +65,13 @@ describe.skipIf(missing.length > 0 || !PG_URL)('end to end: a cluster on two hos
     await expect(startDaemon(dirB, yaml('hb'), undefined, env())).rejects.toThrow(/device-token\.key is not the device-token key this store's devices were provisioned with/);
     copyFileSync(join(dirA, 'device-token.key'), join(dirB, 'device-token.key'));
     b = await startDaemon(dirB, yaml('hb'), undefined, env());
-    const ready = (await (await fetch(`${b.url}/readyz`)).json()) as { cluster: { leader: boolean; holder: string } };
-    expect(ready.cluster).toMatchObject({ leader: false, holder: 'ha' });
+    // Ready before its first election attempt has read the lease: wait for it (a loaded CI box is slow).
+    const b0 = b;
+    const cluster = await eventually(async () => {
+      const ready = (await (await fetch(`${b0.url}/readyz`)).json()) as { cluster: { leader: boolean; holder: string | null } };
+      return ready.cluster.holder !== null ? ready.cluster : undefined;
+    }, 15_000, 'hb has read the lease');
+    expect(cluster).toMatchObject({ leader: false, holder: 'ha' });
   }, 60_000);
 
   it('an agent downloads a patch from the instance whose data dir never had the artifact, and installs it', async () => {
