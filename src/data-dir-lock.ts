@@ -70,6 +70,14 @@ function holderRuns(pid: number, recorded: string | undefined): boolean {
 }
 
 /**
+ * Whether process `pid` runs on this host (not gone, not a zombie waiting to be reaped): the check the pid file
+ * uses, for other holders named by pid (a store lease held under a default `<hostname>-<pid>` instance id).
+ */
+export function processRuns(pid: number): boolean {
+  return holderRuns(pid, undefined);
+}
+
+/**
  * Takes `<dataDir>/xcared.pid` for this process, as Mosquitto's `pid_file` does, so that two embedded
  * daemons never run one store: two evaluators, schedulers and helpdesk senders on one SQLite file would
  * open tickets and send offers twice (found by a new user: both answered /readyz 200). A file left by a

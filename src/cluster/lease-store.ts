@@ -1,5 +1,7 @@
 import type { Database } from '../db/database.js';
 import type { PgPool } from '../db/pg/pg-database.js';
+// The statements are written once with PostgreSQL's `$N`; better-sqlite3 binds them as named `@pN`.
+import { forSqlite, named } from '../db/pg/sql-runner.js';
 
 /** A lease as stored: who holds it, in which term (the fencing token), until when (ms since the epoch). */
 export interface Lease {
@@ -49,15 +51,6 @@ interface LeaseRow {
 function toLease(row: LeaseRow): Lease {
   // pg returns BIGINT as a string; both engines' values fit a double (ms timestamps, term counters).
   return { holder: row.holder, token: Number(row.token), expiresAt: Number(row.expires_at) };
-}
-
-/** The statements are written once with PostgreSQL's `$N`; better-sqlite3 binds them as named `@pN`. */
-function forSqlite(sql: string): string {
-  return sql.replace(/\$(\d+)/g, '@p$1');
-}
-
-function named(values: unknown[]): Record<string, unknown> {
-  return Object.fromEntries(values.map((v, i) => [`p${i + 1}`, v]));
 }
 
 /** The lease on the embedded SQLite store (several daemons on one host sharing its data dir, and tests). */

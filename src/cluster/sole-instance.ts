@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { processRuns } from '../data-dir-lock.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import { XcareError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -101,16 +102,11 @@ export class SoleInstance {
   }
 }
 
-/** Whether `holder` is a default instance id (`<hostname>-<pid>`) of this host whose process is gone. */
+/** Whether `holder` is a default instance id (`<hostname>-<pid>`) of this host whose process is gone (or a zombie). */
 export function deadOnThisHost(holder: string): boolean {
   const prefix = `${hostname()}-`;
   if (!holder.startsWith(prefix)) return false;
   const pid = Number(holder.slice(prefix.length));
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
+  return !processRuns(pid);
 }

@@ -27,7 +27,8 @@ export function forSqlite(sql: string): string {
   return sql.replace(/\$(\d+)/g, '@p$1');
 }
 
-function named(values: readonly unknown[]): Record<string, unknown> {
+/** `[a, b]` -> `{ p1: a, p2: b }`: the values of a statement passed through forSqlite. */
+export function named(values: readonly unknown[]): Record<string, unknown> {
   return Object.fromEntries(values.map((v, i) => [`p${i + 1}`, v]));
 }
 
