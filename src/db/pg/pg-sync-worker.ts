@@ -2,6 +2,7 @@ import { workerData, type MessagePort } from 'node:worker_threads';
 import pg from 'pg';
 import { migratePg } from './pg-database.js';
 import { pgMigrations } from './pg-migrations.js';
+import { mapSqlCode } from './sql-scan.js';
 
 /**
  * The worker thread behind `PgSyncDatabase` (src/db/pg/pg-sync.ts): it owns one PostgreSQL connection and
@@ -129,30 +130,7 @@ async function runPending(items: { sql: string; params: unknown[] }[], begin: bo
 
 /** `$N` -> the literal of params[N-1], outside quotes and comments (the SQL came from PgSyncStatement's translation). */
 function inline(sql: string, params: unknown[], c: pg.Client): string {
-  let out = '';
-  let i = 0;
-  while (i < sql.length) {
-    const ch = sql[i]!;
-    if (ch === "'" || ch === '"') {
-      let j = i + 1;
-      while (j < sql.length && !(sql[j] === ch && sql[j + 1] !== ch)) j += sql[j] === ch ? 2 : 1;
-      out += sql.slice(i, j + 1);
-      i = j + 1;
-    } else if (ch === '-' && sql[i + 1] === '-') {
-      const end = sql.indexOf('\n', i);
-      const stop = end < 0 ? sql.length : end;
-      out += sql.slice(i, stop);
-      i = stop;
-    } else if (ch === '$' && /[0-9]/.test(sql[i + 1] ?? '')) {
-      const m = /^[0-9]+/.exec(sql.slice(i + 1))!;
-      out += literal(params[Number(m[0]) - 1], c);
-      i += 1 + m[0].length;
-    } else {
-      out += ch;
-      i++;
-    }
-  }
-  return out;
+  return mapSqlCode(sql, (part) => part.replace(/\$([0-9]+)/g, (_m: string, n: string) => literal(params[Number(n) - 1], c)));
 }
 
 function literal(v: unknown, c: pg.Client): string {

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Database, RunResult, Statement } from '../database.js';
+import { mapSqlCode } from './sql-scan.js';
 
 /**
  * The synchronous store API of the daemon (`Database`, the subset of better-sqlite3 it uses: `prepare` with
@@ -357,66 +358,36 @@ function value(v: unknown): unknown {
  * by its lower-case form (the key PostgreSQL returns for an unquoted alias).
  */
 export function translate(sql: string): { text: string; names: string[]; positional: number; keyCase: Map<string, string> } {
-  let out = '';
   let positional = 0;
-  const names: string[] = [];
   const keyCase = new Map<string, string>();
-  const named: { at: number; name: string }[] = [];
-  let i = 0;
-  while (i < sql.length) {
-    const c = sql[i]!;
-    if (c === "'" || c === '"') {
-      const end = closing(sql, i, c);
-      out += sql.slice(i, end);
-      i = end;
-    } else if (c === '-' && sql[i + 1] === '-') {
-      const end = sql.indexOf('\n', i);
-      const stop = end < 0 ? sql.length : end;
-      out += sql.slice(i, stop);
-      i = stop;
-    } else if (c === '?') {
-      out += `$${++positional}`;
-      i++;
-    } else if (c === '@' && /[A-Za-z_]/.test(sql[i + 1] ?? '')) {
-      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(sql.slice(i + 1))!;
-      named.push({ at: out.length, name: m[0] });
-      out += '\u0000';
-      i += 1 + m[0].length;
-    } else if (/[A-Za-z_]/.test(c)) {
-      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(sql.slice(i))!;
-      if (m[0] !== m[0].toLowerCase()) keyCase.set(m[0].toLowerCase(), m[0]);
-      out += m[0];
-      i += m[0].length;
-    } else {
-      out += c;
-      i++;
-    }
-  }
+  const named: string[] = [];
+  // Names get their numbers after every `?`: marked first (U+0000, never in our SQL), numbered below.
+  const marked = mapSqlCode(sql, (part) =>
+    part.replace(/\?|@([A-Za-z_][A-Za-z0-9_]*)|[A-Za-z_][A-Za-z0-9_]*/g, (m: string, name: string | undefined) => {
+      if (m === '?') return `$${++positional}`;
+      if (name !== undefined) {
+        named.push(name);
+        return '\u0000';
+      }
+      if (m !== m.toLowerCase()) keyCase.set(m.toLowerCase(), m);
+      return m;
+    }),
+  );
   // Keywords come back as column keys only as aliases; drop the ones that are SQL words, not names.
   for (const k of [...keyCase.keys()]) if (SQL_WORDS.has(k)) keyCase.delete(k);
-  if (named.length) {
-    let text = '';
-    let last = 0;
-    for (const n of named) {
-      let index = names.indexOf(n.name);
-      if (index < 0) index = names.push(n.name) - 1;
-      text += out.slice(last, n.at) + `$${positional + index + 1}`;
-      last = n.at + 1;
-    }
-    out = text + out.slice(last);
-  }
-  return { text: out, names, positional, keyCase };
-}
-
-function closing(sql: string, start: number, quote: string): number {
-  let i = start + 1;
-  while (i < sql.length) {
-    if (sql[i] === quote) {
-      if (sql[i + 1] === quote) i += 2;
-      else return i + 1;
-    } else i++;
-  }
-  return sql.length;
+  const names: string[] = [];
+  let next = 0;
+  const text = named.length
+    ? mapSqlCode(marked, (part) =>
+        part.replace(/\u0000/g, () => {
+          const name = named[next++]!;
+          let index = names.indexOf(name);
+          if (index < 0) index = names.push(name) - 1;
+          return `$${positional + index + 1}`;
+        }),
+      )
+    : marked;
+  return { text, names, positional, keyCase };
 }
 
 const SQL_WORDS = new Set(
